@@ -1,0 +1,3 @@
+//! `hive-smallfiles-exporter` binary.
+
+fn main() {}
