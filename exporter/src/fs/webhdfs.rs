@@ -70,3 +70,30 @@ pub struct WebHdfsMetrics {
     /// `hive_hdfs_up{cluster, namenode}`: 1 when the NameNode answered its last request.
     pub up: Family<NameNodeLabels, Gauge>,
 }
+
+// STUB: replaced by the real client.
+/// WebHDFS client.
+#[derive(Debug)]
+pub struct WebHdfs;
+impl WebHdfs {
+    /// Builds.
+    pub fn new(_cfg: WebHdfsConfig, _m: WebHdfsMetrics) -> Result<Self, crate::fs::FsError> {
+        Ok(Self)
+    }
+}
+#[async_trait::async_trait]
+impl crate::fs::FileSystem for WebHdfs {
+    async fn list_status(
+        &self,
+        path: &str,
+        _sink: &mut crate::fs::PageSink<'_>,
+    ) -> Result<(), crate::fs::FsError> {
+        Err(crate::fs::FsError::NotFound { path: path.into() })
+    }
+    async fn file_status(&self, path: &str) -> Result<crate::fs::FileStatus, crate::fs::FsError> {
+        Err(crate::fs::FsError::NotFound { path: path.into() })
+    }
+    async fn probe(&self) -> Vec<crate::fs::EndpointProbe> {
+        vec![]
+    }
+}

@@ -209,3 +209,22 @@ pub struct MetastoreSnapshot {
     /// Tables of the selected catalogs, ordered by (catalog, database, name).
     pub tables: Vec<TableMeta>,
 }
+
+// STUB: replaced by the real reader.
+/// MetaStore reader.
+#[derive(Debug)]
+pub struct Metastore;
+impl Metastore {
+    /// Connects.
+    pub async fn connect(_cfg: &MetastoreConfig) -> Result<Self, MetastoreError> {
+        Err(MetastoreError::Connection("stub".into()))
+    }
+    /// Reads everything.
+    pub async fn read_snapshot(&self) -> Result<MetastoreSnapshot, MetastoreError> {
+        Err(MetastoreError::Connection("stub".into()))
+    }
+    /// Probes.
+    pub async fn probe(&self) -> Result<SchemaInfo, MetastoreError> {
+        Err(MetastoreError::Connection("stub".into()))
+    }
+}

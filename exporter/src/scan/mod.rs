@@ -1,0 +1,553 @@
+//! One scan of one cluster: MetaStore snapshot, then directory listings with bounded
+//! concurrency, folded into an immutable [`ClusterSnapshot`].
+//!
+//! Data flow: [`ClusterScanner::scan`] reads all tables (one MetaStore pass), decides per
+//! table whether it is listed ([`plan_table`], pure), lists every partition's parent directory
+//! once to learn the partitions' mtimes, walks the partition directories ([`walk`]) reusing
+//! unchanged ones from the previous scan, and sums up per table. One failing table or
+//! partition is counted and never fails the scan; a MetaStore failure or the scan timeout
+//! fails the scan and keeps the previous tables.
+
+pub mod aggregate;
+pub mod walk;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ClusterConfig, StorageConfig};
+use crate::fs::local::LocalFs;
+use crate::fs::webhdfs::{WebHdfs, WebHdfsMetrics};
+use crate::fs::{
+    EntryKind, FileSystem, FsError, LocationScheme, ResolvedLocation, parent_path, resolve_location,
+};
+use crate::metastore::{
+    FileFormat, Metastore, MetastoreError, MetastoreSnapshot, NotScannedReason, TableMeta,
+};
+use crate::snapshot::{ClusterSnapshot, ScanSummary, TableResults, TableStats};
+
+use aggregate::{FileCounts, excess_files};
+use walk::{DirCache, walk_tree};
+
+/// Errors that stop a whole scan.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The MetaStore could not be read.
+    #[error(transparent)]
+    Metastore(#[from] MetastoreError),
+    /// The filesystem client could not be built.
+    #[error("storage: {0}")]
+    Storage(#[from] FsError),
+    /// The scan ran longer than `scan_timeout`.
+    #[error("scan timed out after {0:?}")]
+    Timeout(Duration),
+    /// Shutdown was requested.
+    #[error("scan cancelled")]
+    Cancelled,
+}
+
+impl ScanError {
+    /// Whether the next scan may succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Metastore(e) => e.is_retryable(),
+            Self::Storage(e) => e.is_retryable(),
+            Self::Timeout(_) | Self::Cancelled => true,
+        }
+    }
+}
+
+/// Live progress of a running scan, for progress lines.
+#[derive(Debug, Default)]
+pub struct ScanProgress {
+    /// Tables to list in this scan.
+    pub tables_total: AtomicU64,
+    /// Tables finished.
+    pub tables_done: AtomicU64,
+    /// Partition directories finished.
+    pub partitions_done: AtomicU64,
+}
+
+/// What to do with one table (pure decision).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TablePlan {
+    /// Excluded by the include/exclude globs.
+    Filtered,
+    /// Not listed, for this reason.
+    Skipped(NotScannedReason),
+    /// List these directories: (partition index or `None` for the table itself, path).
+    List(Vec<PartitionTarget>),
+}
+
+/// One directory to walk for a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionTarget {
+    /// A directory on this cluster's filesystem.
+    Path(String),
+    /// A partition that cannot be listed (no location, other filesystem).
+    Unlistable,
+}
+
+/// Decides whether and where a table is listed (pure).
+pub fn plan_table(
+    table: &TableMeta,
+    include: impl Fn(&str, &str) -> bool,
+    scheme: &LocationScheme,
+) -> TablePlan {
+    if !include(&table.database, &table.name) {
+        return TablePlan::Filtered;
+    }
+    let class = table.class();
+    if let Some(reason) = class.not_scanned {
+        return TablePlan::Skipped(reason);
+    }
+    let resolve = |loc: Option<&str>| match loc.map(|l| resolve_location(l, scheme)) {
+        Some(ResolvedLocation::Path(p)) => Ok(p),
+        Some(ResolvedLocation::Foreign { .. }) => Err(NotScannedReason::ForeignFilesystem),
+        Some(ResolvedLocation::OtherCluster { .. }) => Err(NotScannedReason::OtherCluster),
+        Some(ResolvedLocation::Invalid) | None => Err(NotScannedReason::NoLocation),
+    };
+    if !table.is_partitioned() {
+        return match resolve(table.location.as_deref()) {
+            Ok(p) => TablePlan::List(vec![PartitionTarget::Path(p)]),
+            Err(reason) => TablePlan::Skipped(reason),
+        };
+    }
+    let targets: Vec<PartitionTarget> = table
+        .partitions
+        .iter()
+        .map(|p| match resolve(p.location.as_deref()) {
+            Ok(path) => PartitionTarget::Path(path),
+            Err(_) => PartitionTarget::Unlistable,
+        })
+        .collect();
+    // A partitioned table whose every partition lives elsewhere is skipped as a whole, with
+    // the table location's reason (or foreign filesystem when the table has none).
+    if !targets.is_empty() && targets.iter().all(|t| *t == PartitionTarget::Unlistable) {
+        let reason = resolve(table.location.as_deref())
+            .err()
+            .unwrap_or(NotScannedReason::ForeignFilesystem);
+        return TablePlan::Skipped(reason);
+    }
+    TablePlan::List(targets)
+}
+
+/// The `database` label of a table (see [`TableStats::database`]).
+pub fn database_label(catalog: &str, database: &str) -> String {
+    if catalog.eq_ignore_ascii_case("hive") {
+        database.to_owned()
+    } else {
+        format!("@{catalog}#{database}")
+    }
+}
+
+/// The `compression` label (pure).
+pub fn compression_label(
+    declared: Option<&str>,
+    format: FileFormat,
+    counts: &FileCounts,
+) -> String {
+    if let Some(d) = declared {
+        return d.to_owned();
+    }
+    if let Some(c) = counts.dominant_codec() {
+        return c.as_str().to_owned();
+    }
+    if format == FileFormat::Text {
+        "none".to_owned()
+    } else {
+        "unknown".to_owned()
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Builds the filesystem client of a cluster.
+pub fn build_filesystem(
+    config: &ClusterConfig,
+    metrics: &WebHdfsMetrics,
+) -> Result<Arc<dyn FileSystem>, FsError> {
+    Ok(match &config.storage {
+        StorageConfig::WebHdfs { client, .. } => {
+            Arc::new(WebHdfs::new(client.clone(), metrics.clone())?)
+        }
+        StorageConfig::Local { root } => Arc::new(LocalFs::new(root.clone())),
+    })
+}
+
+/// Scans one cluster again and again, remembering what the last scan learned.
+#[derive(Debug)]
+pub struct ClusterScanner {
+    config: ClusterConfig,
+    scheme: LocationScheme,
+    fs: Arc<dyn FileSystem>,
+    metastore: Option<Metastore>,
+    cache: Option<DirCache>,
+    last_full_scan: Option<Instant>,
+    snapshot: Arc<ClusterSnapshot>,
+    progress: Arc<ScanProgress>,
+}
+
+/// What listing one partition directory produced.
+enum PartitionOutcome {
+    Listed(walk::WalkOutcome),
+    Missing(u64),
+    Failed(FsError, u64),
+}
+
+impl ClusterScanner {
+    /// A scanner over the given filesystem; the MetaStore is connected on first scan.
+    pub fn new(config: ClusterConfig, fs: Arc<dyn FileSystem>) -> Self {
+        let scheme = config.storage.location_scheme();
+        let snapshot = Arc::new(ClusterSnapshot {
+            cluster: config.name.clone(),
+            small_file_bytes: config.small_file_bytes,
+            target_file_bytes: config.target_file_bytes,
+            ..ClusterSnapshot::default()
+        });
+        Self {
+            config,
+            scheme,
+            fs,
+            metastore: None,
+            cache: None,
+            last_full_scan: None,
+            snapshot,
+            progress: Arc::new(ScanProgress::default()),
+        }
+    }
+
+    /// The cluster's configuration.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// The filesystem client.
+    pub fn filesystem(&self) -> &Arc<dyn FileSystem> {
+        &self.fs
+    }
+
+    /// The latest snapshot (initially empty).
+    pub fn snapshot(&self) -> Arc<ClusterSnapshot> {
+        Arc::clone(&self.snapshot)
+    }
+
+    /// Progress counters of the running scan.
+    pub fn progress(&self) -> Arc<ScanProgress> {
+        Arc::clone(&self.progress)
+    }
+
+    /// Directories remembered for the next scan.
+    pub fn cached_directories(&self) -> usize {
+        self.cache.as_ref().map_or(0, DirCache::len)
+    }
+
+    /// Forgets cached directory states: the next scan lists everything.
+    pub fn forget_cache(&mut self) {
+        self.cache = None;
+    }
+
+    async fn metastore(&mut self) -> Result<&Metastore, MetastoreError> {
+        if self.metastore.is_none() {
+            self.metastore = Some(Metastore::connect(&self.config.metastore).await?);
+        }
+        self.metastore
+            .as_ref()
+            .ok_or_else(|| MetastoreError::Connection("not connected".into()))
+    }
+
+    /// Runs one scan and swaps in its snapshot. Never fails: the outcome is in the
+    /// snapshot's [`ScanSummary`]. Stops early (keeping the previous tables) on timeout or
+    /// when `cancel` fires.
+    pub async fn scan(&mut self, cancel: &CancellationToken) -> Arc<ClusterSnapshot> {
+        let started = Instant::now();
+        let started_unix = unix_now();
+        self.progress = Arc::new(ScanProgress::default());
+        let endpoints = self.fs.probe().await;
+        let timeout = self.config.scan_timeout;
+        let result = tokio::select! {
+            r = tokio::time::timeout(timeout, self.scan_inner()) => match r {
+                Ok(r) => r,
+                Err(_) => Err(ScanError::Timeout(timeout)),
+            },
+            () = cancel.cancelled() => Err(ScanError::Cancelled),
+        };
+        let duration_seconds = started.elapsed().as_secs_f64();
+        let previous = Arc::clone(&self.snapshot);
+        let next = match result {
+            Ok((tables, mut summary, schema)) => {
+                summary.started_unix = started_unix;
+                summary.duration_seconds = duration_seconds;
+                ClusterSnapshot {
+                    cluster: self.config.name.clone(),
+                    small_file_bytes: self.config.small_file_bytes,
+                    target_file_bytes: self.config.target_file_bytes,
+                    tables,
+                    scan: summary,
+                    last_success_unix: Some(unix_now()),
+                    completed_once: true,
+                    schema: Some(schema),
+                    endpoints,
+                }
+            }
+            Err(e) => {
+                if matches!(e, ScanError::Metastore(ref m) if m.is_retryable()) {
+                    // Reconnect next time: the pool may hold dead connections.
+                    self.metastore = None;
+                }
+                tracing::warn!(cluster = %self.config.name, error = %e, "Scan failed; keeping the previous tables.");
+                ClusterSnapshot {
+                    scan: ScanSummary {
+                        started_unix,
+                        duration_seconds,
+                        success: false,
+                        metastore_up: !matches!(e, ScanError::Metastore(_)),
+                        error: Some(e.to_string()),
+                        ..ScanSummary::default()
+                    },
+                    endpoints,
+                    ..(*previous).clone()
+                }
+            }
+        };
+        self.snapshot = Arc::new(next);
+        Arc::clone(&self.snapshot)
+    }
+
+    async fn scan_inner(
+        &mut self,
+    ) -> Result<(Vec<TableStats>, ScanSummary, crate::metastore::SchemaInfo), ScanError> {
+        let metastore_snapshot = self.metastore().await?.read_snapshot().await?;
+        self.list_tables(metastore_snapshot).await
+    }
+
+    /// Lists the tables of a MetaStore snapshot (everything after the MetaStore read).
+    pub async fn list_tables(
+        &mut self,
+        metastore_snapshot: MetastoreSnapshot,
+    ) -> Result<(Vec<TableStats>, ScanSummary, crate::metastore::SchemaInfo), ScanError> {
+        let full_rescan = self
+            .last_full_scan
+            .is_none_or(|t| t.elapsed() >= self.config.full_rescan_interval);
+        let previous_cache = if full_rescan { None } else { self.cache.take() };
+
+        let mut summary = ScanSummary {
+            success: true,
+            metastore_up: true,
+            full_rescan,
+            ..ScanSummary::default()
+        };
+        let mut results = TableResults::default();
+        let mut skipped_by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut planned: Vec<(usize, Vec<PartitionTarget>)> = Vec::new();
+        let tables = &metastore_snapshot.tables;
+        for (i, table) in tables.iter().enumerate() {
+            let filter = &self.config.filter;
+            match plan_table(table, |d, t| filter.matches(d, t), &self.scheme) {
+                TablePlan::Filtered => results.filtered += 1,
+                TablePlan::Skipped(reason) => {
+                    results.skipped += 1;
+                    *skipped_by_reason.entry(reason.as_str()).or_default() += 1;
+                }
+                TablePlan::List(targets) => planned.push((i, targets)),
+            }
+        }
+        self.progress
+            .tables_total
+            .store(planned.len() as u64, Ordering::Relaxed);
+
+        // 1. Parents of all partition directories, each listed once: the partitions' mtimes.
+        let mut wanted: HashMap<&str, HashSet<&str>> = HashMap::new();
+        for (_, targets) in &planned {
+            for t in targets {
+                if let PartitionTarget::Path(p) = t
+                    && p != "/"
+                {
+                    let name = &p[parent_path(p).len()..].trim_start_matches('/');
+                    wanted.entry(parent_path(p)).or_default().insert(name);
+                }
+            }
+        }
+        let fs = Arc::clone(&self.fs);
+        let concurrency = self.config.list_concurrency;
+        let parent_listings: HashMap<&str, Option<HashMap<String, (EntryKind, i64)>>> =
+            futures::stream::iter(wanted.into_iter())
+                .map(|(parent, names)| {
+                    let fs = Arc::clone(&fs);
+                    async move {
+                        let mut found = HashMap::with_capacity(names.len());
+                        let r = fs
+                            .list_status(parent, &mut |page| {
+                                for s in page {
+                                    if names.contains(s.name.as_str()) {
+                                        found.insert(s.name, (s.kind, s.modification_time_ms));
+                                    }
+                                }
+                            })
+                            .await;
+                        (parent, r.ok().map(|()| found))
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+        summary.listings += parent_listings.len() as u64;
+
+        // 2. Walk every partition directory.
+        let small = self.config.small_file_bytes;
+        let cache_ref = previous_cache.as_ref();
+        let progress = Arc::clone(&self.progress);
+        let work = planned
+            .iter()
+            .flat_map(|(ti, targets)| targets.iter().enumerate().map(move |(pi, t)| (*ti, pi, t)));
+        let mut per_table: HashMap<usize, TableAccumulator> = HashMap::new();
+        let mut new_cache = DirCache::default();
+        let mut outcomes = futures::stream::iter(work)
+            .map(|(ti, pi, target)| {
+                let fs = Arc::clone(&fs);
+                let parent_listings = &parent_listings;
+                let progress = Arc::clone(&progress);
+                async move {
+                    let outcome = match target {
+                        PartitionTarget::Unlistable => None,
+                        PartitionTarget::Path(path) => {
+                            let parent = parent_path(path);
+                            let name = path[parent.len()..].trim_start_matches('/');
+                            let seen = parent_listings.get(parent).and_then(Option::as_ref);
+                            let observed = seen.map(|m| m.get(name).copied());
+                            Some(match observed {
+                                // The parent was listed and the directory is not in it.
+                                Some(None) => PartitionOutcome::Missing(0),
+                                Some(Some((EntryKind::File, _))) | None => {
+                                    list_partition(fs.as_ref(), path, None, cache_ref, small).await
+                                }
+                                Some(Some((_, mtime))) => {
+                                    list_partition(fs.as_ref(), path, Some(mtime), cache_ref, small)
+                                        .await
+                                }
+                            })
+                        }
+                    };
+                    progress.partitions_done.fetch_add(1, Ordering::Relaxed);
+                    (ti, pi, outcome)
+                }
+            })
+            .buffer_unordered(concurrency);
+        while let Some((ti, _pi, outcome)) = outcomes.next().await {
+            let acc = per_table.entry(ti).or_default();
+            match outcome {
+                None => summary.partitions.skipped += 1,
+                Some(PartitionOutcome::Listed(w)) => {
+                    summary.partitions.listed += 1;
+                    summary.listings += w.listings;
+                    summary.reused_directories += w.reused;
+                    acc.excess += excess_files(
+                        w.counts.files,
+                        w.counts.bytes,
+                        self.config.target_file_bytes,
+                    );
+                    acc.counts.merge(&w.counts);
+                    new_cache.extend(w.states);
+                }
+                Some(PartitionOutcome::Missing(listings)) => {
+                    summary.partitions.missing += 1;
+                    summary.listings += listings;
+                    acc.missing += 1;
+                }
+                Some(PartitionOutcome::Failed(e, listings)) => {
+                    summary.partitions.failed += 1;
+                    summary.listings += listings;
+                    if acc.error.is_none() {
+                        acc.error = Some(e);
+                    }
+                }
+            }
+        }
+        drop(outcomes);
+
+        // 3. Fold per table; a failed table keeps its previous numbers when it has any.
+        let previous: HashMap<(&str, &str), &TableStats> = self
+            .snapshot
+            .tables
+            .iter()
+            .map(|t| ((t.database.as_str(), t.table.as_str()), t))
+            .collect();
+        let mut stats = Vec::with_capacity(planned.len());
+        for (ti, _) in &planned {
+            let table = &tables[*ti];
+            let acc = per_table.remove(ti).unwrap_or_default();
+            let database = database_label(&table.catalog, &table.database);
+            if let Some(e) = &acc.error {
+                results.failed += 1;
+                tracing::warn!(cluster = %self.config.name, database = %database, table = %table.name, error = %e, "Listing a table failed.");
+                if let Some(old) = previous.get(&(database.as_str(), table.name.as_str())) {
+                    stats.push((*old).clone());
+                }
+                continue;
+            }
+            results.scanned += 1;
+            let class = table.class();
+            stats.push(TableStats {
+                catalog: table.catalog.clone(),
+                compression: compression_label(
+                    class.declared_compression.as_deref(),
+                    class.format,
+                    &acc.counts,
+                ),
+                database,
+                table: table.name.clone(),
+                format: class.format.as_str(),
+                table_type: class.table_type.as_str(),
+                transactional: class.transactional.as_str(),
+                location: table.location.clone().unwrap_or_default(),
+                partitions: table.partitions.len() as u64,
+                counts: acc.counts,
+                excess_files: acc.excess,
+                missing_directories: acc.missing,
+            });
+            self.progress.tables_done.fetch_add(1, Ordering::Relaxed);
+        }
+        stats.sort_by(|a, b| (&a.database, &a.table).cmp(&(&b.database, &b.table)));
+        stats.dedup_by(|a, b| a.database == b.database && a.table == b.table);
+        summary.tables = results;
+        summary.skipped_by_reason = skipped_by_reason;
+        self.cache = Some(new_cache);
+        if full_rescan {
+            self.last_full_scan = Some(Instant::now());
+        }
+        Ok((stats, summary, metastore_snapshot.schema))
+    }
+}
+
+#[derive(Default)]
+struct TableAccumulator {
+    counts: FileCounts,
+    excess: u64,
+    missing: u64,
+    error: Option<FsError>,
+}
+
+async fn list_partition(
+    fs: &dyn FileSystem,
+    path: &str,
+    observed: Option<i64>,
+    cache: Option<&DirCache>,
+    small: u64,
+) -> PartitionOutcome {
+    match walk_tree(fs, path, observed, cache, small).await {
+        Ok(w) => PartitionOutcome::Listed(w),
+        Err(FsError::NotFound { .. }) => PartitionOutcome::Missing(1),
+        Err(e) => PartitionOutcome::Failed(e, 1),
+    }
+}
+
+#[cfg(test)]
+mod tests;
