@@ -102,6 +102,8 @@ pub struct ClusterSnapshot {
     pub small_file_bytes: u64,
     /// Target file size in bytes.
     pub target_file_bytes: u64,
+    /// Configured time between scan starts, in seconds.
+    pub scan_interval_seconds: f64,
     /// Tables of the last completed scan, sorted by (database, table).
     pub tables: Vec<TableStats>,
     /// The last scan attempt.

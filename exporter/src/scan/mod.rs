@@ -211,6 +211,7 @@ impl ClusterScanner {
             cluster: config.name.clone(),
             small_file_bytes: config.small_file_bytes,
             target_file_bytes: config.target_file_bytes,
+            scan_interval_seconds: config.scan_interval.as_secs_f64(),
             ..ClusterSnapshot::default()
         });
         Self {
@@ -240,8 +241,9 @@ impl ClusterScanner {
         Arc::clone(&self.snapshot)
     }
 
-    /// Progress counters of the running scan.
-    pub fn progress(&self) -> Arc<ScanProgress> {
+    /// A handle on the progress counters, valid for the next (or running) scan.
+    pub fn progress_handle(&mut self) -> Arc<ScanProgress> {
+        self.progress = Arc::new(ScanProgress::default());
         Arc::clone(&self.progress)
     }
 
@@ -270,7 +272,6 @@ impl ClusterScanner {
     pub async fn scan(&mut self, cancel: &CancellationToken) -> Arc<ClusterSnapshot> {
         let started = Instant::now();
         let started_unix = unix_now();
-        self.progress = Arc::new(ScanProgress::default());
         let endpoints = self.fs.probe().await;
         let timeout = self.config.scan_timeout;
         let result = tokio::select! {
@@ -290,6 +291,7 @@ impl ClusterScanner {
                     cluster: self.config.name.clone(),
                     small_file_bytes: self.config.small_file_bytes,
                     target_file_bytes: self.config.target_file_bytes,
+                    scan_interval_seconds: self.config.scan_interval.as_secs_f64(),
                     tables,
                     scan: summary,
                     last_success_unix: Some(unix_now()),
@@ -334,6 +336,9 @@ impl ClusterScanner {
         &mut self,
         metastore_snapshot: MetastoreSnapshot,
     ) -> Result<(Vec<TableStats>, ScanSummary, crate::metastore::SchemaInfo), ScanError> {
+        self.progress.tables_total.store(0, Ordering::Relaxed);
+        self.progress.tables_done.store(0, Ordering::Relaxed);
+        self.progress.partitions_done.store(0, Ordering::Relaxed);
         let full_rescan = self
             .last_full_scan
             .is_none_or(|t| t.elapsed() >= self.config.full_rescan_interval);
@@ -365,83 +370,94 @@ impl ClusterScanner {
             .store(planned.len() as u64, Ordering::Relaxed);
 
         // 1. Parents of all partition directories, each listed once: the partitions' mtimes.
-        let mut wanted: HashMap<&str, HashSet<&str>> = HashMap::new();
+        let mut wanted: HashMap<String, HashSet<String>> = HashMap::new();
         for (_, targets) in &planned {
             for t in targets {
                 if let PartitionTarget::Path(p) = t
                     && p != "/"
                 {
-                    let name = &p[parent_path(p).len()..].trim_start_matches('/');
-                    wanted.entry(parent_path(p)).or_default().insert(name);
+                    let (parent, name) = split_parent(p);
+                    wanted
+                        .entry(parent.to_owned())
+                        .or_default()
+                        .insert(name.to_owned());
                 }
             }
         }
         let fs = Arc::clone(&self.fs);
         let concurrency = self.config.list_concurrency;
-        let parent_listings: HashMap<&str, Option<HashMap<String, (EntryKind, i64)>>> =
-            futures::stream::iter(wanted.into_iter())
-                .map(|(parent, names)| {
-                    let fs = Arc::clone(&fs);
-                    async move {
-                        let mut found = HashMap::with_capacity(names.len());
-                        let r = fs
-                            .list_status(parent, &mut |page| {
-                                for s in page {
-                                    if names.contains(s.name.as_str()) {
-                                        found.insert(s.name, (s.kind, s.modification_time_ms));
-                                    }
+        type ParentListing = Option<HashMap<String, (EntryKind, i64)>>;
+        let parent_listings: HashMap<String, ParentListing> = futures::stream::iter(wanted)
+            .map(|(parent, names)| {
+                let fs = Arc::clone(&fs);
+                async move {
+                    let mut found = HashMap::with_capacity(names.len());
+                    let r = fs
+                        .list_status(&parent, &mut |page| {
+                            for s in page {
+                                if names.contains(s.name.as_str()) {
+                                    found.insert(s.name, (s.kind, s.modification_time_ms));
                                 }
-                            })
-                            .await;
-                        (parent, r.ok().map(|()| found))
-                    }
-                })
-                .buffer_unordered(concurrency)
-                .collect()
-                .await;
+                            }
+                        })
+                        .await;
+                    (parent, r.ok().map(|()| found))
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
         summary.listings += parent_listings.len() as u64;
+        let parent_listings = Arc::new(parent_listings);
 
         // 2. Walk every partition directory.
         let small = self.config.small_file_bytes;
-        let cache_ref = previous_cache.as_ref();
+        let previous_cache = previous_cache.map(Arc::new);
         let progress = Arc::clone(&self.progress);
-        let work = planned
+        let work: Vec<(usize, Option<String>)> = planned
             .iter()
-            .flat_map(|(ti, targets)| targets.iter().enumerate().map(move |(pi, t)| (*ti, pi, t)));
+            .flat_map(|(ti, targets)| {
+                targets.iter().map(move |t| match t {
+                    PartitionTarget::Path(p) => (*ti, Some(p.clone())),
+                    PartitionTarget::Unlistable => (*ti, None),
+                })
+            })
+            .collect();
         let mut per_table: HashMap<usize, TableAccumulator> = HashMap::new();
         let mut new_cache = DirCache::default();
         let mut outcomes = futures::stream::iter(work)
-            .map(|(ti, pi, target)| {
+            .map(|(ti, target)| {
                 let fs = Arc::clone(&fs);
-                let parent_listings = &parent_listings;
+                let parent_listings = Arc::clone(&parent_listings);
+                let cache = previous_cache.clone();
                 let progress = Arc::clone(&progress);
                 async move {
                     let outcome = match target {
-                        PartitionTarget::Unlistable => None,
-                        PartitionTarget::Path(path) => {
-                            let parent = parent_path(path);
-                            let name = path[parent.len()..].trim_start_matches('/');
+                        None => None,
+                        Some(path) => {
+                            let (parent, name) = split_parent(&path);
                             let seen = parent_listings.get(parent).and_then(Option::as_ref);
                             let observed = seen.map(|m| m.get(name).copied());
+                            let cache = cache.as_deref();
                             Some(match observed {
                                 // The parent was listed and the directory is not in it.
                                 Some(None) => PartitionOutcome::Missing(0),
                                 Some(Some((EntryKind::File, _))) | None => {
-                                    list_partition(fs.as_ref(), path, None, cache_ref, small).await
+                                    list_partition(fs.as_ref(), &path, None, cache, small).await
                                 }
                                 Some(Some((_, mtime))) => {
-                                    list_partition(fs.as_ref(), path, Some(mtime), cache_ref, small)
+                                    list_partition(fs.as_ref(), &path, Some(mtime), cache, small)
                                         .await
                                 }
                             })
                         }
                     };
                     progress.partitions_done.fetch_add(1, Ordering::Relaxed);
-                    (ti, pi, outcome)
+                    (ti, outcome)
                 }
             })
             .buffer_unordered(concurrency);
-        while let Some((ti, _pi, outcome)) = outcomes.next().await {
+        while let Some((ti, outcome)) = outcomes.next().await {
             let acc = per_table.entry(ti).or_default();
             match outcome {
                 None => summary.partitions.skipped += 1,
@@ -533,6 +549,12 @@ struct TableAccumulator {
     excess: u64,
     missing: u64,
     error: Option<FsError>,
+}
+
+/// Splits a normalized absolute path into its parent and last segment.
+fn split_parent(path: &str) -> (&str, &str) {
+    let parent = parent_path(path);
+    (parent, path[parent.len()..].trim_start_matches('/'))
 }
 
 async fn list_partition(

@@ -1,0 +1,338 @@
+//! The operator's report of `scan --once`: tables sorted by excess files, as an aligned
+//! table, JSON or CSV. Pure functions of snapshots.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::snapshot::{ClusterSnapshot, TableStats};
+
+/// Report format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Aligned columns for a terminal.
+    Table,
+    /// One JSON document.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// One row of the report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReportRow {
+    /// Cluster name.
+    pub cluster: String,
+    /// Database label.
+    pub database: String,
+    /// Table name.
+    pub table: String,
+    /// File format.
+    pub format: String,
+    /// Table type.
+    pub table_type: String,
+    /// Partitions in the MetaStore.
+    pub partitions: u64,
+    /// Files.
+    pub files: u64,
+    /// Small files.
+    pub small_files: u64,
+    /// Empty files.
+    pub empty_files: u64,
+    /// Bytes.
+    pub size_bytes: u64,
+    /// Excess files.
+    pub excess_files: u64,
+    /// Average file size in bytes (0 without files).
+    pub average_file_bytes: u64,
+    /// Share of small files (0–1).
+    pub small_file_ratio: f64,
+    /// Partition directories that do not exist.
+    pub missing_directories: u64,
+}
+
+impl ReportRow {
+    fn new(cluster: &str, t: &TableStats) -> Self {
+        let c = &t.counts;
+        #[allow(clippy::cast_precision_loss)]
+        let ratio = if c.files == 0 {
+            0.0
+        } else {
+            c.small_files as f64 / c.files as f64
+        };
+        Self {
+            cluster: cluster.to_owned(),
+            database: t.database.clone(),
+            table: t.table.clone(),
+            format: t.format.to_owned(),
+            table_type: t.table_type.to_owned(),
+            partitions: t.partitions,
+            files: c.files,
+            small_files: c.small_files,
+            empty_files: c.empty_files,
+            size_bytes: c.bytes,
+            excess_files: t.excess_files,
+            average_file_bytes: c.bytes.checked_div(c.files).unwrap_or(0),
+            small_file_ratio: (ratio * 10_000.0).round() / 10_000.0,
+            missing_directories: t.missing_directories,
+        }
+    }
+}
+
+/// Rows of all snapshots, most excess files first (then most small files, then name).
+pub fn rows(snapshots: &[impl AsRef<ClusterSnapshot>]) -> Vec<ReportRow> {
+    let mut rows: Vec<ReportRow> = snapshots
+        .iter()
+        .flat_map(|s| {
+            let s = s.as_ref();
+            s.tables.iter().map(move |t| ReportRow::new(&s.cluster, t))
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.excess_files
+            .cmp(&a.excess_files)
+            .then(b.small_files.cmp(&a.small_files))
+            .then_with(|| {
+                (&a.cluster, &a.database, &a.table).cmp(&(&b.cluster, &b.database, &b.table))
+            })
+    });
+    rows
+}
+
+/// Human-readable bytes (binary units).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    #[allow(clippy::cast_precision_loss)]
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// Renders the report.
+pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -> String {
+    let rows = rows(snapshots);
+    match format {
+        ReportFormat::Json => {
+            #[derive(Serialize)]
+            struct Doc<'a> {
+                clusters: Vec<ClusterLine<'a>>,
+                tables: &'a [ReportRow],
+            }
+            #[derive(Serialize)]
+            struct ClusterLine<'a> {
+                cluster: &'a str,
+                success: bool,
+                error: Option<&'a str>,
+                duration_seconds: f64,
+                small_file_bytes: u64,
+                target_file_bytes: u64,
+                tables_scanned: u64,
+                tables_skipped: u64,
+                tables_failed: u64,
+                tables_filtered: u64,
+            }
+            let clusters = snapshots
+                .iter()
+                .map(|s| {
+                    let s = s.as_ref();
+                    ClusterLine {
+                        cluster: &s.cluster,
+                        success: s.scan.success,
+                        error: s.scan.error.as_deref(),
+                        duration_seconds: s.scan.duration_seconds,
+                        small_file_bytes: s.small_file_bytes,
+                        target_file_bytes: s.target_file_bytes,
+                        tables_scanned: s.scan.tables.scanned,
+                        tables_skipped: s.scan.tables.skipped,
+                        tables_failed: s.scan.tables.failed,
+                        tables_filtered: s.scan.tables.filtered,
+                    }
+                })
+                .collect();
+            let mut out = serde_json::to_string_pretty(&Doc {
+                clusters,
+                tables: &rows,
+            })
+            .unwrap_or_default();
+            out.push('\n');
+            out
+        }
+        ReportFormat::Csv => {
+            let mut out = String::from(
+                "cluster,database,table,format,table_type,partitions,files,small_files,empty_files,size_bytes,excess_files,average_file_bytes,small_file_ratio,missing_directories\n",
+            );
+            for r in &rows {
+                let _ = writeln!(
+                    out,
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    csv(&r.cluster),
+                    csv(&r.database),
+                    csv(&r.table),
+                    r.format,
+                    r.table_type,
+                    r.partitions,
+                    r.files,
+                    r.small_files,
+                    r.empty_files,
+                    r.size_bytes,
+                    r.excess_files,
+                    r.average_file_bytes,
+                    r.small_file_ratio,
+                    r.missing_directories
+                );
+            }
+            out
+        }
+        ReportFormat::Table => {
+            let header = [
+                "CLUSTER", "DATABASE", "TABLE", "FORMAT", "PARTS", "FILES", "SMALL", "EMPTY",
+                "SIZE", "AVG FILE", "EXCESS",
+            ];
+            let body: Vec<[String; 11]> = rows
+                .iter()
+                .map(|r| {
+                    [
+                        r.cluster.clone(),
+                        r.database.clone(),
+                        r.table.escape_debug().to_string(),
+                        r.format.clone(),
+                        r.partitions.to_string(),
+                        r.files.to_string(),
+                        r.small_files.to_string(),
+                        r.empty_files.to_string(),
+                        human_bytes(r.size_bytes),
+                        human_bytes(r.average_file_bytes),
+                        r.excess_files.to_string(),
+                    ]
+                })
+                .collect();
+            let mut widths = header.map(|h| h.chars().count());
+            for row in &body {
+                for (w, cell) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+            let mut out = String::new();
+            let mut line = |cells: Vec<&str>| {
+                for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+                    let pad = w.saturating_sub(cell.chars().count());
+                    if i >= 4 {
+                        out.push_str(&" ".repeat(pad));
+                        out.push_str(cell);
+                    } else {
+                        out.push_str(cell);
+                        if i + 1 < cells.len() {
+                            out.push_str(&" ".repeat(pad));
+                        }
+                    }
+                    if i + 1 < cells.len() {
+                        out.push_str("  ");
+                    }
+                }
+                out.push('\n');
+            };
+            line(header.to_vec());
+            for row in &body {
+                line(row.iter().map(String::as_str).collect());
+            }
+            for s in snapshots {
+                let s = s.as_ref();
+                let t = s.scan.tables;
+                let _ = writeln!(
+                    out,
+                    "\n{}: {} in {:.1} s; tables scanned {}, skipped {}, failed {}, filtered {}; small = under {}",
+                    s.cluster,
+                    if s.scan.success {
+                        "scan ok"
+                    } else {
+                        "scan FAILED"
+                    },
+                    s.scan.duration_seconds,
+                    t.scanned,
+                    t.skipped,
+                    t.failed,
+                    t.filtered,
+                    human_bytes(s.small_file_bytes)
+                );
+                if let Some(e) = &s.scan.error {
+                    let _ = writeln!(out, "  error: {e}");
+                }
+            }
+            out
+        }
+    }
+}
+
+fn csv(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::aggregate::FileCounts;
+
+    fn t(name: &str, files: u64, excess: u64) -> TableStats {
+        let mut counts = FileCounts::default();
+        for _ in 0..files {
+            counts.add_file(10, 1, 0, 100);
+        }
+        TableStats {
+            catalog: "hive".into(),
+            database: "db".into(),
+            table: name.into(),
+            format: "text",
+            compression: "none".into(),
+            table_type: "managed",
+            transactional: "false",
+            location: String::new(),
+            partitions: 0,
+            counts,
+            excess_files: excess,
+            missing_directories: 0,
+        }
+    }
+
+    #[test]
+    fn sorted_by_excess_and_csv_quoted() {
+        let snap = ClusterSnapshot {
+            cluster: "c".into(),
+            tables: vec![t("a", 2, 1), t("b,\"x\"", 9, 8)],
+            ..Default::default()
+        };
+        let r = rows(&[&snap]);
+        assert_eq!(r[0].table, "b,\"x\"");
+        assert_eq!(r[0].average_file_bytes, 10);
+        let csv = render(&[&snap], ReportFormat::Csv);
+        assert!(
+            csv.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("c,db,\"b,\"\"x\"\"\",text,")
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&[&snap], ReportFormat::Json)).unwrap();
+        assert_eq!(json["tables"][0]["excess_files"], 8);
+        let table = render(&[&snap], ReportFormat::Table);
+        assert!(table.starts_with("CLUSTER"));
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+
+    impl AsRef<ClusterSnapshot> for &ClusterSnapshot {
+        fn as_ref(&self) -> &ClusterSnapshot {
+            self
+        }
+    }
+}
