@@ -675,3 +675,53 @@ fn backoff_is_capped_full_jitter() {
         assert!(d <= cap, "attempt {attempt}: {d:?} > {cap:?}");
     }
 }
+
+/// Throughput smoke test (run explicitly, ideally with `--release`): many concurrent
+/// one-batch listings of 100 entries against a local responder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a check"]
+async fn throughput_of_listing_requests() {
+    let body = batch(
+        &(0..100)
+            .map(|i| entry(&format!("part-{i:05}"), false))
+            .collect::<Vec<_>>(),
+        0,
+    )
+    .body;
+    let nn = fake_nn(move |_, _| json(200, body.clone())).await;
+    let mut cfg = config(vec![nn.url.clone()]);
+    cfg.max_concurrent_requests = 16;
+    let (fs, _) = client(cfg);
+    let fs = Arc::new(fs);
+    let requests = 20_000;
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let fs = fs.clone();
+            tokio::spawn(async move {
+                let mut entries = 0;
+                for i in 0..requests / 64 {
+                    fs.list_status(
+                        &format!("/w/db.db/t{t}/p={i}"),
+                        &mut |p: Vec<FileStatus>| {
+                            entries += p.len();
+                        },
+                    )
+                    .await
+                    .unwrap();
+                }
+                entries
+            })
+        })
+        .collect();
+    let mut entries = 0;
+    for t in tasks {
+        entries += t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{} listings ({entries} entries) in {elapsed:?}: {:.0} requests/s",
+        nn.count(),
+        nn.count() as f64 / elapsed.as_secs_f64()
+    );
+}
