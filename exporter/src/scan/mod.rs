@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ClusterConfig, StorageConfig};
 use crate::fs::local::LocalFs;
-use crate::fs::webhdfs::{WebHdfs, WebHdfsMetrics};
+use crate::fs::webhdfs::{WebHdfs, WebHdfsConfigError, WebHdfsMetrics};
 use crate::fs::{
     EntryKind, FileSystem, FsError, LocationScheme, ResolvedLocation, parent_path, resolve_location,
 };
@@ -41,7 +41,7 @@ pub enum ScanError {
     Metastore(#[from] MetastoreError),
     /// The filesystem client could not be built.
     #[error("storage: {0}")]
-    Storage(#[from] FsError),
+    Storage(#[from] WebHdfsConfigError),
     /// The scan ran longer than `scan_timeout`.
     #[error("scan timed out after {0:?}")]
     Timeout(Duration),
@@ -55,7 +55,7 @@ impl ScanError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Metastore(e) => e.is_retryable(),
-            Self::Storage(e) => e.is_retryable(),
+            Self::Storage(_) => false,
             Self::Timeout(_) | Self::Cancelled => true,
         }
     }
@@ -174,7 +174,7 @@ fn unix_now() -> f64 {
 pub fn build_filesystem(
     config: &ClusterConfig,
     metrics: &WebHdfsMetrics,
-) -> Result<Arc<dyn FileSystem>, FsError> {
+) -> Result<Arc<dyn FileSystem>, WebHdfsConfigError> {
     Ok(match &config.storage {
         StorageConfig::WebHdfs { client, .. } => {
             Arc::new(WebHdfs::new(client.clone(), metrics.clone())?)

@@ -1,0 +1,316 @@
+//! WebHDFS JSON wire types (Hadoop `WebHDFS.md`, "JSON Schemas") and their lenient parsing.
+//!
+//! Owns: the response shapes of `LISTSTATUS`, `LISTSTATUS_BATCH` and `GETFILESTATUS`, the
+//! `RemoteException` error body, and the conversion of a wire `FileStatus` into the
+//! backend-neutral [`FileStatus`]. Everything is deserialized straight from the response
+//! bytes; optional fields may be absent (HttpFS omits `childrenNum`, `fileId`,
+//! `storagePolicy`, HDFS-14665) and unknown fields are ignored.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+use crate::fs::{EntryKind, FileStatus};
+
+/// `{"FileStatus": {...}}` (GETFILESTATUS).
+#[derive(Debug, Deserialize)]
+pub(super) struct FileStatusEnvelope {
+    #[serde(rename = "FileStatus")]
+    pub(super) file_status: WireFileStatus,
+}
+
+/// `{"FileStatuses": {"FileStatus": [...]}}` (LISTSTATUS).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct FileStatusesEnvelope {
+    #[serde(rename = "FileStatuses", default)]
+    pub(super) file_statuses: FileStatuses,
+}
+
+/// The inner `{"FileStatus": [...]}` object.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct FileStatuses {
+    #[serde(rename = "FileStatus", default, deserialize_with = "null_as_default")]
+    pub(super) file_status: Vec<WireFileStatus>,
+}
+
+/// `{"DirectoryListing": {"partialListing": {"FileStatuses": ...}, "remainingEntries": N}}`
+/// (LISTSTATUS_BATCH, HDFS-10784).
+#[derive(Debug, Deserialize)]
+pub(super) struct DirectoryListingEnvelope {
+    #[serde(rename = "DirectoryListing")]
+    pub(super) directory_listing: DirectoryListing,
+}
+
+/// One batch of a directory listing.
+#[derive(Debug, Deserialize)]
+pub(super) struct DirectoryListing {
+    #[serde(rename = "partialListing", default)]
+    pub(super) partial_listing: FileStatusesEnvelope,
+    #[serde(rename = "remainingEntries", default)]
+    pub(super) remaining_entries: i64,
+}
+
+/// One `FileStatus` object, only the fields we use.
+#[derive(Debug, Deserialize)]
+pub(super) struct WireFileStatus {
+    #[serde(rename = "pathSuffix", default, deserialize_with = "null_as_default")]
+    path_suffix: String,
+    #[serde(rename = "type", default)]
+    kind: WireKind,
+    #[serde(default)]
+    length: u64,
+    #[serde(rename = "modificationTime", default)]
+    modification_time: i64,
+    #[serde(rename = "accessTime", default)]
+    access_time: i64,
+    #[serde(default, deserialize_with = "octal_permission")]
+    permission: u32,
+    #[serde(default, deserialize_with = "null_as_default")]
+    owner: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    group: String,
+}
+
+impl From<WireFileStatus> for FileStatus {
+    fn from(w: WireFileStatus) -> Self {
+        Self {
+            name: w.path_suffix,
+            kind: match w.kind {
+                WireKind::Directory => EntryKind::Directory,
+                WireKind::Symlink => EntryKind::Symlink,
+                WireKind::File => EntryKind::File,
+            },
+            length: w.length,
+            modification_time_ms: w.modification_time,
+            access_time_ms: w.access_time,
+            permission: w.permission,
+            owner: w.owner,
+            group: w.group,
+        }
+    }
+}
+
+/// `type`: `FILE`, `DIRECTORY` or `SYMLINK`. Anything else (or a missing field) is read as a
+/// file, so one odd entry never fails a whole listing.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+enum WireKind {
+    Directory,
+    Symlink,
+    #[default]
+    #[serde(other)]
+    File,
+}
+
+/// `{"RemoteException": {"exception": .., "javaClassName": .., "message": ..}}`.
+#[derive(Debug, Deserialize)]
+pub(super) struct RemoteExceptionEnvelope {
+    #[serde(rename = "RemoteException")]
+    pub(super) remote_exception: RemoteException,
+}
+
+/// The error object of a failed WebHDFS request.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RemoteException {
+    /// Simple class name (`FileNotFoundException`).
+    #[serde(default)]
+    pub(super) exception: String,
+    /// Fully qualified class name (optional).
+    #[serde(rename = "javaClassName", default)]
+    pub(super) java_class_name: String,
+    /// Exception message.
+    #[serde(default)]
+    pub(super) message: String,
+}
+
+impl RemoteException {
+    /// Whether this is the exception `simple_name` (by simple or fully qualified name; some
+    /// gateways fill only one of the two).
+    pub(super) fn is(&self, simple_name: &str) -> bool {
+        self.exception == simple_name
+            || self
+                .java_class_name
+                .rsplit('.')
+                .next()
+                .is_some_and(|n| n == simple_name)
+    }
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `permission` is an octal *string* (`"755"`, `"1777"`). Numbers are read by their decimal
+/// digits as octal too (`755` → `0o755`), as some WebHDFS-compatible gateways send them so.
+/// An unparsable value becomes 0 rather than failing the listing.
+fn octal_permission<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    struct OctalVisitor;
+
+    impl Visitor<'_> for OctalVisitor {
+        type Value = u32;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an octal permission string")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u32, E> {
+            Ok(u32::from_str_radix(v.trim(), 8).map_or(0, |p| p & 0o7777))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
+            self.visit_str(&v.to_string())
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+            Ok(u64::try_from(v).map_or(0, |v| self.visit_u64::<E>(v).unwrap_or(0)))
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<u32, E> {
+            Ok(0)
+        }
+    }
+
+    d.deserialize_any(OctalVisitor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Literal shapes from Hadoop's WebHDFS.md ("List a Directory", "Iteratively List a
+    // Directory", "Status of a File/Directory", "Error Responses").
+
+    #[test]
+    fn parses_liststatus_from_the_spec() {
+        let body = br#"{
+          "FileStatuses":
+          {
+            "FileStatus":
+            [
+              {
+                "accessTime"      : 1320171722771,
+                "blockSize"       : 33554432,
+                "childrenNum"     : 0,
+                "fileId"          : 16388,
+                "group"           : "supergroup",
+                "length"          : 24930,
+                "modificationTime": 1320171722771,
+                "owner"           : "webuser",
+                "pathSuffix"      : "a.patch",
+                "permission"      : "644",
+                "replication"     : 1,
+                "storagePolicy"   : 0,
+                "type"            : "FILE"
+              },
+              {
+                "accessTime"      : 0,
+                "blockSize"       : 0,
+                "childrenNum"     : 0,
+                "fileId"          : 16389,
+                "group"           : "supergroup",
+                "length"          : 0,
+                "modificationTime": 1320895981256,
+                "owner"           : "username",
+                "pathSuffix"      : "bar",
+                "permission"      : "1777",
+                "replication"     : 0,
+                "snapshotEnabled" : true,
+                "type"            : "DIRECTORY"
+              }
+            ]
+          }
+        }"#;
+        let parsed: FileStatusesEnvelope = serde_json::from_slice(body).unwrap();
+        let entries: Vec<FileStatus> = parsed
+            .file_statuses
+            .file_status
+            .into_iter()
+            .map(FileStatus::from)
+            .collect();
+        assert_eq!(
+            entries[0],
+            FileStatus {
+                name: "a.patch".into(),
+                kind: EntryKind::File,
+                length: 24930,
+                modification_time_ms: 1_320_171_722_771,
+                access_time_ms: 1_320_171_722_771,
+                permission: 0o644,
+                owner: "webuser".into(),
+                group: "supergroup".into(),
+            }
+        );
+        assert_eq!(entries[1].kind, EntryKind::Directory);
+        assert_eq!(entries[1].permission, 0o1777);
+    }
+
+    #[test]
+    fn parses_liststatus_batch_and_getfilestatus() {
+        let body = br#"{"DirectoryListing":{"partialListing":{"FileStatuses":{"FileStatus":[
+            {"accessTime":0,"blockSize":0,"childrenNum":0,"fileId":16387,"group":"supergroup",
+             "length":0,"modificationTime":1473305882563,"owner":"andrew","pathSuffix":"bardir",
+             "permission":"755","replication":0,"storagePolicy":0,"type":"DIRECTORY"}]}},
+            "remainingEntries":2}}"#;
+        let parsed: DirectoryListingEnvelope = serde_json::from_slice(body).unwrap();
+        assert_eq!(parsed.directory_listing.remaining_entries, 2);
+        let mut list = parsed
+            .directory_listing
+            .partial_listing
+            .file_statuses
+            .file_status;
+        assert_eq!(FileStatus::from(list.remove(0)).name, "bardir");
+
+        let body = br#"{"FileStatus":{"accessTime":0,"blockSize":0,"group":"supergroup",
+            "length":0,"modificationTime":1320173277227,"owner":"webuser","pathSuffix":"",
+            "permission":"777","replication":0,"type":"DIRECTORY"}}"#;
+        let parsed: FileStatusEnvelope = serde_json::from_slice(body).unwrap();
+        let st = FileStatus::from(parsed.file_status);
+        assert_eq!(st.name, "");
+        assert_eq!(st.permission, 0o777);
+    }
+
+    #[test]
+    fn lenient_about_missing_odd_and_unknown_fields() {
+        let body = br#"{"FileStatuses":{"FileStatus":[
+            {"pathSuffix":"l","type":"SYMLINK","symlink":"/x","permission":755,"newField":[1]},
+            {"pathSuffix":"w","type":"WHATEVER","permission":"zz","owner":null},
+            {"pathSuffix":"m"}]}}"#;
+        let parsed: FileStatusesEnvelope = serde_json::from_slice(body).unwrap();
+        let e: Vec<FileStatus> = parsed
+            .file_statuses
+            .file_status
+            .into_iter()
+            .map(FileStatus::from)
+            .collect();
+        assert_eq!(e[0].kind, EntryKind::Symlink);
+        assert_eq!(e[0].permission, 0o755);
+        assert_eq!(e[1].kind, EntryKind::File);
+        assert_eq!(e[1].permission, 0);
+        assert_eq!(e[2].length, 0);
+        assert_eq!(e[2].owner, "");
+
+        let empty: FileStatusesEnvelope =
+            serde_json::from_slice(br#"{"FileStatuses":{"FileStatus":null}}"#).unwrap();
+        assert!(empty.file_statuses.file_status.is_empty());
+    }
+
+    #[test]
+    fn parses_remote_exception() {
+        let body = br#"{"RemoteException":{"exception":"StandbyException",
+            "javaClassName":"org.apache.hadoop.ipc.StandbyException",
+            "message":"Operation category READ is not supported in state standby"}}"#;
+        let e: RemoteExceptionEnvelope = serde_json::from_slice(body).unwrap();
+        assert!(e.remote_exception.is("StandbyException"));
+        let only_class = RemoteException {
+            java_class_name: "org.apache.hadoop.ipc.StandbyException".into(),
+            ..RemoteException::default()
+        };
+        assert!(only_class.is("StandbyException"));
+        assert!(!only_class.is("Exception"));
+    }
+}
