@@ -1,3 +1,29 @@
-//! `hive-smallfiles-exporter` binary.
+//! `hive-smallfiles-exporter`: parse flags, set up logging, hand over to the library.
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+mod cli;
+
+use cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hive-smallfiles-exporter: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hive-smallfiles-exporter: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

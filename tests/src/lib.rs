@@ -1,1 +1,7 @@
-//! Test support.
+//! Test support for hive-smallfiles: MetaStore fixtures on real MariaDB/PostgreSQL, a WebHDFS
+//! server written from the Hadoop documentation, `file:` warehouses, independent ground truth,
+//! and exposition helpers. Used by the integration tests, the demo and the benchmark.
+
+pub mod prom;
+pub mod truth;
+pub mod warehouse;

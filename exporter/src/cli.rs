@@ -1,0 +1,232 @@
+//! Command-line interface: flags in exporter-toolkit style, subcommands, and what each
+//! subcommand does. `main.rs` only parses and dispatches.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use hive_smallfiles_exporter::config::{Config, ProcessEnv};
+use hive_smallfiles_exporter::fs::EndpointState;
+use hive_smallfiles_exporter::metastore::Metastore;
+use hive_smallfiles_exporter::metrics::Metrics;
+use hive_smallfiles_exporter::report::{self, ReportFormat};
+use hive_smallfiles_exporter::server::{self, AppState, WebConfig};
+use hive_smallfiles_exporter::service;
+
+/// Exit code of configuration errors (sysexits `EX_USAGE`... `EX_CONFIG` is 78; 64 is what
+/// operators' wrappers usually expect from a bad invocation or file).
+pub(crate) const EXIT_CONFIG: u8 = 64;
+
+/// Prometheus exporter of small-file statistics for Hive/Impala warehouses.
+#[derive(Debug, Parser)]
+#[command(name = "hive-smallfiles-exporter", version, about)]
+pub(crate) struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long = "config.file", visible_alias = "config", default_value = "/etc/hive-smallfiles/exporter.toml", global = true)]
+    pub(crate) config_file: PathBuf,
+    /// Validate the configuration file and exit.
+    #[arg(long = "check-config", global = true)]
+    pub(crate) check_config: bool,
+    /// Address to listen on for HTTP (`:9878`, `127.0.0.1:9878`).
+    #[arg(long = "web.listen-address", default_value = ":9878", global = true)]
+    pub(crate) listen_address: String,
+    /// exporter-toolkit style web config file (TLS, basic auth, headers).
+    #[arg(long = "web.config.file", global = true)]
+    pub(crate) web_config_file: Option<PathBuf>,
+    /// Path of the metrics endpoint.
+    #[arg(long = "web.telemetry-path", default_value = "/metrics", global = true)]
+    pub(crate) telemetry_path: String,
+    /// Log filter (`info`, `debug`, `hive_smallfiles_exporter=debug`...).
+    #[arg(long = "log.level", default_value = "info", global = true)]
+    pub(crate) log_level: String,
+    /// Seconds to let HTTP requests finish after SIGTERM/SIGINT.
+    #[arg(long = "shutdown.grace-period", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub(crate) grace_period: Duration,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Scan on each cluster's interval and serve /metrics (the default).
+    Serve,
+    /// Scan every cluster once and print the report, sorted by excess files.
+    Scan {
+        /// Run a single scan (the only mode; kept for clarity in scripts).
+        #[arg(long)]
+        once: bool,
+        /// Report format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        /// Only this cluster.
+        #[arg(long)]
+        cluster: Option<String>,
+    },
+    /// Test the MetaStore and every NameNode of every cluster; non-zero exit on failure.
+    Check,
+}
+
+/// Runs the CLI; errors are printed by the caller.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(&cli.config_file, &ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hive-smallfiles-exporter: {e}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let web = match cli.web_config_file.as_deref().map(WebConfig::load).transpose() {
+        Ok(w) => w.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("hive-smallfiles-exporter: {e}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    if cli.check_config {
+        println!(
+            "Configuration OK: {} cluster(s): {}",
+            config.clusters.len(),
+            config.clusters.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config, web, &cli.listen_address, cli.telemetry_path, cli.grace_period).await,
+        Command::Scan { once: _, format, cluster } => scan_once(config, format, cluster.as_deref()).await,
+        Command::Check => check(config).await,
+    }
+}
+
+async fn serve(
+    config: Config,
+    web: WebConfig,
+    listen: &str,
+    telemetry_path: String,
+    grace: Duration,
+) -> anyhow::Result<ExitCode> {
+    let metrics = Arc::new(Metrics::new());
+    let scanners = service::build_scanners(&config, &metrics)?;
+    let listener = server::bind(listen).await?;
+    let local = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    service::spawn_scan_loops(scanners, &metrics, &tracker, &shutdown);
+    let router = server::router(AppState::new(Arc::clone(&metrics), telemetry_path.clone(), web.clone()));
+    let scheme = if web.tls_enabled() { "https" } else { "http" };
+    tracing::info!(address = %local, "Listening; metrics at {scheme}://{local}{telemetry_path}");
+    let http = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { server::serve(listener, router, &web, shutdown, grace).await }
+    });
+    service::shutdown_signal().await;
+    tracing::info!("Shutting down.");
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!("Scans did not stop within the grace period.");
+    }
+    let _ = http.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn scan_once(config: Config, format: ReportFormat, only: Option<&str>) -> anyhow::Result<ExitCode> {
+    let metrics = Metrics::new();
+    let mut scanners = service::build_scanners(&config, &metrics)?;
+    if let Some(name) = only {
+        scanners.retain(|s| s.config().name == name);
+        if scanners.is_empty() {
+            eprintln!("hive-smallfiles-exporter: no cluster named {name:?}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    }
+    let cancel = CancellationToken::new();
+    tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            service::shutdown_signal().await;
+            cancel.cancel();
+        }
+    });
+    let mut snapshots = Vec::new();
+    let mut ok = true;
+    for mut scanner in scanners {
+        let progress = scanner.progress_handle();
+        let name = scanner.config().name.clone();
+        let ticker = tokio::spawn(async move {
+            let started = Instant::now();
+            let tty = std::io::stderr().is_terminal();
+            let every = if tty { Duration::from_millis(500) } else { Duration::from_secs(10) };
+            loop {
+                tokio::time::sleep(every).await;
+                let done = progress.tables_done.load(Ordering::Relaxed);
+                let total = progress.tables_total.load(Ordering::Relaxed);
+                let parts = progress.partitions_done.load(Ordering::Relaxed);
+                #[allow(clippy::cast_precision_loss)]
+                let rate = parts as f64 / started.elapsed().as_secs_f64().max(0.001);
+                let line = format!("{name}: tables {done}/{total}, partitions {parts} ({rate:.0}/s)");
+                if tty { eprint!("\r\x1b[2K{line}") } else { eprintln!("{line}") }
+            }
+        });
+        let snapshot = scanner.scan(&cancel).await;
+        ticker.abort();
+        if std::io::stderr().is_terminal() {
+            eprint!("\r\x1b[2K");
+        }
+        ok &= snapshot.scan.success;
+        snapshots.push(snapshot);
+    }
+    print!("{}", report::render(&snapshots, format));
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn check(config: Config) -> anyhow::Result<ExitCode> {
+    let metrics = Metrics::new();
+    let mut failed = false;
+    for cluster in &config.clusters {
+        let ms = &cluster.metastore;
+        let target = format!("{:?}://{}@{}:{}/{}", ms.backend, ms.user, ms.host, ms.port, ms.database).to_lowercase();
+        match Metastore::connect(ms).await {
+            Ok(m) => match m.probe().await {
+                Ok(schema) => println!(
+                    "{} metastore {target}: OK (schema {}{})",
+                    cluster.name,
+                    schema.schema_version.as_deref().unwrap_or("unknown"),
+                    if schema.has_catalogs { ", catalogs" } else { "" }
+                ),
+                Err(e) => {
+                    failed = true;
+                    println!("{} metastore {target}: FAILED: {e}", cluster.name);
+                }
+            },
+            Err(e) => {
+                failed = true;
+                println!("{} metastore {target}: FAILED: {e}", cluster.name);
+            }
+        }
+        let fs = hive_smallfiles_exporter::scan::build_filesystem(cluster, &metrics.webhdfs)?;
+        let probes = fs.probe().await;
+        let any_active = probes.iter().any(|p| p.state == EndpointState::Active);
+        for p in probes {
+            let state = match &p.state {
+                EndpointState::Active => "active".to_owned(),
+                EndpointState::Standby => "standby".to_owned(),
+                EndpointState::Down(why) => format!("DOWN: {why}"),
+            };
+            println!("{} storage {}: {state}", cluster.name, p.endpoint);
+        }
+        if !any_active {
+            failed = true;
+            println!("{} storage: no active endpoint", cluster.name);
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
