@@ -929,3 +929,67 @@ async fn batch_listing_throughput() {
     println!("LISTSTATUS_BATCH (10 entries): {rate:.0} requests/s");
     assert!(rate > 200.0, "{rate}");
 }
+
+/// Run with `--ignored --nocapture`: memory of ~200,000 directories and ~1.6 million files.
+#[test]
+#[ignore = "slow; measures memory"]
+fn memory_per_entry() {
+    fn rss_kib() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+    let before = rss_kib();
+    let started = Instant::now();
+    let ns = Namespace::new();
+    for t in 0..2_000 {
+        for p in 0..100 {
+            let dir = format!("/warehouse/db{}.db/table_{t:04}/dt=2024-01-{p:02}", t % 20);
+            for f in 0..8 {
+                ns.add_synthetic_file(
+                    &format!("{dir}/part-{f:05}-c000.snappy.parquet"),
+                    1234,
+                    1_700_000_000_000,
+                )
+                .unwrap();
+            }
+        }
+    }
+    let (dirs, files) = ns.counts();
+    let used = (rss_kib() - before) * 1024;
+    println!(
+        "{dirs} dirs, {files} files: {} MiB, {} bytes/entry, built in {:?}",
+        used >> 20,
+        used / (dirs + files),
+        started.elapsed()
+    );
+    assert!(used / (dirs + files) < 400);
+}
+
+#[tokio::test]
+async fn create_under_a_file_or_over_a_directory() {
+    let srv = start(ServerOptions::new()).await;
+    let ns = srv.namespace().clone();
+    ns.add_file("/u/file", &b"x"[..]).unwrap();
+    ns.mkdirs("/u/dir").unwrap();
+    let c = client();
+    let base = srv.base_url();
+    let (s, v) = create(&c, &base, "/u/file/child", "", b"y").await;
+    assert_eq!((s, exception(&v).0), (403, "ParentNotDirectoryException"));
+    let (s, v) = create(&c, &base, "/u/dir", "&overwrite=true", b"y").await;
+    assert_eq!(
+        (s, exception(&v).2),
+        (403, "/u/dir already exists as a directory")
+    );
+    let (s, v) = json(c.put(url(&base, "/u/file", "op=MKDIRS"))).await;
+    assert_eq!(
+        (s, exception(&v).2),
+        (403, "Path is not a directory: /u/file")
+    );
+    assert_eq!(ns.counts(), (3, 1));
+}

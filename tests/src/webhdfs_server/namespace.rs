@@ -573,10 +573,7 @@ impl Tree {
             };
         }
         if !cur.is_dir() {
-            return Err(RemoteException::exists(format!(
-                "Path is not a directory: {}",
-                join(comps)
-            )));
+            return Err(RemoteException::parent_not_dir(&join(comps)));
         }
         Ok(cur)
     }
@@ -617,26 +614,14 @@ impl Tree {
         let Some((name, parent_comps)) = comps.split_last() else {
             return Err(RemoteException::exists("/ already exists as a directory"));
         };
-        self.check_ancestors(comps)?;
-        if let Some(existing) = self.get(comps) {
-            if existing.is_dir() {
-                return Err(RemoteException::exists(format!(
-                    "{path} already exists as a directory"
-                )));
-            }
-            if !overwrite {
-                return Err(RemoteException::exists(format!(
-                    "{path} for client 127.0.0.1 already exists"
-                )));
-            }
-        }
         let owner = match &spec.owner {
             Some(o) => self.meta.names.intern(o),
             None => self.meta.default_owner,
         };
         let id = self.meta.alloc_id();
-        // Implicit parents inherit the permission of the deepest existing directory plus u+wx
-        // (FSDirMkdirOp.createAncestorDirectories).
+        // One walk: implicit parents inherit the permission of the deepest existing directory
+        // plus u+wx (FSDirMkdirOp.createAncestorDirectories). Every failure below implies the
+        // parent already existed, so nothing was created when an error is returned.
         let parent = self.ensure_dirs(parent_comps, now, owner, &|_, p| p | 0o300)?;
         let group = parent.group;
         let Inode {
@@ -647,10 +632,24 @@ impl Tree {
         else {
             unreachable!("ensure_dirs returns a directory")
         };
+        let key = Name::of(name);
+        match children.get(&key) {
+            Some(existing) if existing.is_dir() => {
+                return Err(RemoteException::exists(format!(
+                    "{path} already exists as a directory"
+                )));
+            }
+            Some(_) if !overwrite => {
+                return Err(RemoteException::exists(format!(
+                    "{path} for client 127.0.0.1 already exists"
+                )));
+            }
+            _ => {}
+        }
         *mtime = now;
         let mtime_new = spec.mtime.unwrap_or(now);
         children.insert(
-            Name::of(name),
+            key,
             Inode {
                 id,
                 mtime: mtime_new,
