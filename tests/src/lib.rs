@@ -5,3 +5,4 @@
 pub mod prom;
 pub mod truth;
 pub mod warehouse;
+pub mod webhdfs_server;
