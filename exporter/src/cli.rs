@@ -29,7 +29,12 @@ pub(crate) const EXIT_CONFIG: u8 = 64;
 #[command(name = "hive-smallfiles-exporter", version, about)]
 pub(crate) struct Cli {
     /// Configuration file (TOML).
-    #[arg(long = "config.file", visible_alias = "config", default_value = "/etc/hive-smallfiles/exporter.toml", global = true)]
+    #[arg(
+        long = "config.file",
+        visible_alias = "config",
+        default_value = "/etc/hive-smallfiles/exporter.toml",
+        global = true
+    )]
     pub(crate) config_file: PathBuf,
     /// Validate the configuration file and exit.
     #[arg(long = "check-config", global = true)]
@@ -84,7 +89,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
-    let web = match cli.web_config_file.as_deref().map(WebConfig::load).transpose() {
+    let web = match cli
+        .web_config_file
+        .as_deref()
+        .map(WebConfig::load)
+        .transpose()
+    {
         Ok(w) => w.unwrap_or_default(),
         Err(e) => {
             eprintln!("hive-smallfiles-exporter: {e}");
@@ -95,13 +105,31 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         println!(
             "Configuration OK: {} cluster(s): {}",
             config.clusters.len(),
-            config.clusters.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            config
+                .clusters
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         return Ok(ExitCode::SUCCESS);
     }
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config, web, &cli.listen_address, cli.telemetry_path, cli.grace_period).await,
-        Command::Scan { once: _, format, cluster } => scan_once(config, format, cluster.as_deref()).await,
+        Command::Serve => {
+            serve(
+                config,
+                web,
+                &cli.listen_address,
+                cli.telemetry_path,
+                cli.grace_period,
+            )
+            .await
+        }
+        Command::Scan {
+            once: _,
+            format,
+            cluster,
+        } => scan_once(config, format, cluster.as_deref()).await,
         Command::Check => check(config).await,
     }
 }
@@ -120,7 +148,11 @@ async fn serve(
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     service::spawn_scan_loops(scanners, &metrics, &tracker, &shutdown);
-    let router = server::router(AppState::new(Arc::clone(&metrics), telemetry_path.clone(), web.clone()));
+    let router = server::router(AppState::new(
+        Arc::clone(&metrics),
+        telemetry_path.clone(),
+        web.clone(),
+    ));
     let scheme = if web.tls_enabled() { "https" } else { "http" };
     tracing::info!(address = %local, "Listening; metrics at {scheme}://{local}{telemetry_path}");
     let http = tokio::spawn({
@@ -138,7 +170,11 @@ async fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn scan_once(config: Config, format: ReportFormat, only: Option<&str>) -> anyhow::Result<ExitCode> {
+async fn scan_once(
+    config: Config,
+    format: ReportFormat,
+    only: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let metrics = Metrics::new();
     let mut scanners = service::build_scanners(&config, &metrics)?;
     if let Some(name) = only {
@@ -164,7 +200,11 @@ async fn scan_once(config: Config, format: ReportFormat, only: Option<&str>) -> 
         let ticker = tokio::spawn(async move {
             let started = Instant::now();
             let tty = std::io::stderr().is_terminal();
-            let every = if tty { Duration::from_millis(500) } else { Duration::from_secs(10) };
+            let every = if tty {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_secs(10)
+            };
             loop {
                 tokio::time::sleep(every).await;
                 let done = progress.tables_done.load(Ordering::Relaxed);
@@ -172,8 +212,13 @@ async fn scan_once(config: Config, format: ReportFormat, only: Option<&str>) -> 
                 let parts = progress.partitions_done.load(Ordering::Relaxed);
                 #[allow(clippy::cast_precision_loss)]
                 let rate = parts as f64 / started.elapsed().as_secs_f64().max(0.001);
-                let line = format!("{name}: tables {done}/{total}, partitions {parts} ({rate:.0}/s)");
-                if tty { eprint!("\r\x1b[2K{line}") } else { eprintln!("{line}") }
+                let line =
+                    format!("{name}: tables {done}/{total}, partitions {parts} ({rate:.0}/s)");
+                if tty {
+                    eprint!("\r\x1b[2K{line}")
+                } else {
+                    eprintln!("{line}")
+                }
             }
         });
         let snapshot = scanner.scan(&cancel).await;
@@ -185,7 +230,11 @@ async fn scan_once(config: Config, format: ReportFormat, only: Option<&str>) -> 
         snapshots.push(snapshot);
     }
     print!("{}", report::render(&snapshots, format));
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn check(config: Config) -> anyhow::Result<ExitCode> {
@@ -193,14 +242,22 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for cluster in &config.clusters {
         let ms = &cluster.metastore;
-        let target = format!("{:?}://{}@{}:{}/{}", ms.backend, ms.user, ms.host, ms.port, ms.database).to_lowercase();
+        let target = format!(
+            "{:?}://{}@{}:{}/{}",
+            ms.backend, ms.user, ms.host, ms.port, ms.database
+        )
+        .to_lowercase();
         match Metastore::connect(ms).await {
             Ok(m) => match m.probe().await {
                 Ok(schema) => println!(
                     "{} metastore {target}: OK (schema {}{})",
                     cluster.name,
                     schema.schema_version.as_deref().unwrap_or("unknown"),
-                    if schema.has_catalogs { ", catalogs" } else { "" }
+                    if schema.has_catalogs {
+                        ", catalogs"
+                    } else {
+                        ""
+                    }
                 ),
                 Err(e) => {
                     failed = true;
@@ -228,5 +285,9 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
             println!("{} storage: no active endpoint", cluster.name);
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

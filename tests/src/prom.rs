@@ -26,7 +26,11 @@ pub fn parse(text: &str) -> Vec<Sample> {
             Some(i) => (&line[..i], &line[i..]),
             None => {
                 let (n, v) = line.split_once(' ').unwrap_or((line, "NaN"));
-                out.push(Sample { name: n.to_owned(), labels: BTreeMap::new(), value: v.trim().parse().unwrap_or(f64::NAN) });
+                out.push(Sample {
+                    name: n.to_owned(),
+                    labels: BTreeMap::new(),
+                    value: v.trim().parse().unwrap_or(f64::NAN),
+                });
                 continue;
             }
         };
@@ -61,7 +65,11 @@ pub fn parse(text: &str) -> Vec<Sample> {
         }
         let value: String = bytes[i + 1..].iter().collect();
         let value = value.split_whitespace().next().unwrap_or("NaN");
-        out.push(Sample { name: name.to_owned(), labels, value: value.parse().unwrap_or(f64::NAN) });
+        out.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value: value.parse().unwrap_or(f64::NAN),
+        });
     }
     out
 }
@@ -70,7 +78,12 @@ pub fn parse(text: &str) -> Vec<Sample> {
 pub fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> Option<f64> {
     samples
         .iter()
-        .find(|s| s.name == name && want.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .find(|s| {
+            s.name == name
+                && want
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
         .map(|s| s.value)
 }
 
@@ -84,7 +97,16 @@ pub fn promtool_check_metrics(text: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool (Debian package prometheus) must be installed: run tests/run.sh");
-    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write to promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
     let out = child.wait_with_output().expect("promtool runs");
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

@@ -63,14 +63,18 @@ pub fn walk_partition(dir: &Path, small_threshold: u64, target: u64, acc: &mut T
 }
 
 fn walk_dir(dir: &Path, small: u64, acc: &mut Truth) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
         if name.starts_with('.') || name.starts_with('_') {
             continue;
         }
-        let Ok(meta) = std::fs::symlink_metadata(e.path()) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+            continue;
+        };
         if meta.is_dir() {
             walk_dir(&e.path(), small, acc);
         } else if meta.is_file() {

@@ -19,7 +19,10 @@ impl Warehouse {
     pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(Self { root, mtime: UNIX_EPOCH + Duration::from_secs(1_700_000_000) })
+        Ok(Self {
+            root,
+            mtime: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        })
     }
 
     /// The root directory.
@@ -67,7 +70,11 @@ impl Warehouse {
             }
             left -= n as u64;
         }
-        f.set_times(FileTimes::new().set_modified(self.mtime).set_accessed(self.mtime + Duration::from_secs(60)))?;
+        f.set_times(
+            FileTimes::new()
+                .set_modified(self.mtime)
+                .set_accessed(self.mtime + Duration::from_secs(60)),
+        )?;
         Ok(p)
     }
 
