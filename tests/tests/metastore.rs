@@ -688,3 +688,36 @@ fn fixture_config(kind: DbKind, db: &str) -> MetastoreConfig {
         partition_page_size: 100,
     }
 }
+
+/// Scale check for the benchmark fixture (2,000 tables, 200,000 partitions); run with
+/// `--ignored --nocapture` to see the timings.
+#[tokio::test]
+#[ignore = "slow: builds 200,000 partitions"]
+async fn scale_2000_tables_200000_partitions() {
+    for kind in [DbKind::Postgres, DbKind::Mysql] {
+        let name = unique_db_name(&format!("scale_{kind:?}"));
+        let db = FixtureDb::create(kind, SchemaVersion::Cdp3_1_3000, &name)
+            .await
+            .expect("fixture");
+        let tables = many_tables(2000, 100);
+        let started = Instant::now();
+        db.insert(&tables).await.expect("insert");
+        let inserted = started.elapsed();
+        let mut cfg = db.metastore_config();
+        cfg.partition_page_size = 10_000;
+        let ms = connect(&cfg).await;
+        let started = Instant::now();
+        let snap = ms.read_snapshot().await.expect("snapshot");
+        let read = started.elapsed();
+        let parts: usize = snap.tables.iter().map(|t| t.partitions.len()).sum();
+        assert_eq!(snap.tables.len(), 2000);
+        assert_eq!(parts, 200_000);
+        assert_eq!(ms.queries_executed(), expected_queries(200_000, 10_000));
+        println!(
+            "{kind:?}: insert {inserted:?}, snapshot {read:?}, {} queries",
+            ms.queries_executed()
+        );
+        ms.close().await;
+        db.drop_database().await.expect("drop");
+    }
+}
