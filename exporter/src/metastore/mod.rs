@@ -7,10 +7,19 @@
 //! Classification of tables (format, transactional, storage handler...) is the pure
 //! [`classify`] module. Wire types (rows) stay inside the backend modules.
 
+mod assemble;
 pub mod classify;
+mod mysql;
+mod postgres;
+pub mod sql;
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use assemble::{Cell, Param};
+use sql::{Dialect, TableFilter};
 
 pub use classify::{FileFormat, NotScannedReason, TableClass, TableType, Transactional};
 
@@ -210,21 +219,349 @@ pub struct MetastoreSnapshot {
     pub tables: Vec<TableMeta>,
 }
 
-// STUB: replaced by the real reader.
-/// MetaStore reader.
+/// The backend behind a [`Metastore`].
 #[derive(Debug)]
-pub struct Metastore;
+enum Inner {
+    Mysql(mysql::MysqlBackend),
+    Postgres(Box<postgres::PgBackend>),
+}
+
+/// A reader of one MetaStore database: a connection pool plus the query logic.
+///
+/// `Send + Sync`; every read takes `&self`, so one `Metastore` serves many tasks.
+///
+/// # Queries per snapshot
+/// [`Metastore::read_snapshot`] sends `2` (probe) `+ 4` (tables, table parameters, serde
+/// parameters, partition keys) `+ 3` per non-empty page of partitions (page, key values,
+/// `numFiles`) `+ 1` when the last page was full (the empty page that ends the scan); the
+/// count never depends on the number of tables. Session setup statements of new pooled
+/// connections are not counted.
+pub struct Metastore {
+    inner: Inner,
+    dialect: Dialect,
+    catalogs: Vec<String>,
+    page_size: u32,
+    connect_timeout: Duration,
+    queries: AtomicU64,
+    schema: Mutex<Option<SchemaInfo>>,
+}
+
+impl std::fmt::Debug for Metastore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metastore")
+            .field("dialect", &self.dialect)
+            .field("catalogs", &self.catalogs)
+            .field("page_size", &self.page_size)
+            .field("queries", &self.queries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which tables one read covers.
+#[derive(Debug, Clone, Copy)]
+struct Selection<'a> {
+    database: Option<&'a str>,
+    table: Option<&'a str>,
+}
+
 impl Metastore {
-    /// Connects.
-    pub async fn connect(_cfg: &MetastoreConfig) -> Result<Self, MetastoreError> {
-        Err(MetastoreError::Connection("stub".into()))
+    /// Opens the pool (`cfg.pool_size` connections at most) and checks one connection within
+    /// `cfg.connect_timeout`. The password is never logged.
+    pub async fn connect(cfg: &MetastoreConfig) -> Result<Self, MetastoreError> {
+        let (inner, dialect) = match cfg.backend {
+            Backend::Mysql => (
+                Inner::Mysql(mysql::MysqlBackend::connect(cfg).await?),
+                Dialect::Mysql,
+            ),
+            Backend::Postgres => (
+                Inner::Postgres(Box::new(postgres::PgBackend::connect(cfg).await?)),
+                Dialect::Postgres,
+            ),
+        };
+        let catalogs = if cfg.catalogs.is_empty() {
+            vec!["hive".to_owned()]
+        } else {
+            cfg.catalogs.clone()
+        };
+        Ok(Self {
+            inner,
+            dialect,
+            catalogs,
+            page_size: cfg.partition_page_size.max(1),
+            connect_timeout: cfg.connect_timeout,
+            queries: AtomicU64::new(0),
+            schema: Mutex::new(None),
+        })
     }
-    /// Reads everything.
-    pub async fn read_snapshot(&self) -> Result<MetastoreSnapshot, MetastoreError> {
-        Err(MetastoreError::Connection("stub".into()))
+
+    /// Statements sent by the reader since [`Metastore::connect`].
+    pub fn queries_executed(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
     }
-    /// Probes.
+
+    /// Closes the pool.
+    pub async fn close(self) {
+        match self.inner {
+            Inner::Mysql(m) => m.close().await,
+            Inner::Postgres(p) => (*p).close().await,
+        }
+    }
+
+    async fn query(
+        &self,
+        name: &'static str,
+        sql: &str,
+        params: Vec<Param>,
+    ) -> Result<Vec<Vec<Cell>>, MetastoreError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(query = name, "metastore query");
+        match &self.inner {
+            Inner::Mysql(m) => m.query(name, sql, params, self.connect_timeout).await,
+            Inner::Postgres(p) => p.query(name, sql, params).await,
+        }
+    }
+
+    /// Probes the schema: which tables and columns exist (`information_schema.columns`) and
+    /// the recorded versions. Two statements. Unknown version strings are fine; a database
+    /// without the core tables gives [`MetastoreError::Schema`].
     pub async fn probe(&self) -> Result<SchemaInfo, MetastoreError> {
-        Err(MetastoreError::Connection("stub".into()))
+        let rows = self
+            .query(
+                "probe_columns",
+                &sql::probe_columns(self.dialect),
+                Vec::new(),
+            )
+            .await?;
+        let mut columns: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for cells in &rows {
+            let r = assemble::RowReader::new("probe_columns", cells);
+            columns.entry(r.text(0)?).or_default().push(r.text(1)?);
+        }
+        let has = |t: &str, c: &str| columns.get(t).is_some_and(|cs| cs.iter().any(|x| x == c));
+        let missing: Vec<&str> = sql::REQUIRED_TABLES
+            .iter()
+            .copied()
+            .filter(|t| !columns.contains_key(*t))
+            .collect();
+        if !missing.is_empty() {
+            return Err(MetastoreError::Schema(format!(
+                "missing tables: {}",
+                missing.join(", ")
+            )));
+        }
+        let has_version = has("VERSION", "SCHEMA_VERSION");
+        let has_v2 = has("VERSION", "SCHEMA_VERSION_V2");
+        let has_cdh = has("CDH_VERSION", "SCHEMA_VERSION");
+        let rows = self
+            .query(
+                "versions",
+                &sql::versions(self.dialect, has_version, has_v2, has_cdh),
+                Vec::new(),
+            )
+            .await?;
+        let (schema_version, distribution_version) = match rows.first() {
+            Some(cells) => {
+                let r = assemble::RowReader::new("versions", cells);
+                (r.opt_text(0)?, r.opt_text(1)?)
+            }
+            None => (None, None),
+        };
+        let info = SchemaInfo {
+            schema_version,
+            distribution_version,
+            has_catalogs: has("DBS", "CTLG_NAME"),
+            has_write_id: has("TBLS", "WRITE_ID"),
+            has_managed_location: has("DBS", "DB_MANAGED_LOCATION_URI"),
+        };
+        if let Ok(mut cached) = self.schema.lock() {
+            *cached = Some(info.clone());
+        }
+        Ok(info)
+    }
+
+    fn cached_schema(&self) -> Option<SchemaInfo> {
+        self.schema.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Reads every table of the configured catalogs with partitions, in a constant number of
+    /// statements plus keyset pages of partitions (see the type docs). Tables are ordered by
+    /// (catalog, database, name), partitions by `PART_ID`, partition keys by `INTEGER_IDX`.
+    pub async fn read_snapshot(&self) -> Result<MetastoreSnapshot, MetastoreError> {
+        let schema = self.probe().await?;
+        let tables = self
+            .read(
+                &schema,
+                Selection {
+                    database: None,
+                    table: None,
+                },
+                &self.catalogs,
+            )
+            .await?;
+        Ok(MetastoreSnapshot { schema, tables })
+    }
+
+    /// Reads one table with its partitions; `None` if it does not exist. On schemas without
+    /// catalogs only catalog `hive` exists. Names are matched exactly (Hive stores them
+    /// lower-cased).
+    pub async fn read_table(
+        &self,
+        catalog: &str,
+        database: &str,
+        table: &str,
+    ) -> Result<Option<TableMeta>, MetastoreError> {
+        let schema = match self.cached_schema() {
+            Some(s) => s,
+            None => self.probe().await?,
+        };
+        if !schema.has_catalogs && catalog != "hive" {
+            return Ok(None);
+        }
+        let catalogs = [catalog.to_owned()];
+        let mut tables = self
+            .read(
+                &schema,
+                Selection {
+                    database: Some(database),
+                    table: Some(table),
+                },
+                &catalogs,
+            )
+            .await?;
+        // Both encodings of a non-ASCII name may match on MySQL; prefer the exact decode.
+        tables.retain(|t| t.database == database && t.name == table);
+        Ok(tables.into_iter().next())
+    }
+
+    /// The data columns of a table (`COLUMNS_V2` by its `SDS.CD_ID`) in `INTEGER_IDX` order;
+    /// empty when the table has no column descriptor.
+    pub async fn table_columns(&self, table: &TableMeta) -> Result<Vec<Column>, MetastoreError> {
+        let Some(cd_id) = table.cd_id else {
+            return Ok(Vec::new());
+        };
+        let rows = self
+            .query(
+                "columns",
+                &sql::columns(self.dialect),
+                vec![Param::Int(cd_id)],
+            )
+            .await?;
+        assemble::columns_from_rows(&rows)
+    }
+
+    async fn read(
+        &self,
+        schema: &SchemaInfo,
+        selection: Selection<'_>,
+        catalogs: &[String],
+    ) -> Result<Vec<TableMeta>, MetastoreError> {
+        let d = self.dialect;
+        let mut params = Vec::new();
+        let mut filter = TableFilter::default();
+        if schema.has_catalogs {
+            let before = params.len();
+            for c in catalogs {
+                params.extend(assemble::text_params(d, c));
+            }
+            filter.catalogs = Some(params.len() - before);
+        }
+        if let Some(db) = selection.database {
+            let p = assemble::text_params(d, db);
+            filter.database = Some(p.len());
+            params.extend(p);
+        }
+        if let Some(t) = selection.table {
+            let p = assemble::text_params(d, t);
+            filter.table = Some(p.len());
+            params.extend(p);
+        }
+        let rows = self
+            .query(
+                "tables",
+                &sql::tables(d, schema.has_catalogs, filter),
+                params,
+            )
+            .await?;
+        let mut tables = assemble::tables_from_rows(&rows)?;
+        let one_table = selection.table.is_some();
+        if one_table && tables.is_empty() {
+            return Ok(tables);
+        }
+        // A single-table read filters the detail queries by TBL_ID (the first match; a
+        // second match can only be the other encoding of the same name on MySQL).
+        let tbl_param = || {
+            tables
+                .first()
+                .map(|t| vec![Param::Int(t.id)])
+                .unwrap_or_default()
+        };
+        let one_id = if one_table { tbl_param() } else { Vec::new() };
+        if one_table {
+            tables.truncate(1);
+        }
+        let (tp_sql, sp_sql, pk_sql) = (
+            sql::table_params(d, one_table),
+            sql::serde_params(d, one_table),
+            sql::partition_keys(d, one_table),
+        );
+        let (tp, sp, pk) = futures::try_join!(
+            self.query("table_params", &tp_sql, one_id.clone()),
+            self.query("serde_params", &sp_sql, one_id.clone()),
+            self.query("partition_keys", &pk_sql, one_id.clone()),
+        )?;
+        let index = assemble::index_by_id(&tables);
+        assemble::attach_params("table_params", &mut tables, &index, &tp, false)?;
+        assemble::attach_params("serde_params", &mut tables, &index, &sp, true)?;
+        assemble::attach_partition_keys(&mut tables, &index, &pk)?;
+        self.read_partitions(&mut tables, &index, one_id).await?;
+        tables.sort_by(|a, b| {
+            (&a.catalog, &a.database, &a.name).cmp(&(&b.catalog, &b.database, &b.name))
+        });
+        Ok(tables)
+    }
+
+    /// Keyset-pages `PARTITIONS` by `PART_ID`; for each non-empty page reads the key values
+    /// and `numFiles` of the same PART_ID range. Partitions of tables not in `tables`
+    /// (orphans, other catalogs, tables created meanwhile) are dropped.
+    async fn read_partitions(
+        &self,
+        tables: &mut [TableMeta],
+        index: &std::collections::HashMap<i64, usize>,
+        one_id: Vec<Param>,
+    ) -> Result<(), MetastoreError> {
+        let d = self.dialect;
+        let one_table = !one_id.is_empty();
+        let page_sql = sql::partitions_page(d, one_table, self.page_size);
+        let kv_sql = sql::partition_key_vals(d);
+        let nf_sql = sql::partition_num_files(d);
+        let mut last = i64::MIN;
+        loop {
+            let mut params = vec![Param::Int(last)];
+            params.extend(one_id.iter().cloned());
+            let rows = self.query("partitions", &page_sql, params).await?;
+            let mut page = assemble::partition_page(&rows)?;
+            let Some((lo, hi)) = page.range else {
+                break;
+            };
+            let range = vec![Param::Int(lo), Param::Int(hi)];
+            let (kv, nf) = futures::try_join!(
+                self.query("partition_key_vals", &kv_sql, range.clone()),
+                self.query("partition_params", &nf_sql, range),
+            )?;
+            assemble::attach_partition_details(&mut page, &kv, &nf)?;
+            for (tbl_id, partition) in page.partitions {
+                if let Some(&i) = index.get(&tbl_id) {
+                    tables[i].partitions.push(partition);
+                }
+            }
+            if page.rows < self.page_size as usize || hi <= last {
+                break;
+            }
+            last = hi;
+        }
+        for t in tables.iter_mut() {
+            t.partitions.sort_by_key(|p| p.id);
+        }
+        Ok(())
     }
 }
