@@ -2,8 +2,10 @@
 //! server written from the Hadoop documentation, `file:` warehouses, independent ground truth,
 //! and exposition helpers. Used by the integration tests, the demo and the benchmark.
 
+pub mod exporter_process;
 pub mod metastore_fixture;
 pub mod prom;
+pub mod scenario;
 pub mod truth;
 pub mod warehouse;
 pub mod webhdfs_server;
