@@ -276,7 +276,11 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
             let state = match &p.state {
                 EndpointState::Active => "active".to_owned(),
                 EndpointState::Standby => "standby".to_owned(),
-                EndpointState::Down(why) => format!("DOWN: {why}"),
+                EndpointState::Down(why) => {
+                    // HA hides a dead NameNode until the other one fails too: report it.
+                    failed = true;
+                    format!("DOWN: {why}")
+                }
             };
             println!("{} storage {}: {state}", cluster.name, p.endpoint);
         }

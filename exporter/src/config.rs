@@ -769,3 +769,27 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The documented example must stay valid.
+    #[test]
+    fn deploy_example_parses() {
+        let text = include_str!("../../deploy/exporter.example.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("metastore.password");
+        std::fs::write(&pw, "pw\n").unwrap();
+        let text = text.replace(
+            "/etc/hive-smallfiles/metastore.password",
+            &pw.display().to_string(),
+        );
+        let c = Config::from_toml(&text, dir.path(), &BTreeMap::new()).unwrap();
+        assert_eq!(c.clusters.len(), 1);
+        assert_eq!(
+            c.clusters[0].metastore.password.as_ref().unwrap().expose(),
+            "pw"
+        );
+    }
+}

@@ -202,7 +202,7 @@ pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -
                     [
                         r.cluster.clone(),
                         r.database.clone(),
-                        r.table.escape_debug().to_string(),
+                        printable(&r.table),
                         r.format.clone(),
                         r.partitions.to_string(),
                         r.files.to_string(),
@@ -269,6 +269,19 @@ pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -
             out
         }
     }
+}
+
+/// Escapes control characters (a newline in a table name must not break the table).
+fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 fn csv(s: &str) -> String {

@@ -9,27 +9,28 @@ use std::time::{Duration, Instant};
 pub fn binary() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        // Test executables live in target/<profile>/deps; binaries one level up.
+        // Test executables live in target/<profile>/deps, other binaries in target/<profile>.
         let exe = std::env::current_exe().expect("current exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>");
+        let exe_dir = exe.parent().expect("executable directory");
+        let profile_dir = if exe_dir.ends_with("deps") {
+            exe_dir.parent().expect("target/<profile>")
+        } else {
+            exe_dir
+        };
         let bin = profile_dir.join("hive-smallfiles-exporter");
+        if !exe_dir.ends_with("deps") {
+            // A program of this workspace (the demo): its build script built the exporter.
+            assert!(bin.exists(), "{} is missing: build it first", bin.display());
+            return bin;
+        }
+        // Tests: make sure the binary is there and current. The whole workspace's binaries,
+        // so the features match what the test run compiled and nothing is rebuilt.
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "hive-smallfiles-exporter",
-            "--bin",
-            "hive-smallfiles-exporter",
-        ]);
+        cmd.args(["build", "--quiet", "--workspace", "--bins"]);
         if release {
             cmd.arg("--release");
         }
-        // Always (re)build: cheap when up to date, and never tests a stale binary.
         let status = cmd.status().expect("cargo build runs");
         assert!(status.success(), "building the exporter binary failed");
         bin
@@ -56,7 +57,11 @@ pub struct ExporterProcess {
 impl ExporterProcess {
     /// Starts `serve` with this config file (and extra flags) on a free port.
     pub fn start(config: &Path, extra: &[&str]) -> Self {
-        let port = free_port();
+        Self::start_on(config, free_port(), extra)
+    }
+
+    /// Starts `serve` on a given port.
+    pub fn start_on(config: &Path, port: u16, extra: &[&str]) -> Self {
         let child = Command::new(binary())
             .arg("--config.file")
             .arg(config)

@@ -1,0 +1,169 @@
+//! The exporter binary's command line: `--check-config`, `check`, `scan --once`.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use hive_smallfiles_tests::exporter_process::binary;
+use hive_smallfiles_tests::metastore_fixture::{DbKind, FixtureDb, SchemaVersion, unique_db_name};
+use hive_smallfiles_tests::scenario::{SMALL_FILE_BYTES, Scenario, TARGET_FILE_BYTES};
+use hive_smallfiles_tests::warehouse::Warehouse;
+use hive_smallfiles_tests::webhdfs_server::{Namespace, ServerOptions, WebHdfsServer};
+
+fn run(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(binary())
+        .arg("--config.file")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run exporter");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs the binary off the runtime's threads, so the in-process WebHDFS server keeps serving.
+async fn run_async(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let config = config.to_owned();
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&config, &args)
+    })
+    .await
+    .unwrap()
+}
+
+#[test]
+fn check_config_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[[cluster]]\nname = \"a\"\n[cluster.metastore]\nurl = \"postgres://hive@db/metastore\"\n[cluster.storage]\ntype = \"local\"\nroot = \"/tmp\"\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(&good, &["--check-config"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("Configuration OK"));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[cluster]]\nname = \"a\"\n[cluster.metastore]\nurl = \"postgres://hive:secret@db/metastore\"\n[cluster.storage]\ntype = \"local\"\nroot = \"/tmp\"\n").unwrap();
+    let (code, _, err) = run(&bad, &["--check-config"]);
+    assert_eq!(code, Some(64));
+    assert!(err.contains("must not contain a password"), "{err}");
+    assert!(!err.contains("secret"), "secrets never printed: {err}");
+    let (code, _, err) = run(&dir.path().join("missing.toml"), &["--check-config"]);
+    assert_eq!(code, Some(64));
+    assert!(err.contains("cannot read"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_scan_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Warehouse::new(dir.path().join("warehouse")).unwrap();
+    let scenario = Scenario::build(&w, &|rel| format!("hdfs://testns/warehouse/{rel}"), false);
+    let truths: Vec<_> = scenario
+        .expected
+        .iter()
+        .map(|e| e.truth(SMALL_FILE_BYTES, TARGET_FILE_BYTES))
+        .collect();
+    let ns = Namespace::new_shared();
+    ns.import_dir(w.root(), "/warehouse").unwrap();
+    let server = WebHdfsServer::start(
+        ServerOptions::new()
+            .namespace(Arc::clone(&ns))
+            .namenodes(3)
+            .active(Some(0)),
+    )
+    .await
+    .unwrap();
+    server.stop_namenode(2).await;
+    let db = FixtureDb::create(
+        DbKind::Postgres,
+        SchemaVersion::Hive2_1,
+        &unique_db_name("cli"),
+    )
+    .await
+    .unwrap();
+    db.insert(&scenario.tables).await.unwrap();
+    let c = db.metastore_config();
+    let nns: Vec<String> = server
+        .namenode_urls()
+        .iter()
+        .map(|u| format!("{u:?}"))
+        .collect();
+    let config = dir.path().join("exporter.toml");
+    let write = |url: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[[cluster]]\nname = \"c1\"\nsmall_file_bytes = {SMALL_FILE_BYTES}\ntarget_file_bytes = {TARGET_FILE_BYTES}\nexclude = [\"scratch.*\"]\n\
+                 [cluster.metastore]\nurl = \"{url}\"\nconnect_timeout = \"2s\"\n[cluster.storage]\ntype = \"webhdfs\"\nnamenodes = [{}]\nrequest_timeout = \"2s\"\nmax_retries = 0\n",
+                nns.join(", ")
+            ),
+        )
+        .unwrap();
+    };
+    write(&format!(
+        "postgres://{}@{}:{}/{}",
+        c.user, c.host, c.port, c.database
+    ));
+
+    // One NameNode down (stopped), one standby, one active: the check reports each and fails.
+    let (code, out, _) = run_async(&config, &["check"]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("c1 metastore postgres://"), "{out}");
+    assert!(out.contains(": OK (schema 2.1.0"), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" storage ")).count(),
+        3,
+        "{out}"
+    );
+    assert!(out.contains(": active"), "{out}");
+    assert!(out.contains(": standby"), "{out}");
+    assert!(out.contains(": DOWN"), "{out}");
+    server.start_namenode(2).await.unwrap();
+    let (code, out, _) = run_async(&config, &["check"]).await;
+    assert_eq!(code, Some(0), "{out}");
+
+    // The report, as JSON and CSV, equals the ground truth and is sorted by excess files.
+    let (code, out, _) = run_async(&config, &["scan", "--once", "--format", "json"]).await;
+    assert_eq!(code, Some(0));
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = doc["tables"].as_array().unwrap();
+    assert_eq!(rows.len(), scenario.expected.len());
+    for (e, t) in scenario.expected.iter().zip(&truths) {
+        let row = rows
+            .iter()
+            .find(|r| r["database"] == e.database.as_str() && r["table"] == e.table.as_str())
+            .unwrap();
+        assert_eq!(row["files"], t.files, "{}", e.table);
+        assert_eq!(row["small_files"], t.small, "{}", e.table);
+        assert_eq!(row["size_bytes"], t.bytes, "{}", e.table);
+        assert_eq!(row["excess_files"], t.excess, "{}", e.table);
+    }
+    let excess: Vec<u64> = rows
+        .iter()
+        .map(|r| r["excess_files"].as_u64().unwrap())
+        .collect();
+    assert!(
+        excess.windows(2).all(|w| w[0] >= w[1]),
+        "sorted by excess: {excess:?}"
+    );
+    let (code, csv, _) = run_async(&config, &["scan", "--once", "--format", "csv"]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(csv.lines().count(), scenario.expected.len() + 1);
+    assert!(csv.contains("\"odd name%='ü\"") || csv.contains(",odd name%='ü,"));
+
+    // An unreachable MetaStore: check fails on that line, the scan reports the failure.
+    write("postgres://nobody@127.0.0.1:1/none");
+    let (code, out, _) = run_async(&config, &["check"]).await;
+    assert_eq!(code, Some(1));
+    assert!(out.contains("metastore") && out.contains("FAILED"), "{out}");
+    let (code, out, _) = run_async(&config, &["scan", "--once"]).await;
+    assert_eq!(code, Some(1));
+    assert!(out.contains("scan FAILED"), "{out}");
+    db.drop_database().await.unwrap();
+}
