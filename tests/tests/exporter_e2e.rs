@@ -431,3 +431,70 @@ async fn dropped_tables_disappear_and_new_files_appear() {
     assert_eq!(exporter.stop(), Some(0));
     db.drop_database().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_timeout_keeps_the_previous_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Warehouse::new(dir.path().join("warehouse")).unwrap();
+    let scenario = Scenario::build(&w, &|rel| format!("hdfs://testns/warehouse/{rel}"), false);
+    let ns = Namespace::new_shared();
+    ns.import_dir(w.root(), "/warehouse").unwrap();
+    let server = WebHdfsServer::start(ServerOptions::new().namespace(ns))
+        .await
+        .unwrap();
+    let db = FixtureDb::create(
+        DbKind::Postgres,
+        SchemaVersion::Hive3_1,
+        &unique_db_name("e2e_timeout"),
+    )
+    .await
+    .unwrap();
+    db.insert(&scenario.tables).await.unwrap();
+    let storage = format!(
+        "type = \"webhdfs\"\nnamenodes = [\"{}\"]\nrequest_timeout = \"30s\"",
+        server.namenode_url(0)
+    );
+    let config = write_config(dir.path(), &db, &storage, "1s");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "scan_interval = \"1s\"",
+        "scan_interval = \"1s\"\nscan_timeout = \"2s\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut exporter = ExporterProcess::start(&config, &[]);
+    exporter.wait_ready(Duration::from_secs(60)).await;
+    let orders = [
+        ("cluster", "e2e"),
+        ("database", "sales"),
+        ("table", "orders"),
+    ];
+    let (_, _, body) = exporter.get("/metrics", None).await;
+    let before = prom::value(&prom::parse(&body), "hive_table_files", &orders);
+    assert!(before.is_some());
+    // Every NameNode request now takes longer than the whole scan may.
+    server.set_latency(Duration::from_secs(3));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, _, body) = exporter.get("/metrics", None).await;
+        let s = prom::parse(&body);
+        if prom::value(&s, "hive_scan_success", &[("cluster", "e2e")]) == Some(0.0) {
+            assert_eq!(
+                prom::value(&s, "hive_table_files", &orders),
+                before,
+                "previous numbers kept"
+            );
+            assert_eq!(
+                prom::value(&s, "hive_metastore_up", &[("cluster", "e2e")]),
+                Some(1.0)
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no timed-out scan after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    server.set_latency(Duration::ZERO);
+    assert_eq!(exporter.stop(), Some(0));
+    db.drop_database().await.unwrap();
+}

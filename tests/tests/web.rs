@@ -11,8 +11,23 @@ async fn tls_and_basic_auth() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-addext", "basicConstraints=critical,CA:FALSE"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
         .arg("-keyout")
         .arg(d.join("tls.key"))
         .arg("-out")
@@ -38,39 +53,73 @@ async fn tls_and_basic_auth() {
     )
     .unwrap();
     let web = d.join("web.yml");
-    let exporter = ExporterProcess::start(&d.join("exporter.toml"), &["--web.config.file", web.to_str().unwrap()]);
+    let exporter = ExporterProcess::start(
+        &d.join("exporter.toml"),
+        &["--web.config.file", web.to_str().unwrap()],
+    );
     let https = exporter.base_url.replace("http://", "https://");
     let ca = reqwest::Certificate::from_pem(&std::fs::read(d.join("tls.crt")).unwrap()).unwrap();
-    let client = reqwest::Client::builder().add_root_certificate(ca).timeout(Duration::from_secs(5)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let start = Instant::now();
     let unauthenticated = loop {
         match client.get(format!("{https}/metrics")).send().await {
             Ok(r) => break r,
             Err(e) => {
-                assert!(start.elapsed() < Duration::from_secs(30), "no TLS answer: {e:?}");
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "no TLS answer: {e:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     };
     assert_eq!(unauthenticated.status().as_u16(), 401);
     assert!(unauthenticated.headers().contains_key("www-authenticate"));
-    let wrong = client.get(format!("{https}/metrics")).basic_auth("prometheus", Some("nope")).send().await.unwrap();
+    let wrong = client
+        .get(format!("{https}/metrics"))
+        .basic_auth("prometheus", Some("nope"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status().as_u16(), 401);
     // Poll until the first (failing) scan is published.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let ok = client.get(format!("{https}/metrics")).basic_auth("prometheus", Some("s3cret")).send().await.unwrap();
+        let ok = client
+            .get(format!("{https}/metrics"))
+            .basic_auth("prometheus", Some("s3cret"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(ok.status().as_u16(), 200);
         let body = ok.text().await.unwrap();
         if body.contains("hive_metastore_up{cluster=\"c\"} 0") {
             assert!(body.contains("hive_scan_success{cluster=\"c\"} 0"));
             break;
         }
-        assert!(Instant::now() < deadline, "no failed scan reported:\n{body}");
+        assert!(
+            Instant::now() < deadline,
+            "no failed scan reported:\n{body}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Plain HTTP on the TLS port is refused.
-    let plain = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
-    assert!(plain.get(format!("{}/metrics", exporter.base_url)).send().await.map(|r| r.status().is_success()).unwrap_or(false) == false);
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    assert!(
+        plain
+            .get(format!("{}/metrics", exporter.base_url))
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+            == false
+    );
     assert_eq!(exporter.stop(), Some(0));
 }

@@ -272,10 +272,16 @@ impl ClusterScanner {
     pub async fn scan(&mut self, cancel: &CancellationToken) -> Arc<ClusterSnapshot> {
         let started = Instant::now();
         let started_unix = unix_now();
-        let endpoints = self.fs.probe().await;
         let timeout = self.config.scan_timeout;
+        let fs = Arc::clone(&self.fs);
+        let mut endpoints = self.snapshot.endpoints.clone();
         let result = tokio::select! {
-            r = tokio::time::timeout(timeout, self.scan_inner()) => match r {
+            r = tokio::time::timeout(timeout, async {
+                // Endpoint health first (one cheap request per NameNode), inside the timeout
+                // and the cancellation like everything else.
+                endpoints = fs.probe().await;
+                self.scan_inner().await
+            }) => match r {
                 Ok(r) => r,
                 Err(_) => Err(ScanError::Timeout(timeout)),
             },
