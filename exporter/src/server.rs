@@ -98,6 +98,8 @@ pub struct WebConfig {
     tls: Option<Arc<rustls::ServerConfig>>,
     users: BTreeMap<String, String>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// Authorization header values already verified (bcrypt is deliberately slow).
+    verified: Arc<Mutex<HashSet<String>>>,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -154,12 +156,33 @@ impl WebConfig {
             tls: tls.map(Arc::new),
             users: raw.basic_auth_users,
             headers,
+            verified: Arc::default(),
         })
     }
 
     /// Whether TLS is on.
     pub fn tls_enabled(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// Whether basic authentication is required.
+    pub fn basic_auth_required(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// Extra response headers from `http_server_config.headers`.
+    pub fn extra_headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.headers
+    }
+
+    /// Whether an `Authorization` header value carries valid basic credentials.
+    pub async fn authorize_basic(&self, value: &str) -> bool {
+        check_basic_auth(self, value).await
+    }
+
+    /// A web config with these basic-auth users (bcrypt hashes), for tests and embedding.
+    pub fn with_users(users: BTreeMap<String, String>) -> Self {
+        Self { users, ..Self::default() }
     }
 }
 
@@ -253,19 +276,12 @@ pub struct AppState {
     pub telemetry_path: String,
     /// Web configuration (auth users, extra headers).
     pub web: WebConfig,
-    /// Authorization header values already verified (bcrypt is deliberately slow).
-    verified: Arc<Mutex<HashSet<String>>>,
 }
 
 impl AppState {
     /// New state.
     pub fn new(metrics: Arc<Metrics>, telemetry_path: String, web: WebConfig) -> Self {
-        Self {
-            metrics,
-            telemetry_path,
-            web,
-            verified: Arc::default(),
-        }
+        Self { metrics, telemetry_path, web }
     }
 }
 
@@ -359,7 +375,7 @@ async fn auth_and_headers(State(state): State<AppState>, request: Request, next:
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let ok = match auth {
-            Some(value) => check_basic_auth(&state, &value).await,
+            Some(value) => state.web.authorize_basic(&value).await,
             None => false,
         };
         if !ok {
@@ -377,8 +393,8 @@ async fn auth_and_headers(State(state): State<AppState>, request: Request, next:
     response
 }
 
-async fn check_basic_auth(state: &AppState, value: &str) -> bool {
-    if state
+async fn check_basic_auth(web: &WebConfig, value: &str) -> bool {
+    if web
         .verified
         .lock()
         .map(|g| g.contains(value))
@@ -398,7 +414,7 @@ async fn check_basic_auth(state: &AppState, value: &str) -> bool {
     let Some((user, password)) = decoded.split_once(':') else {
         return false;
     };
-    let (hash, known) = match state.web.users.get(user) {
+    let (hash, known) = match web.users.get(user) {
         Some(h) => (h.clone(), true),
         None => (DUMMY_HASH.to_owned(), false),
     };
@@ -408,7 +424,7 @@ async fn check_basic_auth(state: &AppState, value: &str) -> bool {
             .await
             .unwrap_or(false);
     if verified && known {
-        if let Ok(mut g) = state.verified.lock() {
+        if let Ok(mut g) = web.verified.lock() {
             if g.len() > 256 {
                 g.clear();
             }

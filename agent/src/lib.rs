@@ -1,0 +1,7 @@
+//! # hive-smallfiles merge agent
+//!
+//! Turns small-file alerts into merges an operator can trust: Alertmanager webhooks are
+//! deduplicated into work items, checked against policy and the live MetaStore, queued and
+//! rate-limited, planned per table format and type, executed through the cluster's own SQL
+//! engine (HiveServer2 protocol), verified by row counts and rescans, and reported as metrics,
+//! an audit log and a JSON API.

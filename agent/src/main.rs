@@ -1,0 +1,3 @@
+//! `hive-smallfiles-agent` binary.
+
+fn main() {}
