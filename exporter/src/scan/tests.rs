@@ -115,7 +115,7 @@ impl FileSystem for MemFs {
                         .filter(|(p, _)| *p != "/" && parent_path(p) == path)
                         .map(|(p, t)| {
                             status(
-                                &p[parent_path(p).len()..].trim_start_matches('/').to_owned(),
+                                p[parent_path(p).len()..].trim_start_matches('/'),
                                 EntryKind::Directory,
                                 0,
                                 *t,
