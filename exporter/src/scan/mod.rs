@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ClusterConfig, StorageConfig};
@@ -252,6 +253,14 @@ impl ClusterScanner {
         self.cache.as_ref().map_or(0, DirCache::len)
     }
 
+    /// Statements sent to the MetaStore by this scanner's current connection pool (0 before
+    /// the first scan; counting restarts after a reconnect).
+    pub fn metastore_queries(&self) -> u64 {
+        self.metastore
+            .as_ref()
+            .map_or(0, Metastore::queries_executed)
+    }
+
     /// Forgets cached directory states: the next scan lists everything.
     pub fn forget_cache(&mut self) {
         self.cache = None;
@@ -340,7 +349,7 @@ impl ClusterScanner {
     /// Lists the tables of a MetaStore snapshot (everything after the MetaStore read).
     pub async fn list_tables(
         &mut self,
-        metastore_snapshot: MetastoreSnapshot,
+        mut metastore_snapshot: MetastoreSnapshot,
     ) -> Result<(Vec<TableStats>, ScanSummary, crate::metastore::SchemaInfo), ScanError> {
         self.progress.tables_total.store(0, Ordering::Relaxed);
         self.progress.tables_done.store(0, Ordering::Relaxed);
@@ -348,7 +357,14 @@ impl ClusterScanner {
         let full_rescan = self
             .last_full_scan
             .is_none_or(|t| t.elapsed() >= self.config.full_rescan_interval);
-        let previous_cache = if full_rescan { None } else { self.cache.take() };
+        // An incremental scan updates the previous scan's cache in place; a full rescan drops
+        // it before listing anything (and sizes the new one once the targets are known).
+        let previous_cache = if full_rescan {
+            self.cache = None;
+            None
+        } else {
+            self.cache.take()
+        };
 
         let mut summary = ScanSummary {
             success: true,
@@ -371,99 +387,87 @@ impl ClusterScanner {
                 TablePlan::List(targets) => planned.push((i, targets)),
             }
         }
+        // Past planning only the number of partitions is needed: free their metadata (a few
+        // hundred bytes each) before the listings fill the directory cache.
+        let partition_counts: Vec<u64> = tables.iter().map(|t| t.partitions.len() as u64).collect();
+        for table in &mut metastore_snapshot.tables {
+            table.partitions = Vec::new();
+        }
+        let tables = &metastore_snapshot.tables;
         self.progress
             .tables_total
             .store(planned.len() as u64, Ordering::Relaxed);
 
+        // Paths below are borrowed from `planned` (which outlives every listing future):
+        // with 10^5 partitions, owned copies per step would be tens of megabytes. The
+        // listings run as named async fns in a `FuturesUnordered` filled from plain
+        // iterators, keeping this future `Send` (closures over borrowed data held across
+        // awaits are not, to the compiler).
+
         // 1. Parents of all partition directories, each listed once: the partitions' mtimes.
-        let mut wanted: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut wanted: HashMap<&str, HashSet<&str>> = HashMap::new();
         for (_, targets) in &planned {
             for t in targets {
                 if let PartitionTarget::Path(p) = t
                     && p != "/"
                 {
                     let (parent, name) = split_parent(p);
-                    wanted
-                        .entry(parent.to_owned())
-                        .or_default()
-                        .insert(name.to_owned());
+                    wanted.entry(parent).or_default().insert(name);
                 }
             }
         }
         let fs = Arc::clone(&self.fs);
+        let fs = fs.as_ref();
         let concurrency = self.config.list_concurrency;
-        type ParentListing = Option<HashMap<String, (EntryKind, i64)>>;
-        let parent_listings: HashMap<String, ParentListing> = futures::stream::iter(wanted)
-            .map(|(parent, names)| {
-                let fs = Arc::clone(&fs);
-                async move {
-                    let mut found = HashMap::with_capacity(names.len());
-                    let r = fs
-                        .list_status(&parent, &mut |page| {
-                            for s in page {
-                                if names.contains(s.name.as_str()) {
-                                    found.insert(s.name, (s.kind, s.modification_time_ms));
-                                }
-                            }
-                        })
-                        .await;
-                    (parent, r.ok().map(|()| found))
-                }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
+        let mut parent_listings: HashMap<&str, ParentListing<'_>> =
+            HashMap::with_capacity(wanted.len());
+        let mut in_flight = FuturesUnordered::new();
+        let mut parents = wanted.iter();
+        loop {
+            while in_flight.len() < concurrency {
+                let Some((&parent, names)) = parents.next() else {
+                    break;
+                };
+                in_flight.push(list_parent(fs, parent, names));
+            }
+            let Some((parent, found)) = in_flight.next().await else {
+                break;
+            };
+            parent_listings.insert(parent, found);
+        }
         summary.listings += parent_listings.len() as u64;
-        let parent_listings = Arc::new(parent_listings);
 
         // 2. Walk every partition directory.
-        let small = self.config.small_file_bytes;
-        let previous_cache = previous_cache.map(Arc::new);
-        let progress = Arc::clone(&self.progress);
-        let work: Vec<(usize, Option<String>)> = planned
-            .iter()
-            .flat_map(|(ti, targets)| {
-                targets.iter().map(move |t| match t {
-                    PartitionTarget::Path(p) => (*ti, Some(p.clone())),
-                    PartitionTarget::Unlistable => (*ti, None),
-                })
-            })
-            .collect();
+        let mut cache = previous_cache.unwrap_or_else(|| {
+            // Partition directories plus a little room for subdirectories: no rehashing.
+            let targets: usize = planned.iter().map(|(_, t)| t.len()).sum();
+            DirCache::with_capacity(targets + targets / 64)
+        });
+        cache.begin_scan();
+        let walk = WalkContext {
+            fs,
+            parent_listings: &parent_listings,
+            cache: &cache,
+            small: self.config.small_file_bytes,
+            progress: &self.progress,
+        };
         let mut per_table: HashMap<usize, TableAccumulator> = HashMap::new();
-        let mut new_cache = DirCache::default();
-        let mut outcomes = futures::stream::iter(work)
-            .map(|(ti, target)| {
-                let fs = Arc::clone(&fs);
-                let parent_listings = Arc::clone(&parent_listings);
-                let cache = previous_cache.clone();
-                let progress = Arc::clone(&progress);
-                async move {
-                    let outcome = match target {
-                        None => None,
-                        Some(path) => {
-                            let (parent, name) = split_parent(&path);
-                            let seen = parent_listings.get(parent).and_then(Option::as_ref);
-                            let observed = seen.map(|m| m.get(name).copied());
-                            let cache = cache.as_deref();
-                            Some(match observed {
-                                // The parent was listed and the directory is not in it.
-                                Some(None) => PartitionOutcome::Missing(0),
-                                Some(Some((EntryKind::File, _))) | None => {
-                                    list_partition(fs.as_ref(), &path, None, cache, small).await
-                                }
-                                Some(Some((_, mtime))) => {
-                                    list_partition(fs.as_ref(), &path, Some(mtime), cache, small)
-                                        .await
-                                }
-                            })
-                        }
-                    };
-                    progress.partitions_done.fetch_add(1, Ordering::Relaxed);
-                    (ti, outcome)
-                }
-            })
-            .buffer_unordered(concurrency);
-        while let Some((ti, outcome)) = outcomes.next().await {
+        let mut targets = Targets {
+            planned: &planned,
+            table: 0,
+            target: 0,
+        };
+        let mut outcomes = FuturesUnordered::new();
+        loop {
+            while outcomes.len() < concurrency {
+                let Some((ti, target)) = targets.next() else {
+                    break;
+                };
+                outcomes.push(walk.partition(ti, target));
+            }
+            let Some((ti, outcome)) = outcomes.next().await else {
+                break;
+            };
             let acc = per_table.entry(ti).or_default();
             match outcome {
                 None => summary.partitions.skipped += 1,
@@ -477,7 +481,6 @@ impl ClusterScanner {
                         self.config.target_file_bytes,
                     );
                     acc.counts.merge(&w.counts);
-                    new_cache.extend(w.states);
                 }
                 Some(PartitionOutcome::Missing(listings)) => {
                     summary.partitions.missing += 1;
@@ -494,6 +497,7 @@ impl ClusterScanner {
             }
         }
         drop(outcomes);
+        cache.end_scan();
 
         // 3. Fold per table; a failed table keeps its previous numbers when it has any.
         let previous: HashMap<(&str, &str), &TableStats> = self
@@ -530,7 +534,7 @@ impl ClusterScanner {
                 table_type: class.table_type.as_str(),
                 transactional: class.transactional.as_str(),
                 location: table.location.clone().unwrap_or_default(),
-                partitions: table.partitions.len() as u64,
+                partitions: partition_counts[*ti],
                 counts: acc.counts,
                 excess_files: acc.excess,
                 missing_directories: acc.missing,
@@ -541,11 +545,101 @@ impl ClusterScanner {
         stats.dedup_by(|a, b| a.database == b.database && a.table == b.table);
         summary.tables = results;
         summary.skipped_by_reason = skipped_by_reason;
-        self.cache = Some(new_cache);
+        self.cache = Some(cache);
         if full_rescan {
             self.last_full_scan = Some(Instant::now());
         }
         Ok((stats, summary, metastore_snapshot.schema))
+    }
+}
+
+/// Per listed parent directory: the wanted names found in it (borrowed keys), or `None` when
+/// the parent could not be listed.
+type ParentListing<'a> = Option<HashMap<&'a str, (EntryKind, i64)>>;
+
+/// Lists one parent directory, keeping the kind and mtime of the wanted entries.
+async fn list_parent<'a>(
+    fs: &dyn FileSystem,
+    parent: &'a str,
+    names: &HashSet<&'a str>,
+) -> (&'a str, ParentListing<'a>) {
+    let mut found = HashMap::with_capacity(names.len());
+    let r = fs
+        .list_status(parent, &mut |page| {
+            for s in page {
+                if let Some(&name) = names.get(s.name.as_str()) {
+                    found.insert(name, (s.kind, s.modification_time_ms));
+                }
+            }
+        })
+        .await;
+    (parent, r.ok().map(|()| found))
+}
+
+/// The planned targets in order, as (table index, path or `None` when unlistable).
+struct Targets<'a> {
+    planned: &'a [(usize, Vec<PartitionTarget>)],
+    table: usize,
+    target: usize,
+}
+
+impl<'a> Iterator for Targets<'a> {
+    type Item = (usize, Option<&'a str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (ti, targets) = self.planned.get(self.table)?;
+            if let Some(t) = targets.get(self.target) {
+                self.target += 1;
+                return Some(match t {
+                    PartitionTarget::Path(p) => (*ti, Some(p.as_str())),
+                    PartitionTarget::Unlistable => (*ti, None),
+                });
+            }
+            self.table += 1;
+            self.target = 0;
+        }
+    }
+}
+
+/// What walking a partition directory needs, shared by all walks of one scan.
+struct WalkContext<'a> {
+    fs: &'a dyn FileSystem,
+    parent_listings: &'a HashMap<&'a str, ParentListing<'a>>,
+    cache: &'a DirCache,
+    small: u64,
+    progress: &'a ScanProgress,
+}
+
+impl WalkContext<'_> {
+    /// Walks one target of table `ti` (`None`: unlistable, skipped).
+    async fn partition(
+        &self,
+        ti: usize,
+        target: Option<&str>,
+    ) -> (usize, Option<PartitionOutcome>) {
+        let outcome = match target {
+            None => None,
+            Some(path) => {
+                let (parent, name) = split_parent(path);
+                let seen = self.parent_listings.get(parent).and_then(Option::as_ref);
+                let observed = seen.map(|m| m.get(name).copied());
+                Some(match observed {
+                    // The parent was listed and the directory is not in it.
+                    Some(None) => PartitionOutcome::Missing(0),
+                    Some(Some((EntryKind::File, _))) | None => {
+                        list_partition(self.fs, path, None, self.cache, self.small).await
+                    }
+                    Some(Some((_, mtime))) => {
+                        list_partition(self.fs, path, Some(mtime), self.cache, self.small).await
+                    }
+                })
+            }
+        };
+        self.progress
+            .partitions_done
+            .fetch_add(1, Ordering::Relaxed);
+        (ti, outcome)
     }
 }
 
@@ -567,7 +661,7 @@ async fn list_partition(
     fs: &dyn FileSystem,
     path: &str,
     observed: Option<i64>,
-    cache: Option<&DirCache>,
+    cache: &DirCache,
     small: u64,
 ) -> PartitionOutcome {
     match walk_tree(fs, path, observed, cache, small).await {

@@ -333,6 +333,22 @@ impl Drop for InflightGuard<'_> {
     }
 }
 
+/// Sleeps for `d` with sub-millisecond precision.
+///
+/// Tokio's timer has millisecond ticks and a sleep ends on the first tick at or after its
+/// deadline, so `tokio::time::sleep(2 ms)` lasts about 3 ms (and 1 µs about 1 ms): injected
+/// latencies of a few milliseconds would be inflated by a third or more. A thread of the
+/// blocking pool sleeping in the OS is accurate to tens of microseconds; the pool keeps its
+/// idle threads, so at most `max_handlers` of them are busy sleeping at once.
+async fn precise_sleep(d: Duration) {
+    if tokio::task::spawn_blocking(move || std::thread::sleep(d))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(d).await;
+    }
+}
+
 async fn namenode_request(shared: Arc<Shared>, idx: usize, req: Request<Incoming>) -> HttpResponse {
     let nn = &shared.namenodes[idx];
     let Ok(_permit) = nn.handlers.acquire().await else {
@@ -341,7 +357,7 @@ async fn namenode_request(shared: Arc<Shared>, idx: usize, req: Request<Incoming
     let _guard = InflightGuard::enter(&shared, nn);
     let latency = shared.latency_us.load(Ordering::Relaxed);
     if latency > 0 {
-        tokio::time::sleep(Duration::from_micros(latency)).await;
+        precise_sleep(Duration::from_micros(latency)).await;
     }
     let parsed = ParsedRequest::parse(req.method(), req.uri());
     // The NameNode ignores request bodies (CREATE/APPEND data goes to the DataNode).
