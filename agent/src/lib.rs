@@ -5,3 +5,6 @@
 //! rate-limited, planned per table format and type, executed through the cluster's own SQL
 //! engine (HiveServer2 protocol), verified by row counts and rescans, and reported as metrics,
 //! an audit log and a JSON API.
+
+pub mod metrics;
+pub mod work;

@@ -182,7 +182,10 @@ impl WebConfig {
 
     /// A web config with these basic-auth users (bcrypt hashes), for tests and embedding.
     pub fn with_users(users: BTreeMap<String, String>) -> Self {
-        Self { users, ..Self::default() }
+        Self {
+            users,
+            ..Self::default()
+        }
     }
 }
 
@@ -281,7 +284,11 @@ pub struct AppState {
 impl AppState {
     /// New state.
     pub fn new(metrics: Arc<Metrics>, telemetry_path: String, web: WebConfig) -> Self {
-        Self { metrics, telemetry_path, web }
+        Self {
+            metrics,
+            telemetry_path,
+            web,
+        }
     }
 }
 

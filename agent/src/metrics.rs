@@ -1,0 +1,234 @@
+//! The agent's metrics (`hive_merge_` prefix), registered once and shared by every stage.
+//! Rendering reuses the exporter's format negotiation and 0.0.4 conversion.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use hive_smallfiles_exporter::metrics::{Format, openmetrics_to_text};
+
+/// `{status}` label set (alert status: firing, resolved).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    /// Alert status.
+    pub status: String,
+}
+
+/// `{code}` label set (HTTP status code).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    /// HTTP status code.
+    pub code: String,
+}
+
+/// `{result, strategy}` label set.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    /// Job result (`merged`, `dry_run`, `skipped`, `failed`).
+    pub result: String,
+    /// Strategy (`insert_overwrite`, `concatenate`, `compact_major`, `none`).
+    pub strategy: String,
+}
+
+/// `{cluster}` label set.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    /// Cluster name.
+    pub cluster: String,
+}
+
+/// `{reason}` label set.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Bounded reason label.
+    pub reason: String,
+}
+
+/// `{limit}` label set.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// Which limit (`global_rate`, `cluster_rate`, `bytes`, `concurrency`).
+    pub limit: String,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new([
+        1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
+    ])
+}
+
+/// Every metric of the agent.
+#[derive(Debug)]
+pub struct AgentMetrics {
+    registry: Registry,
+    /// Alerts received by status.
+    pub alerts_received: Family<StatusLabels, Counter>,
+    /// Webhook requests by answered HTTP code.
+    pub webhook_requests: Family<CodeLabels, Counter>,
+    /// Jobs waiting.
+    pub jobs_queued: Gauge,
+    /// Jobs running.
+    pub jobs_running: Gauge,
+    /// Finished jobs by result and strategy.
+    pub jobs: Family<JobLabels, Counter>,
+    /// Job durations by result and strategy.
+    pub job_duration: Family<JobLabels, Histogram, fn() -> Histogram>,
+    /// Files removed by merges.
+    pub files_removed: Family<ClusterLabels, Counter>,
+    /// Bytes rewritten by merges.
+    pub bytes_rewritten: Family<ClusterLabels, Counter>,
+    /// Times a job had to wait for a limit.
+    pub rate_limited: Family<LimitLabels, Counter>,
+    /// Requests skipped by policy, by reason.
+    pub policy_skipped: Family<ReasonLabels, Counter>,
+    /// Work items not queued, by reason (`cooldown`, `queue_full`, `invalid_labels`...).
+    pub intake_dropped: Family<ReasonLabels, Counter>,
+}
+
+impl Default for AgentMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AgentMetrics {
+    /// Registers everything.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hive_merge");
+        let m = Self {
+            registry: Registry::default(),
+            alerts_received: Family::default(),
+            webhook_requests: Family::default(),
+            jobs_queued: Gauge::default(),
+            jobs_running: Gauge::default(),
+            jobs: Family::default(),
+            job_duration: Family::new_with_constructor(duration_histogram),
+            files_removed: Family::default(),
+            bytes_rewritten: Family::default(),
+            rate_limited: Family::default(),
+            policy_skipped: Family::default(),
+            intake_dropped: Family::default(),
+        };
+        registry.register(
+            "agent_build",
+            "Build information of the merge agent",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        registry.register(
+            "alerts_received",
+            "Alerts received by status",
+            m.alerts_received.clone(),
+        );
+        registry.register(
+            "webhook_requests",
+            "Webhook requests by answered HTTP status code",
+            m.webhook_requests.clone(),
+        );
+        registry.register(
+            "jobs_queued",
+            "Jobs waiting in the queue",
+            m.jobs_queued.clone(),
+        );
+        registry.register(
+            "jobs_running",
+            "Jobs being planned or executed",
+            m.jobs_running.clone(),
+        );
+        registry.register(
+            "jobs",
+            "Finished jobs by result and strategy",
+            m.jobs.clone(),
+        );
+        registry.register_with_unit(
+            "job_duration",
+            "Duration of finished jobs",
+            prometheus_client::registry::Unit::Seconds,
+            m.job_duration.clone(),
+        );
+        registry.register(
+            "files_removed",
+            "Files removed by merges",
+            m.files_removed.clone(),
+        );
+        registry.register_with_unit(
+            "rewritten",
+            "Bytes rewritten by merges",
+            prometheus_client::registry::Unit::Bytes,
+            m.bytes_rewritten.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Times a job waited for a limit, by limit",
+            m.rate_limited.clone(),
+        );
+        registry.register(
+            "policy_skipped",
+            "Merge requests skipped by policy, by reason",
+            m.policy_skipped.clone(),
+        );
+        registry.register(
+            "intake_dropped",
+            "Work items not queued, by reason",
+            m.intake_dropped.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// Renders everything in the given format.
+    pub fn render(&self, format: Format) -> String {
+        let mut om = String::with_capacity(8192);
+        let _ = prometheus_client::encoding::text::encode(&mut om, &self.registry);
+        match format {
+            Format::OpenMetrics => om,
+            Format::Text => openmetrics_to_text(&om),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_conventions() {
+        let m = AgentMetrics::new();
+        m.jobs
+            .get_or_create(&JobLabels {
+                result: "merged".into(),
+                strategy: "insert_overwrite".into(),
+            })
+            .inc();
+        m.job_duration
+            .get_or_create(&JobLabels {
+                result: "merged".into(),
+                strategy: "insert_overwrite".into(),
+            })
+            .observe(3.0);
+        m.bytes_rewritten
+            .get_or_create(&ClusterLabels {
+                cluster: "c".into(),
+            })
+            .inc_by(10);
+        let text = m.render(Format::Text);
+        assert!(
+            text.contains("# TYPE hive_merge_jobs_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hive_merge_job_duration_seconds_bucket{"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hive_merge_rewritten_bytes_total{cluster=\"c\"} 10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hive_merge_agent_build_info{version="),
+            "{text}"
+        );
+    }
+}
