@@ -7,4 +7,7 @@
 //! an audit log and a JSON API.
 
 pub mod metrics;
+pub mod plan;
+pub mod policy;
+pub mod sql;
 pub mod work;

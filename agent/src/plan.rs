@@ -1,0 +1,779 @@
+//! Pure planner: from a table's MetaStore row, its columns and a fresh listing of its
+//! partitions, decide which partitions are worth merging, with which strategy, which
+//! statements the engine runs, and how many files should remain.
+//!
+//! Strategies (facts from Hive's DDLTask/`AlterTableConcatenate` rules, HIVE-17403, Spark's
+//! and Impala's documentation):
+//! * `compact_major` — transactional (full ACID or insert-only) tables, Hive only; files of
+//!   ACID tables are never rewritten outside Hive.
+//! * `concatenate` — Hive, ORC or RCFile, managed, not bucketed, not transactional, and not
+//!   external on Hive 3 (HIVE-17403 refuses it there). Stripe/block-level, no decode.
+//! * `insert_overwrite` — everything else the engine can write: `INSERT OVERWRITE ...
+//!   PARTITION (...) SELECT <columns> ... WHERE <partition>` with the engine's settings that
+//!   control the output file count (Hive `hive.merge.*`; Spark a `REPARTITION(n)` hint and
+//!   `spark.sql.hive.convertInsertingPartitionedTable=false` so Hive tables may be read and
+//!   overwritten in one statement; Impala `NUM_NODES=1` and `PARQUET_FILE_SIZE`).
+//!
+//! Text tables with header or footer lines (`skip.header.line.count`) are never rewritten:
+//! the rewrite would drop each file's first lines as data and then skip real rows.
+
+use std::collections::BTreeSet;
+use std::time::SystemTime;
+
+use hive_smallfiles_exporter::metastore::{
+    Column, FileFormat, TableMeta, TableType, Transactional,
+};
+use serde::Serialize;
+
+use crate::policy::{Policy, Skip, check_partition, check_table};
+use crate::sql::{self, Engine};
+
+/// How a table is merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// `ALTER TABLE ... CONCATENATE`.
+    Concatenate,
+    /// `INSERT OVERWRITE ... SELECT`.
+    InsertOverwrite,
+    /// `ALTER TABLE ... COMPACT 'major'`.
+    CompactMajor,
+}
+
+impl Strategy {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Concatenate => "concatenate",
+            Self::InsertOverwrite => "insert_overwrite",
+            Self::CompactMajor => "compact_major",
+        }
+    }
+}
+
+/// One partition as the rescan found it (for an unpartitioned table: one entry, empty name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    /// `PART_NAME` (empty for the table itself).
+    pub name: String,
+    /// Unescaped values, in partition-key order.
+    pub values: Vec<String>,
+    /// Visible files.
+    pub files: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Newest file modification time, ms.
+    pub newest_file_ms: i64,
+}
+
+/// Everything the planner needs.
+#[derive(Debug, Clone)]
+pub struct PlanInput<'a> {
+    /// The live MetaStore row.
+    pub table: &'a TableMeta,
+    /// Data columns in order (`COLUMNS_V2`).
+    pub columns: &'a [Column],
+    /// Partitions with fresh counts.
+    pub partitions: Vec<PartitionState>,
+    /// The cluster's engine.
+    pub engine: Engine,
+    /// Hive 3 semantics (the MetaStore has catalogs).
+    pub hive3: bool,
+    /// Target output file size.
+    pub target_file_bytes: u64,
+    /// Partitions named by the request (empty: all).
+    pub requested: &'a BTreeSet<String>,
+    /// Now.
+    pub now: SystemTime,
+}
+
+/// One partition to merge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedPartition {
+    /// `PART_NAME` (empty for an unpartitioned table).
+    pub name: String,
+    /// `(key, value)` pairs of the partition spec.
+    pub spec: Vec<(String, String)>,
+    /// Files now.
+    pub files: u64,
+    /// Bytes now.
+    pub bytes: u64,
+    /// Files expected afterwards (`None` for compactions).
+    pub expected_files: Option<u64>,
+}
+
+/// A partition left alone, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedPartition {
+    /// `PART_NAME`.
+    pub name: String,
+    /// Reason label.
+    pub reason: &'static str,
+}
+
+/// What a job will do.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MergePlan {
+    /// `db`.`table` as sent to the engine.
+    pub table: String,
+    /// Strategy.
+    pub strategy: Strategy,
+    /// Engine.
+    pub engine: Engine,
+    /// Partitions to merge, most excess files first.
+    pub partitions: Vec<PlannedPartition>,
+    /// Partitions left alone.
+    pub skipped: Vec<SkippedPartition>,
+    /// Session settings sent once before the merges.
+    pub setup: Vec<String>,
+    /// Bytes the merges read and rewrite.
+    pub total_bytes: u64,
+    /// Where the replaced files go, so operators know what rollback exists.
+    pub replaced_files_go_to: &'static str,
+    #[serde(skip)]
+    select_list: String,
+    #[serde(skip)]
+    hive3: bool,
+}
+
+fn header_lines(table: &TableMeta) -> bool {
+    ["skip.header.line.count", "skip.footer.line.count"]
+        .iter()
+        .any(|k| {
+            let v = table.params.get(*k).or_else(|| table.serde_params.get(*k));
+            v.and_then(|v| v.trim().parse::<i64>().ok())
+                .is_some_and(|n| n > 0)
+        })
+}
+
+fn choose_strategy(input: &PlanInput<'_>) -> Result<Strategy, Skip> {
+    let class = input.table.class();
+    if class.transactional != Transactional::No {
+        return if input.engine == Engine::Hive {
+            Ok(Strategy::CompactMajor)
+        } else {
+            Err(Skip::new(
+                "transactional_needs_hive",
+                "transactional tables are only compacted, by Hive",
+            ))
+        };
+    }
+    let bucketed = input.table.num_buckets > 0
+        || input.table.bucket_columns > 0
+        || input.table.sort_columns > 0;
+    if bucketed && input.engine != Engine::Hive {
+        return Err(Skip::new(
+            "bucketed",
+            "bucketed or sorted tables are rewritten by Hive only",
+        ));
+    }
+    if class.format == FileFormat::Text && header_lines(input.table) {
+        return Err(Skip::new(
+            "header_lines",
+            "text files with header/footer lines cannot be rewritten without losing rows",
+        ));
+    }
+    if input.engine == Engine::Hive
+        && matches!(class.format, FileFormat::Orc | FileFormat::RcFile)
+        && class.table_type == TableType::Managed
+        && !bucketed
+        && !input.hive3
+    {
+        return Ok(Strategy::Concatenate);
+    }
+    let writable = match input.engine {
+        Engine::Hive | Engine::Spark => !matches!(class.format, FileFormat::Other),
+        Engine::Impala => matches!(class.format, FileFormat::Parquet | FileFormat::Text),
+    };
+    if !writable {
+        return Err(Skip::new(
+            "format_not_writable",
+            format!(
+                "{} cannot write {} tables",
+                input.engine.as_str(),
+                class.format.as_str()
+            ),
+        ));
+    }
+    if input.columns.is_empty() {
+        return Err(Skip::new(
+            "no_columns",
+            "the MetaStore lists no columns for this table",
+        ));
+    }
+    Ok(Strategy::InsertOverwrite)
+}
+
+/// Plans a merge (pure).
+pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<MergePlan, Skip> {
+    check_table(policy, input.table, input.now)?;
+    let strategy = choose_strategy(input)?;
+    let target = input.target_file_bytes.max(1);
+    let keys: Vec<String> = input
+        .table
+        .partition_keys
+        .iter()
+        .map(|k| k.name.clone())
+        .collect();
+    let mut candidates = Vec::new();
+    let mut skipped = Vec::new();
+    for p in &input.partitions {
+        if !input.requested.is_empty() && !input.requested.contains(&p.name) {
+            continue;
+        }
+        if p.values.len() != keys.len() {
+            skipped.push(SkippedPartition {
+                name: p.name.clone(),
+                reason: "incomplete_values",
+            });
+            continue;
+        }
+        if let Some(s) = check_partition(policy, &p.values, p.newest_file_ms, input.now) {
+            skipped.push(SkippedPartition {
+                name: p.name.clone(),
+                reason: s.reason,
+            });
+            continue;
+        }
+        let ideal = p.bytes.div_ceil(target).max(1);
+        let excess = p.files.saturating_sub(ideal);
+        if excess < policy.min_excess_files.max(1) {
+            skipped.push(SkippedPartition {
+                name: p.name.clone(),
+                reason: "not_worth_merging",
+            });
+            continue;
+        }
+        candidates.push((excess, p, ideal));
+    }
+    candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
+    let mut partitions = Vec::new();
+    let mut total_bytes = 0u64;
+    for (_, p, ideal) in candidates {
+        if total_bytes + p.bytes > policy.max_bytes_per_job && !partitions.is_empty() {
+            skipped.push(SkippedPartition {
+                name: p.name.clone(),
+                reason: "job_size_limit",
+            });
+            continue;
+        }
+        if p.bytes > policy.max_bytes_per_job {
+            skipped.push(SkippedPartition {
+                name: p.name.clone(),
+                reason: "job_size_limit",
+            });
+            continue;
+        }
+        total_bytes += p.bytes;
+        partitions.push(PlannedPartition {
+            name: p.name.clone(),
+            spec: keys.iter().cloned().zip(p.values.iter().cloned()).collect(),
+            files: p.files,
+            bytes: p.bytes,
+            expected_files: (strategy != Strategy::CompactMajor).then_some(ideal),
+        });
+    }
+    if partitions.is_empty() {
+        let why = skipped
+            .iter()
+            .map(|s| s.reason)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(Skip::new(
+            "nothing_to_merge",
+            format!("no partition worth merging ({why})"),
+        ));
+    }
+    let setup = setup_statements(input.engine, strategy, target);
+    let select_list = input
+        .columns
+        .iter()
+        .map(|c| sql::ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let replaced_files_go_to = match (strategy, input.engine) {
+        (Strategy::CompactMajor, _) => {
+            "old base and delta directories are removed by Hive's compaction cleaner"
+        }
+        (Strategy::Concatenate, _) => "nowhere: Hive replaces the merged files in place",
+        (Strategy::InsertOverwrite, Engine::Hive) => {
+            "HDFS trash of the Hive user when fs.trash.interval > 0 and the table is not auto.purge"
+        }
+        (Strategy::InsertOverwrite, Engine::Spark) => {
+            "nowhere: Spark deletes the replaced files (no trash)"
+        }
+        (Strategy::InsertOverwrite, Engine::Impala) => "nowhere: Impala deletes the replaced files",
+    };
+    Ok(MergePlan {
+        table: sql::qualified(&input.table.database, &input.table.name),
+        strategy,
+        engine: input.engine,
+        partitions,
+        skipped,
+        setup,
+        total_bytes,
+        replaced_files_go_to,
+        select_list,
+        hive3: input.hive3,
+    })
+}
+
+fn setup_statements(engine: Engine, strategy: Strategy, target: u64) -> Vec<String> {
+    if strategy != Strategy::InsertOverwrite {
+        return Vec::new();
+    }
+    match engine {
+        Engine::Hive => vec![
+            "SET hive.merge.mapfiles=true".to_owned(),
+            "SET hive.merge.mapredfiles=true".to_owned(),
+            "SET hive.merge.tezfiles=true".to_owned(),
+            "SET hive.merge.sparkfiles=true".to_owned(),
+            format!("SET hive.merge.size.per.task={target}"),
+            format!("SET hive.merge.smallfiles.avgsize={target}"),
+        ],
+        Engine::Spark => vec![
+            "SET spark.sql.hive.convertInsertingPartitionedTable=false".to_owned(),
+            "SET spark.sql.hive.convertInsertingUnpartitionedTable=false".to_owned(),
+            "SET spark.sql.sources.partitionOverwriteMode=STATIC".to_owned(),
+        ],
+        Engine::Impala => vec![
+            "SET NUM_NODES=1".to_owned(),
+            format!("SET PARQUET_FILE_SIZE={target}"),
+        ],
+    }
+}
+
+impl MergePlan {
+    /// `PARTITION (...)` clause of a partition, or empty for an unpartitioned table.
+    fn partition_clause(&self, p: &PlannedPartition) -> String {
+        if p.spec.is_empty() {
+            String::new()
+        } else {
+            format!(" PARTITION ({})", sql::partition_spec(&p.spec, self.engine))
+        }
+    }
+
+    /// `SELECT count(*)` of one partition (row-count verification before and after).
+    pub fn count_statement(&self, p: &PlannedPartition) -> String {
+        format!(
+            "SELECT count(*) FROM {} WHERE {}",
+            self.table,
+            sql::partition_predicate(&p.spec, self.engine)
+        )
+    }
+
+    /// The statement that merges one partition.
+    pub fn merge_statement(&self, p: &PlannedPartition) -> String {
+        let part = self.partition_clause(p);
+        match self.strategy {
+            Strategy::Concatenate => format!("ALTER TABLE {}{part} CONCATENATE", self.table),
+            Strategy::CompactMajor => {
+                let wait = if self.hive3 { " AND WAIT" } else { "" };
+                format!("ALTER TABLE {}{part} COMPACT 'major'{wait}", self.table)
+            }
+            Strategy::InsertOverwrite => {
+                let hint = match (self.engine, p.expected_files) {
+                    (Engine::Spark, Some(1) | None) => "/*+ COALESCE(1) */ ".to_owned(),
+                    (Engine::Spark, Some(n)) => format!("/*+ REPARTITION({n}) */ "),
+                    _ => String::new(),
+                };
+                let filter = if p.spec.is_empty() {
+                    String::new()
+                } else {
+                    format!(" WHERE {}", sql::partition_predicate(&p.spec, self.engine))
+                };
+                format!(
+                    "INSERT OVERWRITE TABLE {}{part} SELECT {hint}{} FROM {}{filter}",
+                    self.table, self.select_list, self.table
+                )
+            }
+        }
+    }
+
+    /// Statements after a partition's merge: Impala needs `REFRESH` for changes made outside
+    /// it; Hive refreshes its fast stats. `extra` templates may use `{table}` and
+    /// `{partition}` (the `PARTITION (...)` clause or nothing).
+    pub fn post_statements(&self, p: &PlannedPartition, extra: &[String]) -> Vec<String> {
+        let part = self.partition_clause(p);
+        let mut out = match self.engine {
+            Engine::Impala => vec![format!("REFRESH {}{part}", self.table)],
+            Engine::Hive if self.strategy != Strategy::CompactMajor => {
+                vec![format!(
+                    "ANALYZE TABLE {}{part} COMPUTE STATISTICS NOSCAN",
+                    self.table
+                )]
+            }
+            Engine::Hive | Engine::Spark => Vec::new(),
+        };
+        out.extend(extra.iter().map(|t| {
+            t.replace("{table}", &self.table)
+                .replace("{partition}", part.trim_start())
+        }));
+        out
+    }
+
+    /// Whether rows can be counted around each merge (compactions run asynchronously).
+    pub fn verifies_row_counts(&self) -> bool {
+        self.strategy != Strategy::CompactMajor || self.hive3
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hive_smallfiles_exporter::metastore::PartitionKey;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    const MIB: u64 = 1 << 20;
+
+    fn table(
+        format_input: &str,
+        tbl_type: &str,
+        params: &[(&str, &str)],
+        keys: &[&str],
+    ) -> TableMeta {
+        let mut t = crate::policy::tests::table(tbl_type, params);
+        t.name = "odd`name".into();
+        t.input_format = Some(format_input.into());
+        t.partition_keys = keys
+            .iter()
+            .map(|k| PartitionKey {
+                name: (*k).into(),
+                type_name: "string".into(),
+            })
+            .collect();
+        t
+    }
+
+    const TEXT: &str = "org.apache.hadoop.mapred.TextInputFormat";
+    const ORC: &str = "org.apache.hadoop.hive.ql.io.orc.OrcInputFormat";
+    const PARQUET: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
+    const AVRO: &str = "org.apache.hadoop.hive.ql.io.avro.AvroContainerInputFormat";
+
+    fn part(value: &str, files: u64, bytes: u64) -> PartitionState {
+        PartitionState {
+            name: format!("dt={value}"),
+            values: vec![value.into()],
+            files,
+            bytes,
+            newest_file_ms: 0,
+        }
+    }
+
+    fn columns() -> Vec<Column> {
+        vec![
+            Column {
+                name: "id".into(),
+                type_name: "int".into(),
+                comment: None,
+            },
+            Column {
+                name: "we'ird".into(),
+                type_name: "string".into(),
+                comment: None,
+            },
+        ]
+    }
+
+    fn run(
+        t: &TableMeta,
+        engine: Engine,
+        hive3: bool,
+        parts: Vec<PartitionState>,
+    ) -> Result<MergePlan, Skip> {
+        let cols = columns();
+        let requested = BTreeSet::new();
+        let input = PlanInput {
+            table: t,
+            columns: &cols,
+            partitions: parts,
+            engine,
+            hive3,
+            target_file_bytes: 128 * MIB,
+            requested: &requested,
+            now: UNIX_EPOCH + Duration::from_secs(1_000_000),
+        };
+        plan(
+            &input,
+            &Policy {
+                allow_external: true,
+                ..Policy::default()
+            },
+        )
+    }
+
+    #[test]
+    fn strategy_table() {
+        let parts = || vec![part("1", 10, 10 * MIB)];
+        let acid = [("transactional", "true")];
+        let mm = [
+            ("transactional", "true"),
+            ("transactional_properties", "insert_only"),
+        ];
+        let cases: Vec<(
+            &str,
+            &str,
+            &[(&str, &str)],
+            Engine,
+            bool,
+            Result<Strategy, &str>,
+        )> = vec![
+            (
+                ORC,
+                "MANAGED_TABLE",
+                &[],
+                Engine::Hive,
+                false,
+                Ok(Strategy::Concatenate),
+            ),
+            (
+                ORC,
+                "MANAGED_TABLE",
+                &[],
+                Engine::Hive,
+                true,
+                Ok(Strategy::InsertOverwrite),
+            ),
+            (
+                ORC,
+                "EXTERNAL_TABLE",
+                &[],
+                Engine::Hive,
+                false,
+                Ok(Strategy::InsertOverwrite),
+            ),
+            (
+                ORC,
+                "MANAGED_TABLE",
+                &[],
+                Engine::Spark,
+                false,
+                Ok(Strategy::InsertOverwrite),
+            ),
+            (
+                ORC,
+                "MANAGED_TABLE",
+                &acid,
+                Engine::Hive,
+                true,
+                Ok(Strategy::CompactMajor),
+            ),
+            (
+                TEXT,
+                "MANAGED_TABLE",
+                &mm,
+                Engine::Hive,
+                true,
+                Ok(Strategy::CompactMajor),
+            ),
+            (
+                ORC,
+                "MANAGED_TABLE",
+                &acid,
+                Engine::Spark,
+                true,
+                Err("transactional_needs_hive"),
+            ),
+            (
+                TEXT,
+                "MANAGED_TABLE",
+                &[],
+                Engine::Spark,
+                false,
+                Ok(Strategy::InsertOverwrite),
+            ),
+            (
+                TEXT,
+                "MANAGED_TABLE",
+                &[("skip.header.line.count", "1")],
+                Engine::Hive,
+                false,
+                Err("header_lines"),
+            ),
+            (
+                PARQUET,
+                "MANAGED_TABLE",
+                &[],
+                Engine::Impala,
+                false,
+                Ok(Strategy::InsertOverwrite),
+            ),
+            (
+                AVRO,
+                "MANAGED_TABLE",
+                &[],
+                Engine::Impala,
+                false,
+                Err("format_not_writable"),
+            ),
+            (
+                "com.example.CustomInputFormat",
+                "MANAGED_TABLE",
+                &[],
+                Engine::Hive,
+                false,
+                Err("format_not_writable"),
+            ),
+        ];
+        for (fmt, ty, params, engine, hive3, want) in cases {
+            let t = table(fmt, ty, params, &["dt"]);
+            let got = run(&t, engine, hive3, parts())
+                .map(|p| p.strategy)
+                .map_err(|s| s.reason);
+            assert_eq!(got, want, "{fmt} {ty} {params:?} {engine:?} hive3={hive3}");
+        }
+        let mut bucketed = table(ORC, "MANAGED_TABLE", &[], &["dt"]);
+        bucketed.num_buckets = 4;
+        assert_eq!(
+            run(&bucketed, Engine::Hive, false, parts())
+                .unwrap()
+                .strategy,
+            Strategy::InsertOverwrite
+        );
+        assert_eq!(
+            run(&bucketed, Engine::Spark, false, parts())
+                .unwrap_err()
+                .reason,
+            "bucketed"
+        );
+    }
+
+    #[test]
+    fn picks_partitions_worth_merging_and_counts_files() {
+        let t = table(TEXT, "MANAGED_TABLE", &[], &["dt"]);
+        let mut recent = part("recent", 50, MIB);
+        recent.newest_file_ms = 999_999_000;
+        let parts = vec![
+            part("a", 2, 300 * MIB),  // 2 files, ideal 3: nothing to gain
+            part("b", 40, 200 * MIB), // ideal 2: 38 excess
+            part("c", 10, 10 * MIB),  // ideal 1: 9 excess
+            part("__HIVE_DEFAULT_PARTITION__", 99, MIB),
+            recent,
+        ];
+        let p = run(&t, Engine::Spark, false, parts).unwrap();
+        assert_eq!(
+            p.partitions
+                .iter()
+                .map(|x| x.name.as_str())
+                .collect::<Vec<_>>(),
+            ["dt=b", "dt=c"]
+        );
+        assert_eq!(p.partitions[0].expected_files, Some(2));
+        assert_eq!(p.total_bytes, 210 * MIB);
+        let reasons: Vec<_> = p
+            .skipped
+            .iter()
+            .map(|s| (s.name.as_str(), s.reason))
+            .collect();
+        assert!(reasons.contains(&("dt=a", "not_worth_merging")));
+        assert!(reasons.contains(&("dt=__HIVE_DEFAULT_PARTITION__", "default_partition")));
+        assert!(reasons.contains(&("dt=recent", "quiet_period")));
+    }
+
+    #[test]
+    fn statements_are_escaped_per_engine() {
+        let t = table(TEXT, "MANAGED_TABLE", &[], &["dt"]);
+        let p = run(
+            &t,
+            Engine::Spark,
+            false,
+            vec![part("x' OR '1'='1", 10, MIB)],
+        )
+        .unwrap();
+        let pp = &p.partitions[0];
+        assert_eq!(
+            p.merge_statement(pp),
+            "INSERT OVERWRITE TABLE `db`.`odd``name` PARTITION (`dt`='x\\' OR \\'1\\'=\\'1') SELECT /*+ COALESCE(1) */ `id`, `we'ird` FROM `db`.`odd``name` WHERE `dt` = 'x\\' OR \\'1\\'=\\'1'"
+        );
+        assert_eq!(
+            p.count_statement(pp),
+            "SELECT count(*) FROM `db`.`odd``name` WHERE `dt` = 'x\\' OR \\'1\\'=\\'1'"
+        );
+        assert!(
+            p.setup
+                .iter()
+                .any(|s| s == "SET spark.sql.hive.convertInsertingPartitionedTable=false")
+        );
+        let impala = run(
+            &table(PARQUET, "MANAGED_TABLE", &[], &["dt"]),
+            Engine::Impala,
+            false,
+            vec![part("1", 10, MIB)],
+        )
+        .unwrap();
+        assert_eq!(
+            impala.post_statements(&impala.partitions[0], &[]),
+            vec!["REFRESH `db`.`odd``name` PARTITION (`dt`='1')"]
+        );
+        let unpart = run(
+            &table(TEXT, "MANAGED_TABLE", &[], &[]),
+            Engine::Hive,
+            false,
+            vec![PartitionState {
+                name: String::new(),
+                values: vec![],
+                files: 9,
+                bytes: MIB,
+                newest_file_ms: 0,
+            }],
+        )
+        .unwrap();
+        assert_eq!(
+            unpart.merge_statement(&unpart.partitions[0]),
+            "INSERT OVERWRITE TABLE `db`.`odd``name` SELECT `id`, `we'ird` FROM `db`.`odd``name`"
+        );
+        assert_eq!(
+            unpart.count_statement(&unpart.partitions[0]),
+            "SELECT count(*) FROM `db`.`odd``name` WHERE TRUE"
+        );
+        let acid = run(
+            &table(ORC, "MANAGED_TABLE", &[("transactional", "true")], &["dt"]),
+            Engine::Hive,
+            true,
+            vec![part("1", 10, MIB)],
+        )
+        .unwrap();
+        assert_eq!(
+            acid.merge_statement(&acid.partitions[0]),
+            "ALTER TABLE `db`.`odd``name` PARTITION (`dt`='1') COMPACT 'major' AND WAIT"
+        );
+        assert_eq!(acid.partitions[0].expected_files, None);
+    }
+
+    #[test]
+    fn job_size_limit_and_nothing_to_merge() {
+        let t = table(TEXT, "MANAGED_TABLE", &[], &["dt"]);
+        let cols = columns();
+        let requested = BTreeSet::new();
+        let input = PlanInput {
+            table: &t,
+            columns: &cols,
+            partitions: vec![part("1", 10, 60 * MIB), part("2", 10, 60 * MIB)],
+            engine: Engine::Hive,
+            hive3: false,
+            target_file_bytes: 128 * MIB,
+            requested: &requested,
+            now: UNIX_EPOCH + Duration::from_secs(1_000_000),
+        };
+        let p = plan(
+            &input,
+            &Policy {
+                max_bytes_per_job: 100 * MIB,
+                ..Policy::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(p.partitions.len(), 1);
+        assert_eq!(p.skipped[0].reason, "job_size_limit");
+        let input = PlanInput {
+            partitions: vec![part("1", 1, MIB)],
+            ..input
+        };
+        assert_eq!(
+            plan(&input, &Policy::default()).unwrap_err().reason,
+            "nothing_to_merge"
+        );
+    }
+}
