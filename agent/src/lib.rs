@@ -6,6 +6,10 @@
 //! engine (HiveServer2 protocol), verified by row counts and rescans, and reported as metrics,
 //! an audit log and a JSON API.
 
+pub mod audit;
+pub mod config;
+pub mod executor;
+pub mod hiveserver2;
 pub mod metrics;
 pub mod plan;
 pub mod policy;

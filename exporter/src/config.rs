@@ -428,7 +428,8 @@ fn invalid(cluster: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-fn resolve(base: &Path, p: &Path) -> PathBuf {
+/// Resolves a path relative to the configuration file's directory.
+pub fn resolve(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_owned()
     } else {
@@ -436,7 +437,8 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-fn read_secret_file(cluster: &str, what: &str, path: &Path) -> Result<Secret, ConfigError> {
+/// Reads the first line of a secret file.
+pub fn read_secret_file(cluster: &str, what: &str, path: &Path) -> Result<Secret, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         invalid(
             cluster,
@@ -494,7 +496,8 @@ impl RawCluster {
 }
 
 impl RawMetastore {
-    fn validate(
+    /// Validates into a [`MetastoreConfig`] (the agent reuses this section).
+    pub fn validate(
         self,
         cluster: &str,
         base: &Path,
@@ -584,7 +587,8 @@ impl RawMetastore {
 }
 
 impl RawStorage {
-    fn validate(self, cluster: &str, base: &Path) -> Result<StorageConfig, ConfigError> {
+    /// Validates into a [`StorageConfig`] (the agent reuses this section).
+    pub fn validate(self, cluster: &str, base: &Path) -> Result<StorageConfig, ConfigError> {
         match self {
             Self::Webhdfs {
                 namenodes,

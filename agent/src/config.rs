@@ -1,0 +1,526 @@
+//! The agent's configuration file: raw TOML (documented in `deploy/agent.example.toml`, every
+//! field with a default) validated once at start-up. Cluster sections reuse the exporter's
+//! `metastore` and `storage` sections, so one cluster is described the same way in both.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{NaiveTime, Weekday};
+use hive_smallfiles_exporter::config::{
+    ByteSize, ConfigError, Environment, RawMetastore, RawStorage, StorageConfig, TableFilter,
+    read_secret_file, resolve,
+};
+use hive_smallfiles_exporter::metastore::MetastoreConfig;
+use hive_smallfiles_exporter::secret::Secret;
+use serde::Deserialize;
+
+use crate::hiveserver2::{Hs2Auth, Hs2Config};
+use crate::policy::{MaintenanceWindow, Policy};
+use crate::sql::Engine;
+
+fn invalid(cluster: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        cluster: cluster.to_owned(),
+        message: message.into(),
+    }
+}
+
+// === raw ===
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgentConfig {
+    /// JSON-lines audit log (appended). Default `audit.jsonl` beside the config file.
+    #[serde(default = "default_audit")]
+    pub audit_log: PathBuf,
+    /// Webhook and API authentication.
+    #[serde(default)]
+    pub api: RawApi,
+    /// Queue and rate limits.
+    #[serde(default)]
+    pub queue: RawQueue,
+    /// What may be merged, and when.
+    #[serde(default)]
+    pub policy: RawPolicy,
+    /// Clusters.
+    #[serde(default, rename = "cluster")]
+    pub clusters: Vec<RawAgentCluster>,
+}
+
+fn default_audit() -> PathBuf {
+    PathBuf::from("audit.jsonl")
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    /// File whose first line is the bearer token Alertmanager (and API clients) must send.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+/// `[queue]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    /// Queued jobs at most. Default 1000.
+    #[serde(default = "d_capacity")]
+    pub capacity: usize,
+    /// Merges started per hour, all clusters. Default 30.
+    #[serde(default = "d_merges")]
+    pub merges_per_hour: u32,
+    /// Merges started per hour per cluster. Default 10.
+    #[serde(default = "d_cluster_merges")]
+    pub cluster_merges_per_hour: u32,
+    /// Bytes rewritten per hour, all clusters. Default 2 TiB.
+    #[serde(default = "d_bytes")]
+    pub bytes_per_hour: ByteSize,
+    /// Bytes rewritten per hour per cluster. Default 1 TiB.
+    #[serde(default = "d_cluster_bytes")]
+    pub cluster_bytes_per_hour: ByteSize,
+    /// Jobs running at once, all clusters. Default 4.
+    #[serde(default = "d_running")]
+    pub max_running: usize,
+    /// Jobs running at once per cluster. Default 2.
+    #[serde(default = "d_cluster_running")]
+    pub cluster_max_running: usize,
+    /// Attempts of a job with retryable failures. Default 3.
+    #[serde(default = "d_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay (doubles, with jitter). Default 1m.
+    #[serde(default = "d_backoff", with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// Longest retry delay. Default 30m.
+    #[serde(default = "d_backoff_max", with = "humantime_serde")]
+    pub retry_backoff_max: Duration,
+    /// A table merged successfully is not queued again for this long. Default 6h.
+    #[serde(default = "d_cooldown", with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+impl Default for RawQueue {
+    fn default() -> Self {
+        toml::from_str("").unwrap_or_else(|_| unreachable!("defaults"))
+    }
+}
+
+fn d_capacity() -> usize {
+    1000
+}
+fn d_merges() -> u32 {
+    30
+}
+fn d_cluster_merges() -> u32 {
+    10
+}
+fn d_bytes() -> ByteSize {
+    ByteSize(2 << 40)
+}
+fn d_cluster_bytes() -> ByteSize {
+    ByteSize(1 << 40)
+}
+fn d_running() -> usize {
+    4
+}
+fn d_cluster_running() -> usize {
+    2
+}
+fn d_attempts() -> u32 {
+    3
+}
+fn d_backoff() -> Duration {
+    Duration::from_secs(60)
+}
+fn d_backoff_max() -> Duration {
+    Duration::from_secs(1800)
+}
+fn d_cooldown() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Globs on `database.table` that may be merged. Default everything.
+    #[serde(default = "d_allow")]
+    pub allow: Vec<String>,
+    /// Globs never merged, applied after `allow`.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Merge external tables too. Default false.
+    #[serde(default)]
+    pub allow_external: bool,
+    /// A partition is merged only when its newest file is older than this. Default 1h.
+    #[serde(default = "d_quiet", with = "humantime_serde")]
+    pub quiet_period: Duration,
+    /// Bytes one job may rewrite. Default 100 GiB.
+    #[serde(default = "d_job_bytes")]
+    pub max_bytes_per_job: ByteSize,
+    /// A partition is worth merging from this many excess files on. Default 2.
+    #[serde(default = "d_min_excess")]
+    pub min_excess_files: u64,
+    /// Plan and report, change nothing. Default false.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Merges only inside these windows; none: any time.
+    #[serde(default, rename = "window")]
+    pub windows: Vec<RawWindow>,
+}
+
+impl Default for RawPolicy {
+    fn default() -> Self {
+        toml::from_str("").unwrap_or_else(|_| unreachable!("defaults"))
+    }
+}
+
+fn d_allow() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+fn d_quiet() -> Duration {
+    Duration::from_secs(3600)
+}
+fn d_job_bytes() -> ByteSize {
+    ByteSize(100 << 30)
+}
+fn d_min_excess() -> u64 {
+    2
+}
+
+/// `[[policy.window]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindow {
+    /// Days: `mon`..`sun`. Default every day.
+    #[serde(default = "d_days")]
+    pub days: Vec<String>,
+    /// `HH:MM` opening time.
+    pub start: String,
+    /// `HH:MM` closing time (before `start`: past midnight).
+    pub end: String,
+    /// IANA time zone. Default `UTC`.
+    #[serde(default = "d_tz")]
+    pub timezone: String,
+}
+
+fn d_days() -> Vec<String> {
+    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .map(str::to_owned)
+        .to_vec()
+}
+fn d_tz() -> String {
+    "UTC".to_owned()
+}
+
+/// `[[cluster]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgentCluster {
+    /// Cluster name, as in the exporter (alerts carry it in the `cluster` label).
+    pub name: String,
+    /// Engine behind `hiveserver2`: `hive`, `spark` or `impala`.
+    pub engine: Engine,
+    /// Target output file size. Default 128 MiB.
+    #[serde(default = "d_target")]
+    pub target_file_bytes: ByteSize,
+    /// Statements after each partition's merge; `{table}` and `{partition}` are replaced.
+    #[serde(default)]
+    pub post_merge_statements: Vec<String>,
+    /// The MetaStore database (same section as the exporter's).
+    pub metastore: RawMetastore,
+    /// The warehouse storage (same section as the exporter's).
+    pub storage: RawStorage,
+    /// The engine's HiveServer2 endpoint.
+    pub hiveserver2: RawHs2,
+}
+
+fn d_target() -> ByteSize {
+    ByteSize(128 << 20)
+}
+
+/// `[cluster.hiveserver2]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHs2 {
+    /// Host.
+    pub host: String,
+    /// Port. Default 10000.
+    #[serde(default = "d_hs2_port")]
+    pub port: u16,
+    /// User. Default `hive`.
+    #[serde(default = "d_hs2_user")]
+    pub user: String,
+    /// Password file (first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Password environment variable.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// `plain` (SASL PLAIN, also for servers without authentication) or `nosasl`.
+    #[serde(default = "d_hs2_auth")]
+    pub auth: String,
+    /// Session configuration sent when opening a session (e.g. a queue name).
+    #[serde(default)]
+    pub session_conf: BTreeMap<String, String>,
+    /// Timeout of connecting. Default 10s.
+    #[serde(default = "d_hs2_connect", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+fn d_hs2_port() -> u16 {
+    10000
+}
+fn d_hs2_user() -> String {
+    "hive".to_owned()
+}
+fn d_hs2_auth() -> String {
+    "plain".to_owned()
+}
+fn d_hs2_connect() -> Duration {
+    Duration::from_secs(10)
+}
+
+// === validated ===
+
+/// Validated agent configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Audit log path.
+    pub audit_log: PathBuf,
+    /// Bearer token for the webhook and API, if any.
+    pub bearer_token: Option<Secret>,
+    /// Queue settings as written.
+    pub queue: RawQueue,
+    /// Policy.
+    pub policy: Policy,
+    /// Clusters by name.
+    pub clusters: BTreeMap<String, AgentCluster>,
+}
+
+/// One validated cluster.
+#[derive(Debug, Clone)]
+pub struct AgentCluster {
+    /// Name.
+    pub name: String,
+    /// Engine.
+    pub engine: Engine,
+    /// Target output file size.
+    pub target_file_bytes: u64,
+    /// Extra statements after each partition.
+    pub post_merge_statements: Vec<String>,
+    /// MetaStore connection.
+    pub metastore: MetastoreConfig,
+    /// Storage.
+    pub storage: StorageConfig,
+    /// HiveServer2 connection.
+    pub hiveserver2: Hs2Config,
+}
+
+fn parse_day(d: &str) -> Option<Weekday> {
+    match d.trim().to_ascii_lowercase().get(..3)? {
+        "mon" => Some(Weekday::Mon),
+        "tue" => Some(Weekday::Tue),
+        "wed" => Some(Weekday::Wed),
+        "thu" => Some(Weekday::Thu),
+        "fri" => Some(Weekday::Fri),
+        "sat" => Some(Weekday::Sat),
+        "sun" => Some(Weekday::Sun),
+        _ => None,
+    }
+}
+
+impl AgentConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path, env: &dyn Environment) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path.parent().unwrap_or_else(|| Path::new(".")), env)
+    }
+
+    /// Parses and validates TOML text; relative paths are relative to `base`.
+    pub fn from_toml(text: &str, base: &Path, env: &dyn Environment) -> Result<Self, ConfigError> {
+        let raw: RawAgentConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let bearer_token = raw
+            .api
+            .bearer_token_file
+            .as_ref()
+            .map(|f| read_secret_file("-", "bearer token", &resolve(base, f)))
+            .transpose()?;
+        let q = &raw.queue;
+        if q.capacity == 0
+            || q.merges_per_hour == 0
+            || q.cluster_merges_per_hour == 0
+            || q.max_running == 0
+            || q.cluster_max_running == 0
+        {
+            return Err(invalid("-", "queue limits must be > 0"));
+        }
+        let p = raw.policy;
+        let tables = TableFilter::new(&p.allow, &p.deny).map_err(|m| invalid("-", m))?;
+        let mut windows = Vec::new();
+        for w in &p.windows {
+            let time = |s: &str| {
+                NaiveTime::parse_from_str(s, "%H:%M")
+                    .map_err(|_| invalid("-", format!("policy.window: {s:?} is not HH:MM")))
+            };
+            let days = w
+                .days
+                .iter()
+                .map(|d| {
+                    parse_day(d)
+                        .ok_or_else(|| invalid("-", format!("policy.window: unknown day {d:?}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let timezone: chrono_tz::Tz = w.timezone.parse().map_err(|_| {
+                invalid(
+                    "-",
+                    format!("policy.window: unknown time zone {:?}", w.timezone),
+                )
+            })?;
+            windows.push(MaintenanceWindow {
+                days,
+                start: time(&w.start)?,
+                end: time(&w.end)?,
+                timezone,
+            });
+        }
+        let policy = Policy {
+            tables,
+            allow_external: p.allow_external,
+            quiet_period: p.quiet_period,
+            max_bytes_per_job: p.max_bytes_per_job.0,
+            min_excess_files: p.min_excess_files,
+            windows,
+            dry_run: p.dry_run,
+        };
+        let mut names = HashSet::new();
+        let mut clusters = BTreeMap::new();
+        for c in raw.clusters {
+            if !names.insert(c.name.clone()) {
+                return Err(invalid(&c.name, "duplicate cluster name"));
+            }
+            let metastore = c.metastore.validate(&c.name, base, env)?;
+            let storage = c.storage.validate(&c.name, base)?;
+            let h = c.hiveserver2;
+            let auth = match h.auth.as_str() {
+                "plain" | "none" => Hs2Auth::Plain,
+                "nosasl" => Hs2Auth::NoSasl,
+                other => {
+                    return Err(invalid(
+                        &c.name,
+                        format!("hiveserver2.auth {other:?}: plain or nosasl"),
+                    ));
+                }
+            };
+            let password = match (&h.password_file, &h.password_env) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        &c.name,
+                        "set only one of hiveserver2 password_file and password_env",
+                    ));
+                }
+                (Some(f), None) => Some(read_secret_file(
+                    &c.name,
+                    "hiveserver2 password",
+                    &resolve(base, f),
+                )?),
+                (None, Some(v)) => {
+                    Some(Secret::new(env.var(v).ok_or_else(|| {
+                        invalid(&c.name, format!("{v} is not set"))
+                    })?))
+                }
+                (None, None) => None,
+            };
+            let hiveserver2 = Hs2Config {
+                host: h.host,
+                port: h.port,
+                user: h.user,
+                password,
+                auth,
+                connect_timeout: h.connect_timeout,
+                poll_interval: Duration::from_millis(200),
+                session_conf: h.session_conf.into_iter().collect(),
+            };
+            if c.target_file_bytes.0 == 0 {
+                return Err(invalid(&c.name, "target_file_bytes must be > 0"));
+            }
+            clusters.insert(
+                c.name.clone(),
+                AgentCluster {
+                    name: c.name,
+                    engine: c.engine,
+                    target_file_bytes: c.target_file_bytes.0,
+                    post_merge_statements: c.post_merge_statements,
+                    metastore,
+                    storage,
+                    hiveserver2,
+                },
+            );
+        }
+        if clusters.is_empty() {
+            return Err(invalid("-", "no [[cluster]] configured"));
+        }
+        Ok(Self {
+            audit_log: resolve(base, &raw.audit_log),
+            bearer_token,
+            queue: raw.queue,
+            policy,
+            clusters,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = include_str!("../../deploy/agent.example.toml");
+        for f in [
+            "metastore.password",
+            "webhook.token",
+            "hiveserver2.password",
+        ] {
+            std::fs::write(dir.path().join(f), "secret\n").unwrap();
+        }
+        let text = text.replace(
+            "/etc/hive-smallfiles/",
+            &format!("{}/", dir.path().display()),
+        );
+        let c = AgentConfig::from_toml(&text, dir.path(), &BTreeMap::new()).unwrap();
+        assert_eq!(c.bearer_token.as_ref().unwrap().expose(), "secret");
+        let prod = &c.clusters["prod"];
+        assert_eq!(prod.engine, Engine::Hive);
+        assert_eq!(prod.hiveserver2.port, 10000);
+        assert_eq!(c.policy.windows.len(), 1);
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn rejects_bad_windows_and_auth() {
+        let base = "[[cluster]]\nname = \"c\"\nengine = \"spark\"\n[cluster.metastore]\nurl = \"mysql://h@db/m\"\n[cluster.storage]\ntype = \"local\"\nroot = \"/w\"\n[cluster.hiveserver2]\nhost = \"h\"\n";
+        let env = BTreeMap::new();
+        assert!(AgentConfig::from_toml(base, Path::new("."), &env).is_ok());
+        let bad_auth = base.replace("host = \"h\"", "host = \"h\"\nauth = \"kerberos\"");
+        assert!(AgentConfig::from_toml(&bad_auth, Path::new("."), &env).is_err());
+        let bad_tz = format!(
+            "[[policy.window]]\nstart = \"01:00\"\nend = \"05:00\"\ntimezone = \"Mars/Olympus\"\n{base}"
+        );
+        assert!(
+            AgentConfig::from_toml(&bad_tz, Path::new("."), &env)
+                .unwrap_err()
+                .to_string()
+                .contains("time zone")
+        );
+        let bad_engine = base.replace("spark", "presto");
+        assert!(AgentConfig::from_toml(&bad_engine, Path::new("."), &env).is_err());
+    }
+}

@@ -1,0 +1,495 @@
+//! The merge executor: the [`JobRunner`] that carries out one job through the cluster's SQL
+//! engine over the HiveServer2 protocol.
+//!
+//! Steps, each recorded in the audit log: re-read the table from the live MetaStore (alert
+//! labels are never trusted), rescan its partitions, plan ([`crate::plan`], which applies the
+//! policy), reserve the bytes budget, then per partition: count rows, run the merge, count
+//! rows again — a difference stops the job and is reported — and run the post-merge
+//! statements; finally rescan to record files after. Cancellation is honoured only between
+//! partitions, never in the middle of a merge statement.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use futures::StreamExt;
+use hive_smallfiles_exporter::config::StorageConfig;
+use hive_smallfiles_exporter::fs::local::LocalFs;
+use hive_smallfiles_exporter::fs::webhdfs::{WebHdfs, WebHdfsMetrics};
+use hive_smallfiles_exporter::fs::{FileSystem, FsError, ResolvedLocation, resolve_location};
+use hive_smallfiles_exporter::metastore::{Metastore, MetastoreError, TableMeta};
+use hive_smallfiles_exporter::scan::walk::{DirCache, walk_tree};
+use serde_json::json;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::AuditLog;
+use crate::config::AgentCluster;
+use crate::hiveserver2::{Hs2Error, Hs2Session, Value};
+use crate::metrics::{AgentMetrics, ReasonLabels};
+use crate::plan::{MergePlan, PartitionState, PlanInput, plan};
+use crate::policy::{Policy, Skip};
+use crate::work::{ByteBudget, JobOutcome, JobRecord, JobRunner, TableKey};
+
+/// One cluster's connections.
+#[derive(Debug)]
+struct ClusterRuntime {
+    config: AgentCluster,
+    fs: Arc<dyn FileSystem>,
+    metastore: Mutex<Option<Arc<Metastore>>>,
+}
+
+/// Why a step failed: kind label, detail, retryable.
+type StepError = (&'static str, String, bool);
+
+fn ms_error(e: &MetastoreError) -> StepError {
+    ("metastore", e.to_string(), e.is_retryable())
+}
+
+fn hs2_error(e: &Hs2Error) -> StepError {
+    ("engine", e.to_string(), e.is_retryable())
+}
+
+impl ClusterRuntime {
+    async fn metastore(&self) -> Result<Arc<Metastore>, MetastoreError> {
+        let mut g = self.metastore.lock().await;
+        if let Some(m) = &*g {
+            return Ok(Arc::clone(m));
+        }
+        let m = Arc::new(Metastore::connect(&self.config.metastore).await?);
+        *g = Some(Arc::clone(&m));
+        Ok(m)
+    }
+
+    async fn forget_metastore(&self) {
+        *self.metastore.lock().await = None;
+    }
+}
+
+/// Builds a cluster's filesystem client from its storage settings.
+pub fn filesystem(
+    storage: &StorageConfig,
+    metrics: &WebHdfsMetrics,
+) -> Result<Arc<dyn FileSystem>, String> {
+    Ok(match storage {
+        StorageConfig::WebHdfs { client, .. } => {
+            Arc::new(WebHdfs::new(client.clone(), metrics.clone()).map_err(|e| e.to_string())?)
+        }
+        StorageConfig::Local { root } => Arc::new(LocalFs::new(root.clone())),
+    })
+}
+
+/// Carries out merges through HiveServer2-protocol engines.
+#[derive(Debug)]
+pub struct MergeRunner {
+    clusters: BTreeMap<String, ClusterRuntime>,
+    policy: Policy,
+    audit: Arc<AuditLog>,
+    metrics: Arc<AgentMetrics>,
+}
+
+/// A table as read and listed now.
+struct TableNow {
+    table: TableMeta,
+    columns: Vec<hive_smallfiles_exporter::metastore::Column>,
+    partitions: Vec<PartitionState>,
+    hive3: bool,
+}
+
+impl MergeRunner {
+    /// A runner for these clusters.
+    pub fn new(
+        clusters: &BTreeMap<String, AgentCluster>,
+        policy: Policy,
+        audit: Arc<AuditLog>,
+        metrics: Arc<AgentMetrics>,
+        webhdfs_metrics: &WebHdfsMetrics,
+    ) -> Result<Self, String> {
+        let mut runtimes = BTreeMap::new();
+        for (name, c) in clusters {
+            let fs = filesystem(&c.storage, webhdfs_metrics)
+                .map_err(|e| format!("cluster {name}: {e}"))?;
+            runtimes.insert(
+                name.clone(),
+                ClusterRuntime {
+                    config: c.clone(),
+                    fs,
+                    metastore: Mutex::new(None),
+                },
+            );
+        }
+        Ok(Self {
+            clusters: runtimes,
+            policy,
+            audit,
+            metrics,
+        })
+    }
+
+    fn cluster(&self, key: &TableKey) -> Result<&ClusterRuntime, StepError> {
+        self.clusters.get(&key.cluster).ok_or((
+            "unknown_cluster",
+            format!("no cluster {:?} configured", key.cluster),
+            false,
+        ))
+    }
+
+    /// Reads the table from the MetaStore and lists its partitions. `None`: table not found.
+    async fn read_now(
+        &self,
+        rt: &ClusterRuntime,
+        key: &TableKey,
+        only: Option<&BTreeSet<String>>,
+    ) -> Result<Option<TableNow>, StepError> {
+        let ms = rt.metastore().await.map_err(|e| ms_error(&e))?;
+        let (catalog, database) = key.catalog_and_database();
+        let read = async {
+            let schema = ms.probe().await?;
+            let Some(table) = ms.read_table(catalog, database, &key.table).await? else {
+                return Ok(None);
+            };
+            let columns = ms.table_columns(&table).await?;
+            Ok::<_, MetastoreError>(Some((schema, table, columns)))
+        };
+        let (schema, table, columns) = match read.await {
+            Ok(Some(x)) => x,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                if e.is_retryable() {
+                    rt.forget_metastore().await;
+                }
+                return Err(ms_error(&e));
+            }
+        };
+        let partitions = list_partitions(rt, &table, only).await?;
+        Ok(Some(TableNow {
+            table,
+            columns,
+            partitions,
+            hive3: schema.has_catalogs,
+        }))
+    }
+
+    fn skip(&self, job: &JobRecord, s: &Skip) -> JobOutcome {
+        self.metrics
+            .policy_skipped
+            .get_or_create(&ReasonLabels {
+                reason: s.reason.to_owned(),
+            })
+            .inc();
+        self.audit.record(
+            job.id,
+            "skipped",
+            json!({ "reason": s.reason, "detail": s.detail }),
+        );
+        JobOutcome::Skipped {
+            reason: s.reason.to_owned(),
+            detail: s.detail.clone(),
+        }
+    }
+
+    fn fail(&self, job: &JobRecord, (kind, error, retryable): StepError) -> JobOutcome {
+        self.audit.record(
+            job.id,
+            "failed",
+            json!({ "kind": kind, "error": error, "retryable": retryable }),
+        );
+        JobOutcome::Failed {
+            kind: kind.to_owned(),
+            error,
+            retryable,
+        }
+    }
+
+    async fn run_job(
+        &self,
+        job: &JobRecord,
+        budget: &dyn ByteBudget,
+        cancel: &CancellationToken,
+    ) -> Result<JobOutcome, StepError> {
+        let key = &job.item.key;
+        let rt = self.cluster(key)?;
+        let Some(now) = self.read_now(rt, key, None).await? else {
+            return Ok(self.skip(
+                job,
+                &Skip::new("table_not_found", format!("{key} is not in the MetaStore")),
+            ));
+        };
+        let input = PlanInput {
+            table: &now.table,
+            columns: &now.columns,
+            partitions: now.partitions.clone(),
+            engine: rt.config.engine,
+            hive3: now.hive3,
+            target_file_bytes: rt.config.target_file_bytes,
+            requested: &job.item.partitions,
+            now: SystemTime::now(),
+        };
+        let merge_plan = match plan(&input, &self.policy) {
+            Ok(p) => p,
+            Err(s) => return Ok(self.skip(job, &s)),
+        };
+        self.audit.record(job.id, "planned", json!({ "plan": &merge_plan, "source": job.item.source, "fingerprints": &job.item.fingerprints }));
+        let files_before: u64 = merge_plan.partitions.iter().map(|p| p.files).sum();
+        let parts = merge_plan.partitions.len() as u32;
+        if job.item.dry_run || self.policy.dry_run {
+            self.audit.record(job.id, "dry_run", json!({ "statements": statements_preview(&merge_plan, &rt.config.post_merge_statements) }));
+            return Ok(JobOutcome::DryRun {
+                strategy: merge_plan.strategy.as_str().to_owned(),
+                partitions: parts,
+            });
+        }
+        if let Err(wait) = budget.try_reserve(&key.cluster, merge_plan.total_bytes) {
+            return Err((
+                "bytes_budget",
+                format!(
+                    "bytes-per-hour budget exhausted; retry in {}s",
+                    wait.as_secs()
+                ),
+                true,
+            ));
+        }
+        let merged = self.execute(job, rt, &merge_plan, cancel).await?;
+        // Rescan what was merged.
+        let names: BTreeSet<String> = merge_plan
+            .partitions
+            .iter()
+            .take(merged)
+            .map(|p| p.name.clone())
+            .collect();
+        let after = match self.read_now(rt, key, Some(&names)).await {
+            Ok(Some(now)) => now
+                .partitions
+                .iter()
+                .filter(|p| names.contains(&p.name))
+                .map(|p| p.files)
+                .sum(),
+            _ => 0,
+        };
+        let before: u64 = merge_plan
+            .partitions
+            .iter()
+            .take(merged)
+            .map(|p| p.files)
+            .sum();
+        self.audit.record(job.id, "rescanned", json!({ "files_before": before, "files_after": after, "files_before_all_planned": files_before }));
+        Ok(JobOutcome::Merged {
+            strategy: merge_plan.strategy.as_str().to_owned(),
+            partitions: merged as u32,
+            files_before: before,
+            files_after: after,
+            bytes_rewritten: merge_plan
+                .partitions
+                .iter()
+                .take(merged)
+                .map(|p| p.bytes)
+                .sum(),
+        })
+    }
+
+    /// Runs the plan; returns how many partitions were merged.
+    async fn execute(
+        &self,
+        job: &JobRecord,
+        rt: &ClusterRuntime,
+        p: &MergePlan,
+        cancel: &CancellationToken,
+    ) -> Result<usize, StepError> {
+        let mut session = Hs2Session::open(&rt.config.hiveserver2)
+            .await
+            .map_err(|e| hs2_error(&e))?;
+        let never = CancellationToken::new();
+        let result = async {
+            for stmt in &p.setup {
+                self.send(job, &mut session, stmt, &never).await?;
+            }
+            let mut merged = 0;
+            for part in &p.partitions {
+                // The only place a job stops early: between partitions.
+                if cancel.is_cancelled() {
+                    self.audit.record(job.id, "stopped", json!({ "reason": "shutdown", "merged_partitions": merged }));
+                    break;
+                }
+                let started = Instant::now();
+                let before = if p.verifies_row_counts() { Some(self.count(job, &mut session, &p.count_statement(part)).await?) } else { None };
+                // A merge statement is never cancelled half-way: the engine's commit is its own.
+                self.send(job, &mut session, &p.merge_statement(part), &never).await?;
+                if let Some(before) = before {
+                    let after = self.count(job, &mut session, &p.count_statement(part)).await?;
+                    self.audit.record(job.id, "row_count", json!({ "partition": &part.name, "before": before, "after": after }));
+                    if before != after {
+                        return Err((
+                            "row_count_mismatch",
+                            format!("partition {:?}: {before} rows before the merge, {after} after; stopped", part.name),
+                            false,
+                        ));
+                    }
+                }
+                for stmt in p.post_statements(part, &rt.config.post_merge_statements) {
+                    self.send(job, &mut session, &stmt, &never).await?;
+                }
+                self.audit.record(job.id, "partition_merged", json!({ "partition": &part.name, "seconds": started.elapsed().as_secs_f64() }));
+                merged += 1;
+            }
+            Ok(merged)
+        }
+        .await;
+        let _ = session.close().await;
+        result
+    }
+
+    async fn send(
+        &self,
+        job: &JobRecord,
+        session: &mut Hs2Session,
+        sql: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(), StepError> {
+        self.audit
+            .record(job.id, "statement", json!({ "sql": sql }));
+        session
+            .execute_update(sql, cancel)
+            .await
+            .map_err(|e| hs2_error(&e))
+    }
+
+    async fn count(
+        &self,
+        job: &JobRecord,
+        session: &mut Hs2Session,
+        sql: &str,
+    ) -> Result<i64, StepError> {
+        self.audit
+            .record(job.id, "statement", json!({ "sql": sql }));
+        let r = session
+            .execute(sql, &CancellationToken::new())
+            .await
+            .map_err(|e| hs2_error(&e))?;
+        match r.rows.first().and_then(|row| row.first()) {
+            Some(Value::Int(n)) => Ok(*n),
+            Some(Value::String(s)) => s
+                .parse()
+                .map_err(|_| ("engine", format!("count(*) returned {s:?}"), false)),
+            other => Err(("engine", format!("count(*) returned {other:?}"), false)),
+        }
+    }
+}
+
+fn statements_preview(p: &MergePlan, extra: &[String]) -> Vec<String> {
+    let mut out = p.setup.clone();
+    for part in &p.partitions {
+        out.push(p.count_statement(part));
+        out.push(p.merge_statement(part));
+        out.push(p.count_statement(part));
+        out.extend(p.post_statements(part, extra));
+    }
+    out
+}
+
+/// Lists a table's partitions (or the table itself) now. `only`: just these partition names.
+async fn list_partitions(
+    rt: &ClusterRuntime,
+    table: &TableMeta,
+    only: Option<&BTreeSet<String>>,
+) -> Result<Vec<PartitionState>, StepError> {
+    let scheme = rt.config.storage.location_scheme();
+    let targets: Vec<(String, Vec<String>, Option<String>)> = if table.is_partitioned() {
+        table
+            .partitions
+            .iter()
+            .filter(|p| only.is_none_or(|o| o.contains(&p.name)))
+            .map(|p| (p.name.clone(), p.values.clone(), p.location.clone()))
+            .collect()
+    } else {
+        vec![(String::new(), Vec::new(), table.location.clone())]
+    };
+    let fs = Arc::clone(&rt.fs);
+    let small = u64::MAX;
+    let results: Vec<Result<Option<PartitionState>, StepError>> = futures::stream::iter(targets)
+        .map(|(name, values, location)| {
+            let fs = Arc::clone(&fs);
+            let scheme = scheme.clone();
+            async move {
+                let Some(ResolvedLocation::Path(path)) =
+                    location.map(|l| resolve_location(&l, &scheme))
+                else {
+                    return Ok(None);
+                };
+                match walk_tree(fs.as_ref(), &path, None, &DirCache::with_capacity(0), small).await
+                {
+                    Ok(w) => Ok(Some(PartitionState {
+                        name,
+                        values,
+                        files: w.counts.files,
+                        bytes: w.counts.bytes,
+                        newest_file_ms: w.counts.newest_modification_ms,
+                    })),
+                    Err(FsError::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(("storage", e.to_string(), e.is_retryable())),
+                }
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let mut out = Vec::new();
+    for r in results {
+        if let Some(p) = r? {
+            out.push(p);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+#[async_trait::async_trait]
+impl JobRunner for MergeRunner {
+    async fn run(
+        &self,
+        job: &JobRecord,
+        budget: &dyn ByteBudget,
+        cancel: &CancellationToken,
+    ) -> JobOutcome {
+        self.audit.record(
+            job.id,
+            "started",
+            json!({ "table": &job.item.key, "attempt": job.attempts, "dry_run": job.item.dry_run }),
+        );
+        let outcome = match self.run_job(job, budget, cancel).await {
+            Ok(o) => o,
+            Err(e) => self.fail(job, e),
+        };
+        self.audit
+            .record(job.id, "finished", json!({ "outcome": &outcome }));
+        outcome
+    }
+
+    async fn preview(&self, key: &TableKey) -> Result<serde_json::Value, String> {
+        let rt = self.cluster(key).map_err(|e| e.1)?;
+        let now = self
+            .read_now(rt, key, None)
+            .await
+            .map_err(|e| e.1)?
+            .ok_or_else(|| format!("{key} is not in the MetaStore"))?;
+        let requested = BTreeSet::new();
+        let input = PlanInput {
+            table: &now.table,
+            columns: &now.columns,
+            partitions: now.partitions.clone(),
+            engine: rt.config.engine,
+            hive3: now.hive3,
+            target_file_bytes: rt.config.target_file_bytes,
+            requested: &requested,
+            now: SystemTime::now(),
+        };
+        Ok(match plan(&input, &self.policy) {
+            Ok(p) => json!({
+                "table": key,
+                "executor": "hiveserver2",
+                "plan": &p,
+                "statements": statements_preview(&p, &rt.config.post_merge_statements),
+            }),
+            Err(s) => json!({ "table": key, "skip": { "reason": s.reason, "detail": s.detail } }),
+        })
+    }
+}
