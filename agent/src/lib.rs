@@ -6,5 +6,9 @@
 //! engine (HiveServer2 protocol), verified by row counts and rescans, and reported as metrics,
 //! an audit log and a JSON API.
 
+pub mod alertmanager;
+pub mod api;
+pub mod intake;
 pub mod metrics;
+pub mod queue;
 pub mod work;
