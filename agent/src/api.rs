@@ -311,6 +311,14 @@ async fn webhook(State(state): State<ApiState>, headers: HeaderMap, body: Body) 
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let report = inner.queue.offer_alerts(&payload);
+    if report.truncated_alerts > 0 {
+        tracing::warn!(
+            group = %payload.group_key,
+            truncated = report.truncated_alerts,
+            "Alertmanager cut alerts from this notification (max_alerts); \
+             their tables are merged once a notification carries them."
+        );
+    }
     tracing::debug!(
         group = %payload.group_key,
         alerts = report.alerts,

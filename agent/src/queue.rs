@@ -389,6 +389,8 @@ pub enum CancelError {
 pub struct IntakeReport {
     /// Alerts in the payload.
     pub alerts: u64,
+    /// Alerts Alertmanager cut (`max_alerts`); their tables are not known.
+    pub truncated_alerts: u64,
     /// New jobs.
     pub queued: Vec<JobId>,
     /// Existing queued jobs the alerts folded into.
@@ -621,6 +623,7 @@ impl Queue {
         );
         let mut report = IntakeReport {
             alerts: payload.alerts().len() as u64,
+            truncated_alerts: payload.truncated_alerts,
             dropped: decision.dropped.clone(),
             ..IntakeReport::default()
         };
