@@ -7,7 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use std::num::{NonZeroU32, NonZeroU64};
+
+use hive_smallfiles_agent::api::{self, ApiSettings, ApiState};
 use hive_smallfiles_agent::audit::AuditLog;
+use hive_smallfiles_agent::intake::IntakeSettings;
+use hive_smallfiles_agent::queue::{Queue, QueueSettings, RetrySettings, run_workers};
+use tokio_util::sync::CancellationToken;
 use hive_smallfiles_agent::config::AgentConfig;
 use hive_smallfiles_agent::executor::MergeRunner;
 use hive_smallfiles_agent::metrics::AgentMetrics;
@@ -102,9 +108,59 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Serve => {
-            let _ = (web, cli.listen_address, cli.grace_period);
-            anyhow::bail!("serve is not wired yet")
-        }
+        Command::Serve => serve(config, web, Arc::new(runner), metrics, &cli.listen_address, cli.grace_period).await,
     }
+}
+
+fn queue_settings(config: &AgentConfig) -> QueueSettings {
+    let q = &config.queue;
+    QueueSettings {
+        capacity: q.capacity,
+        max_concurrent: q.max_running,
+        max_concurrent_per_cluster: q.cluster_max_running,
+        merges_per_hour: NonZeroU32::new(q.merges_per_hour),
+        merges_per_hour_per_cluster: NonZeroU32::new(q.cluster_merges_per_hour),
+        bytes_per_hour: NonZeroU64::new(q.bytes_per_hour.0),
+        bytes_per_hour_per_cluster: NonZeroU64::new(q.cluster_bytes_per_hour.0),
+        cooldown: q.cooldown,
+        retry: RetrySettings { max_attempts: q.max_attempts, base: q.retry_backoff, cap: q.retry_backoff_max },
+        intake: IntakeSettings { clusters: Some(config.clusters.keys().cloned().collect()), ..IntakeSettings::default() },
+        ..QueueSettings::default()
+    }
+}
+
+async fn serve(
+    config: AgentConfig,
+    web: WebConfig,
+    runner: Arc<MergeRunner>,
+    metrics: Arc<AgentMetrics>,
+    listen: &str,
+    grace: Duration,
+) -> anyhow::Result<ExitCode> {
+    let queue = Arc::new(Queue::new(queue_settings(&config), metrics));
+    let listener = hive_smallfiles_exporter::server::bind(listen).await?;
+    let local = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let api_settings = ApiSettings {
+        bearer_token: config.bearer_token.as_ref().map(|s| s.expose().to_owned()),
+        web: web.clone(),
+        ..ApiSettings::default()
+    };
+    let runner: Arc<dyn JobRunner> = runner;
+    let router = api::router(ApiState::new(api_settings, Arc::clone(&queue), Arc::clone(&runner), shutdown.clone()));
+    let workers = tokio::spawn(run_workers(Arc::clone(&queue), runner, shutdown.clone()));
+    let scheme = if web.tls_enabled() { "https" } else { "http" };
+    tracing::info!(address = %local, audit_log = %config.audit_log.display(), "Listening; webhook at {scheme}://{local}/api/v1/alerts");
+    let http = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { hive_smallfiles_exporter::server::serve(listener, router, &web, shutdown, Duration::from_secs(10)).await }
+    });
+    hive_smallfiles_exporter::service::shutdown_signal().await;
+    tracing::info!(?grace, "Shutting down: no new jobs; running merges finish their current partition.");
+    shutdown.cancel();
+    if tokio::time::timeout(grace, workers).await.is_err() {
+        tracing::warn!("Jobs still running after the grace period; stopping between statements.");
+    }
+    let _ = http.await;
+    Ok(ExitCode::SUCCESS)
 }

@@ -6,12 +6,16 @@
 //! engine (HiveServer2 protocol), verified by row counts and rescans, and reported as metrics,
 //! an audit log and a JSON API.
 
+pub mod alertmanager;
+pub mod api;
 pub mod audit;
 pub mod config;
 pub mod executor;
 pub mod hiveserver2;
+pub mod intake;
 pub mod metrics;
 pub mod plan;
 pub mod policy;
+pub mod queue;
 pub mod sql;
 pub mod work;

@@ -1,0 +1,1216 @@
+//! The job queue: deduplication, ordering, limits, retries, cool-downs, job history and the
+//! worker loop that hands jobs to a [`JobRunner`].
+//!
+//! Semantics (what the API and the operator see):
+//!
+//! * **One job per table.** At most one queued-or-running job exists per [`TableKey`]. Alerts
+//!   and manual requests for a *queued* table fold into its job (union of partitions and
+//!   fingerprints, max priority). Alerts for a *running* table are dropped as duplicates
+//!   (`intake_dropped{reason="running"}`): a successful merge puts the table into its
+//!   cool-down anyway, a failed one is retried, and Alertmanager re-sends still-firing alerts
+//!   every `repeat_interval`, so nothing is lost. Manual requests for a running table are
+//!   refused ([`SubmitError::Running`]). Alerts for a queued *dry-run* job are dropped
+//!   (`dry_run_queued`); a manual request whose `dry_run` differs from the queued job's is
+//!   refused ([`SubmitError::Conflict`]).
+//! * **Resolved alerts** withdraw their fingerprint; a queued job that no firing alert and no
+//!   manual request backs any more is cancelled (outcome `skipped`, reason `resolved`).
+//! * **Order:** priority (highest first), then age (oldest first), then id.
+//! * **Queue full** (`capacity` queued jobs): a new job evicts the lowest-priority queued job
+//!   (the youngest among equals) if its own priority is higher, otherwise it is rejected;
+//!   either way `intake_dropped{reason="queue_full"}` counts it. Evicted jobs end as
+//!   `cancelled` with outcome `skipped`/`queue_full`.
+//! * **Limits**, checked when a job is about to start: a global and a per-cluster concurrency
+//!   cap, merges started per hour (global and per cluster) and bytes per hour (global and per
+//!   cluster, reserved by the runner through [`ByteBudget`] once its plan knows the size).
+//!   Rates are `governor` GCRA quotas: a burst of `n` refilled at `n` per hour, so over any
+//!   window of length `W` at most `n + W·n/1h` starts happen. If the per-cluster quota admits
+//!   a job but the global one does not, the per-cluster cell is spent anyway (limits err on
+//!   the side of fewer merges). A byte reservation larger than a whole hour's budget waits
+//!   for a full bucket and takes all of it.
+//! * **Byte budget refusals:** when the runner's reservation is refused it should return
+//!   promptly (any outcome but `merged`/`dry_run`); the queue then re-queues the job after
+//!   the wait without counting an attempt.
+//! * **Retries:** `failed` outcomes with `retryable: true` are re-queued with jittered
+//!   exponential backoff until `max_attempts` attempts; only final outcomes are counted in
+//!   `jobs_total`.
+//! * **Cool-down:** after a `merged` outcome the table's alerts are dropped for `cooldown`.
+//!   Manual requests ignore the cool-down.
+//! * **History:** the last `history` finished or cancelled jobs are kept for the API.
+//!
+//! Time comes from an injected [`Clock`]: wall time for records and cool-downs, a monotonic
+//! reading for the rate limiters, so tests drive limits with a [`ManualClock`] (built on
+//! governor's `FakeRelativeClock`) instead of waiting.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::num::{NonZeroU32, NonZeroU64};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use governor::clock::FakeRelativeClock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::alertmanager::WebhookPayload;
+use crate::intake::{self, IntakeSettings, IntakeView, Origin, reason};
+use crate::metrics::{
+    AgentMetrics, ClusterLabels, JobLabels, LimitLabels, ReasonLabels, StatusLabels,
+};
+use crate::work::{
+    ByteBudget, JobId, JobOutcome, JobRecord, JobRunner, JobState, Source, TableKey, WorkItem,
+};
+
+// === clock ===
+
+/// Time source of the queue.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// Wall time (job records, cool-downs, retry times).
+    fn now(&self) -> SystemTime;
+    /// Monotonic time since an arbitrary origin (rate limits, durations).
+    fn elapsed(&self) -> Duration;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock {
+    origin: Instant,
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self {
+            origin: Instant::now(),
+        }
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+    fn elapsed(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+/// A clock that moves only when told to (tests); clones share the time.
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    start: SystemTime,
+    fake: FakeRelativeClock,
+}
+
+impl ManualClock {
+    /// A clock standing at `start`.
+    pub fn new(start: SystemTime) -> Self {
+        Self {
+            start,
+            fake: FakeRelativeClock::default(),
+        }
+    }
+
+    /// Moves time forward.
+    pub fn advance(&self, by: Duration) {
+        self.fake.advance(by);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        self.start + self.elapsed()
+    }
+    fn elapsed(&self) -> Duration {
+        Duration::from_nanos(governor::clock::Clock::now(&self.fake).as_u64())
+    }
+}
+
+/// Adapter: the queue's clock as governor's clock (instants are `Duration`s).
+#[derive(Debug, Clone)]
+struct GovClock(Arc<dyn Clock>);
+
+impl governor::clock::Clock for GovClock {
+    type Instant = Duration;
+    fn now(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+type DirectLimiter = RateLimiter<NotKeyed, InMemoryState, GovClock, NoOpMiddleware<Duration>>;
+type KeyedLimiter =
+    RateLimiter<String, DefaultKeyedStateStore<String>, GovClock, NoOpMiddleware<Duration>>;
+
+// === settings ===
+
+/// Retry policy for `failed` outcomes with `retryable: true`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySettings {
+    /// Attempts in total (first run included). Default 3.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt. Default 1 minute.
+    pub base: Duration,
+    /// Longest backoff. Default 30 minutes.
+    pub cap: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            base: Duration::from_secs(60),
+            cap: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+impl RetrySettings {
+    /// Backoff after `attempt` (1-based) failed attempts: `min(cap, base·2^(attempt-1))`,
+    /// "equal jitter" (half fixed, half scaled by `unit` in `[0, 1)`).
+    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
+        let exp = attempt.saturating_sub(1).min(30);
+        let full = self.base.saturating_mul(1 << exp).min(self.cap);
+        let half = full / 2;
+        half + half.mul_f64(unit.clamp(0.0, 1.0))
+    }
+}
+
+/// Settings of the queue (filled from the agent's configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// Queued jobs at most (running ones not counted). Default 1,000.
+    pub capacity: usize,
+    /// Finished or cancelled jobs kept for the API. Default 1,000.
+    pub history: usize,
+    /// Jobs running at once. Default 4.
+    pub max_concurrent: usize,
+    /// Jobs running at once per cluster. Default 1.
+    pub max_concurrent_per_cluster: usize,
+    /// Merges started per hour, all clusters. Default 60; `None`: unlimited.
+    pub merges_per_hour: Option<NonZeroU32>,
+    /// Merges started per hour per cluster. Default 20; `None`: unlimited.
+    pub merges_per_hour_per_cluster: Option<NonZeroU32>,
+    /// Bytes rewritten per hour, all clusters. Default `None` (unlimited).
+    pub bytes_per_hour: Option<NonZeroU64>,
+    /// Bytes rewritten per hour per cluster. Default `None` (unlimited).
+    pub bytes_per_hour_per_cluster: Option<NonZeroU64>,
+    /// After a merge, alerts for the table are dropped this long. Default 6 hours.
+    pub cooldown: Duration,
+    /// Retries.
+    pub retry: RetrySettings,
+    /// Intake rules.
+    pub intake: IntakeSettings,
+    /// Alert fingerprints tracked per job; beyond, the job becomes a whole-table request
+    /// that resolved alerts no longer cancel. Default 10,000.
+    pub max_fingerprints_per_job: usize,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            capacity: 1000,
+            history: 1000,
+            max_concurrent: 4,
+            max_concurrent_per_cluster: 1,
+            merges_per_hour: NonZeroU32::new(60),
+            merges_per_hour_per_cluster: NonZeroU32::new(20),
+            bytes_per_hour: None,
+            bytes_per_hour_per_cluster: None,
+            cooldown: Duration::from_secs(6 * 3600),
+            retry: RetrySettings::default(),
+            intake: IntakeSettings::default(),
+            max_fingerprints_per_job: 10_000,
+        }
+    }
+}
+
+// === byte budget ===
+
+/// Budget granularity: one governor cell per MiB.
+const BYTE_CELL: u64 = 1 << 20;
+
+/// The bytes-per-hour budget (global and per cluster), shared by all jobs.
+pub struct RateBudget {
+    global: Option<(DirectLimiter, NonZeroU32)>,
+    per_cluster: Option<(KeyedLimiter, NonZeroU32)>,
+    metrics: Arc<AgentMetrics>,
+}
+
+impl fmt::Debug for RateBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateBudget")
+            .field("global", &self.global.is_some())
+            .field("per_cluster", &self.per_cluster.is_some())
+            .finish()
+    }
+}
+
+/// The quota of a bytes-per-hour setting, and its burst in cells.
+fn byte_quota(bytes: Option<NonZeroU64>) -> Option<(Quota, NonZeroU32)> {
+    let cells = bytes?.get().div_ceil(BYTE_CELL);
+    let cells = NonZeroU32::new(u32::try_from(cells).unwrap_or(u32::MAX).max(1))?;
+    Some((Quota::per_hour(cells), cells))
+}
+
+fn cells_for(bytes: u64, quota_burst: NonZeroU32) -> NonZeroU32 {
+    let cells = u32::try_from(bytes.div_ceil(BYTE_CELL)).unwrap_or(u32::MAX);
+    NonZeroU32::new(cells.clamp(1, quota_burst.get())).unwrap_or(NonZeroU32::MIN)
+}
+
+impl RateBudget {
+    fn new(settings: &QueueSettings, clock: &GovClock, metrics: Arc<AgentMetrics>) -> Self {
+        Self {
+            global: byte_quota(settings.bytes_per_hour).map(|(q, b)| {
+                (
+                    RateLimiter::new(q, InMemoryState::default(), clock.clone()),
+                    b,
+                )
+            }),
+            per_cluster: byte_quota(settings.bytes_per_hour_per_cluster).map(|(q, b)| {
+                (
+                    RateLimiter::new(q, DefaultKeyedStateStore::default(), clock.clone()),
+                    b,
+                )
+            }),
+            metrics,
+        }
+    }
+}
+
+impl ByteBudget for RateBudget {
+    fn try_reserve(&self, cluster: &str, bytes: u64) -> Result<(), Duration> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let refuse = |wait: Duration| {
+            self.metrics
+                .rate_limited
+                .get_or_create(&LimitLabels {
+                    limit: "bytes".into(),
+                })
+                .inc();
+            Err(wait)
+        };
+        if let Some((l, burst)) = &self.per_cluster {
+            let n = cells_for(bytes, *burst);
+            if let Ok(Err(not_until)) = l.check_key_n(&cluster.to_owned(), n) {
+                return refuse(not_until.wait_time_from(governor::clock::Clock::now(l.clock())));
+            }
+        }
+        if let Some((l, burst)) = &self.global {
+            let n = cells_for(bytes, *burst);
+            if let Ok(Err(not_until)) = l.check_n(n) {
+                return refuse(not_until.wait_time_from(governor::clock::Clock::now(l.clock())));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One job's view of the budget: remembers a refusal so the queue can re-queue the job.
+#[derive(Debug)]
+pub struct JobBudget {
+    inner: Arc<RateBudget>,
+    refused: Mutex<Option<Duration>>,
+}
+
+impl JobBudget {
+    /// Wraps the shared budget.
+    pub fn new(inner: Arc<RateBudget>) -> Self {
+        Self {
+            inner,
+            refused: Mutex::new(None),
+        }
+    }
+
+    /// The wait of the last refused reservation, if any.
+    pub fn refused(&self) -> Option<Duration> {
+        self.refused.lock().ok().and_then(|g| *g)
+    }
+}
+
+impl ByteBudget for JobBudget {
+    fn try_reserve(&self, cluster: &str, bytes: u64) -> Result<(), Duration> {
+        let r = self.inner.try_reserve(cluster, bytes);
+        if let Err(wait) = r
+            && let Ok(mut g) = self.refused.lock()
+        {
+            *g = Some(wait);
+        }
+        r
+    }
+}
+
+// === queue ===
+
+/// A manual merge request (`POST /api/v1/merges`, the CLI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManualRequest {
+    /// The table.
+    pub key: TableKey,
+    /// Partitions; empty: the whole table.
+    pub partitions: BTreeSet<String>,
+    /// Plan and report only.
+    pub dry_run: bool,
+    /// Ordering priority; manual requests default to the top ([`u64::MAX`]).
+    pub priority: u64,
+}
+
+/// Why a manual request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// A job for the table is running.
+    #[error("job {0} for this table is running")]
+    Running(JobId),
+    /// A queued job for the table differs in `dry_run`.
+    #[error("queued job {0} for this table has a different dry_run setting")]
+    Conflict(JobId),
+    /// The queue is full of jobs with at least this priority.
+    #[error("the queue is full")]
+    QueueFull,
+}
+
+/// Why a cancel was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CancelError {
+    /// No such job.
+    #[error("no job {0}")]
+    NotFound(JobId),
+    /// The job is not queued (running or finished).
+    #[error("job {0} is {1:?}, only queued jobs can be cancelled")]
+    NotQueued(JobId, JobState),
+}
+
+/// What the queue did with one webhook payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IntakeReport {
+    /// Alerts in the payload.
+    pub alerts: u64,
+    /// Alerts Alertmanager cut (`max_alerts`); their tables are not known.
+    pub truncated_alerts: u64,
+    /// New jobs.
+    pub queued: Vec<JobId>,
+    /// Existing queued jobs the alerts folded into.
+    pub folded: Vec<JobId>,
+    /// Queued jobs cancelled because their alerts resolved.
+    pub removed: Vec<JobId>,
+    /// Alerts or requests not queued, by reason.
+    pub dropped: BTreeMap<&'static str, u64>,
+}
+
+/// A job handed to a worker.
+#[derive(Debug, Clone)]
+pub struct StartedJob {
+    /// The record at start (state `running`).
+    pub record: JobRecord,
+    /// Fires on shutdown.
+    pub cancel: CancellationToken,
+    started: Duration,
+}
+
+#[derive(Debug)]
+struct Entry {
+    record: JobRecord,
+    /// Alert fingerprint → what it asked for.
+    origins: BTreeMap<String, Origin>,
+    /// A manual request backs the job: its partitions (empty: whole table) and priority.
+    manual: Option<(BTreeSet<String>, u64)>,
+    /// Too many fingerprints: whole table, not cancelled by resolves.
+    overflow: bool,
+    /// Limits this attempt was already counted as waiting for (bit per limit).
+    waited: u8,
+}
+
+impl Entry {
+    fn refresh_item(&mut self) {
+        let item = &mut self.record.item;
+        item.partitions = if self.overflow || self.manual.as_ref().is_some_and(|m| m.0.is_empty()) {
+            BTreeSet::new()
+        } else if self.origins.is_empty() {
+            self.manual
+                .as_ref()
+                .map(|m| m.0.clone())
+                .unwrap_or_default()
+        } else {
+            let mut p = intake::partitions_of(self.origins.values());
+            if !p.is_empty()
+                && let Some((mp, _)) = &self.manual
+            {
+                p.extend(mp.iter().cloned());
+            }
+            p
+        };
+        item.priority = self
+            .origins
+            .values()
+            .map(|o| o.priority)
+            .chain(self.manual.as_ref().map(|m| m.1))
+            .max()
+            .unwrap_or(0);
+        item.fingerprints = self.origins.keys().cloned().collect();
+        item.source = if self.manual.is_some() {
+            Source::Manual
+        } else {
+            Source::Alert
+        };
+    }
+
+    fn backed(&self) -> bool {
+        self.overflow || self.manual.is_some() || !self.origins.is_empty()
+    }
+
+    /// Sort key: higher priority first, then older, then lower id.
+    fn order(&self) -> (std::cmp::Reverse<u64>, SystemTime, JobId) {
+        (
+            std::cmp::Reverse(self.record.item.priority),
+            self.record.created_at,
+            self.record.id,
+        )
+    }
+}
+
+const WAIT_CONCURRENCY: u8 = 1;
+const WAIT_CLUSTER_CONCURRENCY: u8 = 2;
+const WAIT_CLUSTER_RATE: u8 = 4;
+const WAIT_GLOBAL_RATE: u8 = 8;
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_id: JobId,
+    active: HashMap<JobId, Entry>,
+    by_table: HashMap<TableKey, JobId>,
+    history: VecDeque<JobRecord>,
+    cooldowns: HashMap<TableKey, SystemTime>,
+    queued: usize,
+    running: usize,
+    running_per_cluster: HashMap<String, usize>,
+    /// Monotonic time before which the cluster's rate limit is known to refuse.
+    cluster_blocked_until: HashMap<String, Duration>,
+    global_blocked_until: Option<Duration>,
+}
+
+struct CooldownView<'a>(&'a HashMap<TableKey, SystemTime>);
+
+impl IntakeView for CooldownView<'_> {
+    fn cooldown_until(&self, key: &TableKey) -> Option<SystemTime> {
+        self.0.get(key).copied()
+    }
+}
+
+/// The queue (share it as `Arc<Queue>`).
+pub struct Queue {
+    settings: QueueSettings,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<AgentMetrics>,
+    inner: Mutex<Inner>,
+    notify: Notify,
+    global_rate: Option<DirectLimiter>,
+    cluster_rate: Option<KeyedLimiter>,
+    budget: Arc<RateBudget>,
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("settings", &self.settings)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+fn inc_reason(metrics: &AgentMetrics, reason: &str, by: u64) {
+    metrics
+        .intake_dropped
+        .get_or_create(&ReasonLabels {
+            reason: reason.to_owned(),
+        })
+        .inc_by(by);
+}
+
+fn inc_limit(metrics: &AgentMetrics, limit: &str) {
+    metrics
+        .rate_limited
+        .get_or_create(&LimitLabels {
+            limit: limit.to_owned(),
+        })
+        .inc();
+}
+
+impl Queue {
+    /// A queue on the system clock.
+    pub fn new(settings: QueueSettings, metrics: Arc<AgentMetrics>) -> Self {
+        Self::with_clock(settings, metrics, Arc::new(SystemClock::default()))
+    }
+
+    /// A queue on the given clock.
+    pub fn with_clock(
+        settings: QueueSettings,
+        metrics: Arc<AgentMetrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let gov = GovClock(Arc::clone(&clock));
+        let per_hour = |n: Option<NonZeroU32>| n.map(Quota::per_hour);
+        Self {
+            global_rate: per_hour(settings.merges_per_hour)
+                .map(|q| RateLimiter::new(q, InMemoryState::default(), gov.clone())),
+            cluster_rate: per_hour(settings.merges_per_hour_per_cluster)
+                .map(|q| RateLimiter::new(q, DefaultKeyedStateStore::default(), gov.clone())),
+            budget: Arc::new(RateBudget::new(&settings, &gov, Arc::clone(&metrics))),
+            settings,
+            clock,
+            metrics,
+            inner: Mutex::new(Inner {
+                next_id: 1,
+                ..Inner::default()
+            }),
+            notify: Notify::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &QueueSettings {
+        &self.settings
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<AgentMetrics> {
+        &self.metrics
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The shared bytes-per-hour budget.
+    pub fn budget(&self) -> Arc<RateBudget> {
+        Arc::clone(&self.budget)
+    }
+
+    /// Wakes the worker loop (e.g. after advancing a manual clock).
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent-enough state; keep serving.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn update_gauges(&self, inner: &Inner) {
+        self.metrics
+            .jobs_queued
+            .set(i64::try_from(inner.queued).unwrap_or(i64::MAX));
+        self.metrics
+            .jobs_running
+            .set(i64::try_from(inner.running).unwrap_or(i64::MAX));
+    }
+
+    /// Runs the intake on a webhook payload and applies the result.
+    pub fn offer_alerts(&self, payload: &WebhookPayload) -> IntakeReport {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let decision = intake::intake(
+            payload,
+            now,
+            &CooldownView(&inner.cooldowns),
+            &self.settings.intake,
+        );
+        let mut report = IntakeReport {
+            alerts: payload.alerts().len() as u64,
+            truncated_alerts: payload.truncated_alerts,
+            dropped: decision.dropped.clone(),
+            ..IntakeReport::default()
+        };
+        for (status, n) in &decision.received {
+            self.metrics
+                .alerts_received
+                .get_or_create(&StatusLabels {
+                    status: (*status).to_owned(),
+                })
+                .inc_by(*n);
+        }
+        for (key, fingerprints) in &decision.resolved {
+            let Some(&id) = inner.by_table.get(key) else {
+                continue;
+            };
+            let Some(entry) = inner.active.get_mut(&id) else {
+                continue;
+            };
+            for fp in fingerprints {
+                entry.origins.remove(fp);
+            }
+            entry.refresh_item();
+            if entry.record.state == JobState::Queued && !entry.backed() {
+                self.end_queued(
+                    &mut inner,
+                    id,
+                    JobOutcome::Skipped {
+                        reason: "resolved".into(),
+                        detail: "every alert for the table resolved while it was queued".into(),
+                    },
+                    now,
+                );
+                report.removed.push(id);
+            }
+        }
+        for req in decision.requests {
+            let existing = inner.by_table.get(&req.key).copied();
+            match existing.and_then(|id| inner.active.get_mut(&id)) {
+                Some(entry) if entry.record.state == JobState::Running => {
+                    *report.dropped.entry(reason::RUNNING).or_default() += 1;
+                }
+                Some(entry) if entry.record.item.dry_run => {
+                    *report.dropped.entry("dry_run_queued").or_default() += 1;
+                }
+                Some(entry) => {
+                    self.fold_origins(entry, req.origins);
+                    report.folded.push(entry.record.id);
+                }
+                None => {
+                    let priority = req.priority();
+                    if !self.make_room(&mut inner, priority, now) {
+                        *report.dropped.entry(reason::QUEUE_FULL).or_default() += 1;
+                        continue;
+                    }
+                    let mut entry = Self::new_entry(&mut inner, req.key, false, now);
+                    self.fold_origins(&mut entry, req.origins);
+                    report.queued.push(Self::insert(&mut inner, entry));
+                }
+            }
+        }
+        for (r, n) in &report.dropped {
+            inc_reason(&self.metrics, r, *n);
+        }
+        self.update_gauges(&inner);
+        drop(inner);
+        if !report.queued.is_empty() || !report.folded.is_empty() {
+            self.notify.notify_one();
+        }
+        report
+    }
+
+    fn fold_origins(&self, entry: &mut Entry, origins: BTreeMap<String, Origin>) {
+        for (fp, o) in origins {
+            if entry.overflow {
+                break;
+            }
+            if let Some(existing) = entry.origins.get_mut(&fp) {
+                existing.priority = existing.priority.max(o.priority);
+                existing.partition = o.partition;
+            } else if entry.origins.len() >= self.settings.max_fingerprints_per_job {
+                entry.overflow = true;
+                let top = entry
+                    .origins
+                    .values()
+                    .map(|x| x.priority)
+                    .max()
+                    .unwrap_or(0);
+                entry.manual = Some((
+                    BTreeSet::new(),
+                    entry
+                        .manual
+                        .as_ref()
+                        .map_or(0, |m| m.1)
+                        .max(top)
+                        .max(o.priority),
+                ));
+                entry.origins.clear();
+            } else {
+                entry.origins.insert(fp, o);
+            }
+        }
+        entry.refresh_item();
+    }
+
+    fn new_entry(inner: &mut Inner, key: TableKey, dry_run: bool, now: SystemTime) -> Entry {
+        let id = inner.next_id;
+        inner.next_id += 1;
+        Entry {
+            record: JobRecord {
+                id,
+                item: WorkItem {
+                    key,
+                    partitions: BTreeSet::new(),
+                    priority: 0,
+                    fingerprints: BTreeSet::new(),
+                    source: Source::Alert,
+                    dry_run,
+                },
+                state: JobState::Queued,
+                attempts: 0,
+                created_at: now,
+                started_at: None,
+                finished_at: None,
+                not_before: None,
+                outcome: None,
+            },
+            origins: BTreeMap::new(),
+            manual: None,
+            overflow: false,
+            waited: 0,
+        }
+    }
+
+    fn insert(inner: &mut Inner, entry: Entry) -> JobId {
+        let id = entry.record.id;
+        inner.by_table.insert(entry.record.item.key.clone(), id);
+        inner.active.insert(id, entry);
+        inner.queued += 1;
+        id
+    }
+
+    /// Ensures there is room for a new job of `priority`: evicts the weakest queued job if
+    /// it is weaker; false if the new job must be rejected.
+    fn make_room(&self, inner: &mut Inner, priority: u64, now: SystemTime) -> bool {
+        if inner.queued < self.settings.capacity {
+            return true;
+        }
+        let victim = inner
+            .active
+            .values()
+            .filter(|e| e.record.state == JobState::Queued)
+            .min_by_key(|e| {
+                (
+                    e.record.item.priority,
+                    std::cmp::Reverse(e.record.created_at),
+                    std::cmp::Reverse(e.record.id),
+                )
+            })
+            .map(|e| (e.record.id, e.record.item.priority));
+        match victim {
+            Some((id, p)) if p < priority => {
+                self.end_queued(
+                    inner,
+                    id,
+                    JobOutcome::Skipped {
+                        reason: reason::QUEUE_FULL.into(),
+                        detail: "evicted by a higher-priority request while the queue was full"
+                            .into(),
+                    },
+                    now,
+                );
+                inc_reason(&self.metrics, reason::QUEUE_FULL, 1);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends a queued job as cancelled.
+    fn end_queued(&self, inner: &mut Inner, id: JobId, outcome: JobOutcome, now: SystemTime) {
+        if let Some(mut entry) = inner.active.remove(&id) {
+            inner.by_table.remove(&entry.record.item.key);
+            inner.queued = inner.queued.saturating_sub(1);
+            entry.record.state = JobState::Cancelled;
+            entry.record.finished_at = Some(now);
+            entry.record.outcome = Some(outcome);
+            self.push_history(inner, entry.record);
+        }
+    }
+
+    fn push_history(&self, inner: &mut Inner, record: JobRecord) {
+        if self.settings.history == 0 {
+            return;
+        }
+        while inner.history.len() >= self.settings.history {
+            inner.history.pop_front();
+        }
+        inner.history.push_back(record);
+    }
+
+    /// Queues a manual request (ignores the cool-down).
+    pub fn submit(&self, req: ManualRequest) -> Result<JobRecord, SubmitError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let existing = inner.by_table.get(&req.key).copied();
+        let record = match existing.and_then(|id| inner.active.get_mut(&id)) {
+            Some(e) if e.record.state == JobState::Running => {
+                return Err(SubmitError::Running(e.record.id));
+            }
+            Some(e) if e.record.item.dry_run != req.dry_run => {
+                return Err(SubmitError::Conflict(e.record.id));
+            }
+            Some(e) => {
+                e.manual = Some(match e.manual.take() {
+                    None => (req.partitions, req.priority),
+                    Some((p, prio)) => {
+                        let parts = if p.is_empty() || req.partitions.is_empty() {
+                            BTreeSet::new()
+                        } else {
+                            p.union(&req.partitions).cloned().collect()
+                        };
+                        (parts, prio.max(req.priority))
+                    }
+                });
+                e.refresh_item();
+                e.record.clone()
+            }
+            None => {
+                if !self.make_room(&mut inner, req.priority, now) {
+                    inc_reason(&self.metrics, reason::QUEUE_FULL, 1);
+                    return Err(SubmitError::QueueFull);
+                }
+                let mut entry = Self::new_entry(&mut inner, req.key, req.dry_run, now);
+                entry.manual = Some((req.partitions, req.priority));
+                entry.refresh_item();
+                let record = entry.record.clone();
+                Self::insert(&mut inner, entry);
+                record
+            }
+        };
+        self.update_gauges(&inner);
+        drop(inner);
+        self.notify.notify_one();
+        Ok(record)
+    }
+
+    /// Cancels a queued job.
+    pub fn cancel(&self, id: JobId) -> Result<JobRecord, CancelError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        match inner.active.get(&id).map(|e| e.record.state) {
+            Some(JobState::Queued) => {}
+            Some(state) => return Err(CancelError::NotQueued(id, state)),
+            None => {
+                return Err(match inner.history.iter().find(|r| r.id == id) {
+                    Some(r) => CancelError::NotQueued(id, r.state),
+                    None => CancelError::NotFound(id),
+                });
+            }
+        }
+        self.end_queued(
+            &mut inner,
+            id,
+            JobOutcome::Skipped {
+                reason: "cancelled".into(),
+                detail: "cancelled by an operator".into(),
+            },
+            now,
+        );
+        self.update_gauges(&inner);
+        inner
+            .history
+            .back()
+            .cloned()
+            .ok_or(CancelError::NotFound(id))
+    }
+
+    /// One job (active or in the history).
+    pub fn get(&self, id: JobId) -> Option<JobRecord> {
+        let inner = self.lock();
+        inner
+            .active
+            .get(&id)
+            .map(|e| e.record.clone())
+            .or_else(|| inner.history.iter().find(|r| r.id == id).cloned())
+    }
+
+    /// The active job of a table.
+    pub fn job_for(&self, key: &TableKey) -> Option<JobRecord> {
+        let inner = self.lock();
+        let id = inner.by_table.get(key)?;
+        inner.active.get(id).map(|e| e.record.clone())
+    }
+
+    /// Jobs, newest first, optionally of one state, at most `limit`.
+    pub fn list(&self, state: Option<JobState>, limit: usize) -> Vec<JobRecord> {
+        let inner = self.lock();
+        let mut out: Vec<JobRecord> = inner
+            .active
+            .values()
+            .map(|e| &e.record)
+            .chain(inner.history.iter())
+            .filter(|r| state.is_none_or(|s| r.state == s))
+            .cloned()
+            .collect();
+        out.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
+        out.truncate(limit);
+        out
+    }
+
+    /// Queued and running job counts.
+    pub fn counts(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.queued, inner.running)
+    }
+
+    /// Starts every job the limits allow now. Returns them and, if something is waiting for
+    /// a time (backoff, rate limit), how long until the next check is worth it.
+    pub fn start_ready(&self, parent: &CancellationToken) -> (Vec<StartedJob>, Option<Duration>) {
+        let now = self.clock.now();
+        let mono = self.clock.elapsed();
+        let mut inner = self.lock();
+        let mut wake: Option<Duration> = None;
+        let mut soon = |d: Duration| wake = Some(wake.map_or(d, |w: Duration| w.min(d)));
+        let mut order: Vec<_> = inner
+            .active
+            .values()
+            .filter(|e| e.record.state == JobState::Queued)
+            .map(|e| (e.order(), e.record.id))
+            .collect();
+        order.sort_unstable();
+        let mut started = Vec::new();
+        for (_, id) in order {
+            let inner = &mut *inner;
+            let Some(entry) = inner.active.get_mut(&id) else {
+                continue;
+            };
+            if let Some(nb) = entry.record.not_before
+                && nb > now
+            {
+                soon(nb.duration_since(now).unwrap_or_default());
+                continue;
+            }
+            if inner.running >= self.settings.max_concurrent {
+                if entry.waited & WAIT_CONCURRENCY == 0 {
+                    entry.waited |= WAIT_CONCURRENCY;
+                    inc_limit(&self.metrics, "concurrency");
+                }
+                break;
+            }
+            let cluster = entry.record.item.key.cluster.clone();
+            let running_here = inner
+                .running_per_cluster
+                .get(&cluster)
+                .copied()
+                .unwrap_or(0);
+            if running_here >= self.settings.max_concurrent_per_cluster {
+                if entry.waited & WAIT_CLUSTER_CONCURRENCY == 0 {
+                    entry.waited |= WAIT_CLUSTER_CONCURRENCY;
+                    inc_limit(&self.metrics, "cluster_concurrency");
+                }
+                continue;
+            }
+            if let Some(until) = inner.global_blocked_until
+                && until > mono
+            {
+                soon(until - mono);
+                break;
+            }
+            if let Some(&until) = inner.cluster_blocked_until.get(&cluster)
+                && until > mono
+            {
+                soon(until - mono);
+                continue;
+            }
+            if let Some(l) = &self.cluster_rate
+                && let Err(nu) = l.check_key(&cluster)
+            {
+                let wait = nu.wait_time_from(mono);
+                inner.cluster_blocked_until.insert(cluster, mono + wait);
+                if entry.waited & WAIT_CLUSTER_RATE == 0 {
+                    entry.waited |= WAIT_CLUSTER_RATE;
+                    inc_limit(&self.metrics, "cluster_rate");
+                }
+                soon(wait);
+                continue;
+            }
+            if let Some(l) = &self.global_rate
+                && let Err(nu) = l.check()
+            {
+                let wait = nu.wait_time_from(mono);
+                inner.global_blocked_until = Some(mono + wait);
+                if entry.waited & WAIT_GLOBAL_RATE == 0 {
+                    entry.waited |= WAIT_GLOBAL_RATE;
+                    inc_limit(&self.metrics, "global_rate");
+                }
+                soon(wait);
+                break;
+            }
+            entry.record.state = JobState::Running;
+            entry.record.attempts += 1;
+            entry.record.started_at = Some(now);
+            entry.record.not_before = None;
+            entry.waited = 0;
+            let record = entry.record.clone();
+            inner.queued = inner.queued.saturating_sub(1);
+            inner.running += 1;
+            *inner.running_per_cluster.entry(cluster).or_default() += 1;
+            started.push(StartedJob {
+                record,
+                cancel: parent.child_token(),
+                started: mono,
+            });
+        }
+        inner.cluster_blocked_until.retain(|_, until| *until > mono);
+        self.update_gauges(&inner);
+        (started, wake)
+    }
+
+    /// Records the end of an attempt. `budget_refused`: the runner's byte reservation was
+    /// refused with this wait (the job is re-queued without counting the attempt).
+    pub fn finish(&self, job: &StartedJob, outcome: JobOutcome, budget_refused: Option<Duration>) {
+        let now = self.clock.now();
+        let elapsed = self.clock.elapsed().saturating_sub(job.started);
+        let mut inner = self.lock();
+        let id = job.record.id;
+        let Some(mut entry) = inner.active.remove(&id) else {
+            return;
+        };
+        let cluster = entry.record.item.key.cluster.clone();
+        inner.running = inner.running.saturating_sub(1);
+        if let Some(n) = inner.running_per_cluster.get_mut(&cluster) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                inner.running_per_cluster.remove(&cluster);
+            }
+        }
+        let produced = matches!(
+            outcome,
+            JobOutcome::Merged { .. } | JobOutcome::DryRun { .. }
+        );
+        let cancelled = job.cancel.is_cancelled();
+        let requeue_after = if !entry.backed() {
+            None
+        } else if let (Some(wait), false) = (budget_refused, produced) {
+            entry.record.attempts = entry.record.attempts.saturating_sub(1);
+            Some(wait)
+        } else if let JobOutcome::Failed {
+            retryable: true, ..
+        } = &outcome
+            && !cancelled
+            && entry.record.attempts < self.settings.retry.max_attempts
+        {
+            Some(
+                self.settings
+                    .retry
+                    .delay(entry.record.attempts, rand::random::<f64>()),
+            )
+        } else {
+            None
+        };
+        entry.record.outcome = Some(outcome.clone());
+        if let Some(wait) = requeue_after {
+            entry.record.state = JobState::Queued;
+            entry.record.not_before = Some(now + wait);
+            inner.queued += 1;
+            inner.active.insert(id, entry);
+        } else {
+            inner.by_table.remove(&entry.record.item.key);
+            entry.record.state = JobState::Finished;
+            entry.record.finished_at = Some(now);
+            let (strategy, merged) = match &outcome {
+                JobOutcome::Merged {
+                    strategy,
+                    files_before,
+                    files_after,
+                    bytes_rewritten,
+                    ..
+                } => (
+                    strategy.clone(),
+                    Some((files_before.saturating_sub(*files_after), *bytes_rewritten)),
+                ),
+                JobOutcome::DryRun { strategy, .. } => (strategy.clone(), None),
+                _ => ("none".to_owned(), None),
+            };
+            let labels = JobLabels {
+                result: outcome.label().to_owned(),
+                strategy,
+            };
+            self.metrics.jobs.get_or_create(&labels).inc();
+            self.metrics
+                .job_duration
+                .get_or_create(&labels)
+                .observe(elapsed.as_secs_f64());
+            if let Some((files, bytes)) = merged {
+                let c = ClusterLabels { cluster };
+                self.metrics.files_removed.get_or_create(&c).inc_by(files);
+                self.metrics.bytes_rewritten.get_or_create(&c).inc_by(bytes);
+                if inner.cooldowns.len() >= 4096 {
+                    inner.cooldowns.retain(|_, until| *until > now);
+                }
+                inner
+                    .cooldowns
+                    .insert(entry.record.item.key.clone(), now + self.settings.cooldown);
+            }
+            self.push_history(&mut inner, entry.record);
+        }
+        self.update_gauges(&inner);
+        drop(inner);
+        self.notify.notify_one();
+    }
+
+    /// End of a table's cool-down, if it is cooling down.
+    pub fn cooldown_until(&self, key: &TableKey) -> Option<SystemTime> {
+        let now = self.clock.now();
+        self.lock().cooldowns.get(key).copied().filter(|t| *t > now)
+    }
+}
+
+/// Longest sleep of the worker loop without a reason to wake (re-checks limits).
+const IDLE_RECHECK: Duration = Duration::from_secs(30);
+
+/// Runs jobs until `shutdown` fires, then cancels running jobs (runners stop at safe
+/// points) and waits for them. Queued jobs stay queued.
+pub async fn run_workers(
+    queue: Arc<Queue>,
+    runner: Arc<dyn JobRunner>,
+    shutdown: CancellationToken,
+) {
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut by_task: HashMap<tokio::task::Id, StartedJob> = HashMap::new();
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let (started, wake) = queue.start_ready(&shutdown);
+        for job in started {
+            let queue2 = Arc::clone(&queue);
+            let runner = Arc::clone(&runner);
+            let job2 = job.clone();
+            let handle = tasks.spawn(async move {
+                let budget = JobBudget::new(queue2.budget());
+                let outcome = runner.run(&job2.record, &budget, &job2.cancel).await;
+                queue2.finish(&job2, outcome, budget.refused());
+            });
+            by_task.insert(handle.id(), job);
+        }
+        let sleep = wake.unwrap_or(IDLE_RECHECK).min(IDLE_RECHECK);
+        tokio::select! {
+            () = queue.notify.notified() => {}
+            Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                reap(&queue, &mut by_task, joined);
+            }
+            () = tokio::time::sleep(sleep) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    while let Some(joined) = tasks.join_next_with_id().await {
+        reap(&queue, &mut by_task, joined);
+    }
+}
+
+fn reap(
+    queue: &Queue,
+    by_task: &mut HashMap<tokio::task::Id, StartedJob>,
+    joined: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+) {
+    match joined {
+        Ok((task, ())) => {
+            by_task.remove(&task);
+        }
+        Err(e) => {
+            if let Some(job) = by_task.remove(&e.id()) {
+                tracing::error!(job = job.record.id, table = %job.record.item.key, "The job runner panicked.");
+                queue.finish(
+                    &job,
+                    JobOutcome::Failed {
+                        kind: "panic".into(),
+                        error: "the job runner panicked".into(),
+                        retryable: false,
+                    },
+                    None,
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
