@@ -6,5 +6,6 @@
 //! engine (HiveServer2 protocol), verified by row counts and rescans, and reported as metrics,
 //! an audit log and a JSON API.
 
+pub mod hiveserver2;
 pub mod metrics;
 pub mod work;
