@@ -89,6 +89,25 @@ ensure_prerequisites() {
   # Hive's DataNucleus schema needs latin1 (utf8mb4 exceeds MariaDB's row/key limits).
   mariadb -h 127.0.0.1 -P 3306 -u root -e \
     "CREATE DATABASE IF NOT EXISTS \`$HSF_SPARK_METASTORE_DB\` CHARACTER SET latin1" >/dev/null
+  # DataNucleus creates only the JDO model; Hive's ACID listener still cleans the
+  # transaction tables on DROP DATABASE ("Table ... TXN_COMPONENTS doesn't exist"). Create the
+  # ones it touches, with Hive 2.3's column names (empty: Spark never writes them).
+  mariadb -h 127.0.0.1 -P 3306 -u root "$HSF_SPARK_METASTORE_DB" -e "
+    CREATE TABLE IF NOT EXISTS TXN_COMPONENTS (TC_TXNID bigint NOT NULL,
+      TC_DATABASE varchar(128) NOT NULL, TC_TABLE varchar(128) NOT NULL,
+      TC_PARTITION varchar(767), TC_OPERATION_TYPE char(1) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=latin1;
+    CREATE TABLE IF NOT EXISTS COMPLETED_TXN_COMPONENTS (CTC_TXNID bigint NOT NULL,
+      CTC_DATABASE varchar(128) NOT NULL, CTC_TABLE varchar(256),
+      CTC_PARTITION varchar(767)) ENGINE=InnoDB DEFAULT CHARSET=latin1;
+    CREATE TABLE IF NOT EXISTS COMPACTION_QUEUE (CQ_ID bigint PRIMARY KEY,
+      CQ_DATABASE varchar(128) NOT NULL, CQ_TABLE varchar(128) NOT NULL,
+      CQ_PARTITION varchar(767), CQ_STATE char(1) NOT NULL, CQ_TYPE char(1) NOT NULL,
+      CQ_WORKER_ID varchar(128), CQ_START bigint, CQ_RUN_AS varchar(128)) ENGINE=InnoDB DEFAULT CHARSET=latin1;
+    CREATE TABLE IF NOT EXISTS COMPLETED_COMPACTIONS (CC_ID bigint PRIMARY KEY,
+      CC_DATABASE varchar(128) NOT NULL, CC_TABLE varchar(128) NOT NULL,
+      CC_PARTITION varchar(767), CC_STATE char(1) NOT NULL, CC_TYPE char(1) NOT NULL,
+      CC_WORKER_ID varchar(128), CC_START bigint, CC_END bigint,
+      CC_RUN_AS varchar(128)) ENGINE=InnoDB DEFAULT CHARSET=latin1;" >/dev/null
   install_spark
 }
 
