@@ -323,9 +323,12 @@ async fn cancellation_stops_a_long_query_and_keeps_the_session() {
         .await;
     let cancelled_at = canceller.await.unwrap();
     assert_eq!(r, Err(Hs2Error::Cancelled), "after {:.1?}", t0.elapsed());
+    // The lag is mostly the GetOperationStatus call in flight when the token fires: the server
+    // long-polls it (hive.server2.long.polling.timeout, 5 s by default) and the client waits
+    // for that reply before sending CancelOperation on the same connection.
     let lag = cancelled_at.elapsed();
     eprintln!("cancelled {lag:.1?} after the token fired");
-    assert!(lag < Duration::from_secs(5), "cancellation took {lag:?}");
+    assert!(lag < Duration::from_secs(8), "cancellation took {lag:?}");
     // An already cancelled token does not even start a statement.
     assert_eq!(
         s.execute("SELECT 1", &cancel).await,
