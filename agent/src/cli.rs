@@ -11,16 +11,16 @@ use std::num::{NonZeroU32, NonZeroU64};
 
 use hive_smallfiles_agent::api::{self, ApiSettings, ApiState};
 use hive_smallfiles_agent::audit::AuditLog;
-use hive_smallfiles_agent::intake::IntakeSettings;
-use hive_smallfiles_agent::queue::{Queue, QueueSettings, RetrySettings, run_workers};
-use tokio_util::sync::CancellationToken;
 use hive_smallfiles_agent::config::AgentConfig;
 use hive_smallfiles_agent::executor::MergeRunner;
+use hive_smallfiles_agent::intake::IntakeSettings;
 use hive_smallfiles_agent::metrics::AgentMetrics;
+use hive_smallfiles_agent::queue::{Queue, QueueSettings, RetrySettings, run_workers};
 use hive_smallfiles_agent::work::{JobRunner, TableKey};
 use hive_smallfiles_exporter::config::ProcessEnv;
 use hive_smallfiles_exporter::fs::webhdfs::WebHdfsMetrics;
 use hive_smallfiles_exporter::server::WebConfig;
+use tokio_util::sync::CancellationToken;
 
 /// Exit code of configuration errors.
 const EXIT_CONFIG: u8 = 64;
@@ -30,7 +30,12 @@ const EXIT_CONFIG: u8 = 64;
 #[command(name = "hive-smallfiles-agent", version, about)]
 pub(crate) struct Cli {
     /// Configuration file (TOML).
-    #[arg(long = "config.file", visible_alias = "config", default_value = "/etc/hive-smallfiles/agent.toml", global = true)]
+    #[arg(
+        long = "config.file",
+        visible_alias = "config",
+        default_value = "/etc/hive-smallfiles/agent.toml",
+        global = true
+    )]
     pub(crate) config_file: PathBuf,
     /// Validate the configuration file and exit.
     #[arg(long = "check-config", global = true)]
@@ -79,7 +84,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
-    let web = match cli.web_config_file.as_deref().map(WebConfig::load).transpose() {
+    let web = match cli
+        .web_config_file
+        .as_deref()
+        .map(WebConfig::load)
+        .transpose()
+    {
         Ok(w) => w.unwrap_or_default(),
         Err(e) => {
             eprintln!("hive-smallfiles-agent: {e}");
@@ -87,16 +97,39 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     if cli.check_config {
-        println!("Configuration OK: {} cluster(s): {}", config.clusters.len(), config.clusters.keys().cloned().collect::<Vec<_>>().join(", "));
+        println!(
+            "Configuration OK: {} cluster(s): {}",
+            config.clusters.len(),
+            config
+                .clusters
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let metrics = Arc::new(AgentMetrics::new());
     let audit = Arc::new(AuditLog::open(&config.audit_log)?);
-    let runner = MergeRunner::new(&config.clusters, config.policy.clone(), audit, Arc::clone(&metrics), &WebHdfsMetrics::default())
-        .map_err(anyhow::Error::msg)?;
+    let runner = MergeRunner::new(
+        &config.clusters,
+        config.policy.clone(),
+        audit,
+        Arc::clone(&metrics),
+        &WebHdfsMetrics::default(),
+    )
+    .map_err(anyhow::Error::msg)?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Plan { cluster, database, table } => {
-            let key = TableKey { cluster, database, table };
+        Command::Plan {
+            cluster,
+            database,
+            table,
+        } => {
+            let key = TableKey {
+                cluster,
+                database,
+                table,
+            };
             match runner.preview(&key).await {
                 Ok(plan) => {
                     println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -108,7 +141,17 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Serve => serve(config, web, Arc::new(runner), metrics, &cli.listen_address, cli.grace_period).await,
+        Command::Serve => {
+            serve(
+                config,
+                web,
+                Arc::new(runner),
+                metrics,
+                &cli.listen_address,
+                cli.grace_period,
+            )
+            .await
+        }
     }
 }
 
@@ -123,8 +166,15 @@ fn queue_settings(config: &AgentConfig) -> QueueSettings {
         bytes_per_hour: NonZeroU64::new(q.bytes_per_hour.0),
         bytes_per_hour_per_cluster: NonZeroU64::new(q.cluster_bytes_per_hour.0),
         cooldown: q.cooldown,
-        retry: RetrySettings { max_attempts: q.max_attempts, base: q.retry_backoff, cap: q.retry_backoff_max },
-        intake: IntakeSettings { clusters: Some(config.clusters.keys().cloned().collect()), ..IntakeSettings::default() },
+        retry: RetrySettings {
+            max_attempts: q.max_attempts,
+            base: q.retry_backoff,
+            cap: q.retry_backoff_max,
+        },
+        intake: IntakeSettings {
+            clusters: Some(config.clusters.keys().cloned().collect()),
+            ..IntakeSettings::default()
+        },
         ..QueueSettings::default()
     }
 }
@@ -147,16 +197,33 @@ async fn serve(
         ..ApiSettings::default()
     };
     let runner: Arc<dyn JobRunner> = runner;
-    let router = api::router(ApiState::new(api_settings, Arc::clone(&queue), Arc::clone(&runner), shutdown.clone()));
+    let router = api::router(ApiState::new(
+        api_settings,
+        Arc::clone(&queue),
+        Arc::clone(&runner),
+        shutdown.clone(),
+    ));
     let workers = tokio::spawn(run_workers(Arc::clone(&queue), runner, shutdown.clone()));
     let scheme = if web.tls_enabled() { "https" } else { "http" };
     tracing::info!(address = %local, audit_log = %config.audit_log.display(), "Listening; webhook at {scheme}://{local}/api/v1/alerts");
     let http = tokio::spawn({
         let shutdown = shutdown.clone();
-        async move { hive_smallfiles_exporter::server::serve(listener, router, &web, shutdown, Duration::from_secs(10)).await }
+        async move {
+            hive_smallfiles_exporter::server::serve(
+                listener,
+                router,
+                &web,
+                shutdown,
+                Duration::from_secs(10),
+            )
+            .await
+        }
     });
     hive_smallfiles_exporter::service::shutdown_signal().await;
-    tracing::info!(?grace, "Shutting down: no new jobs; running merges finish their current partition.");
+    tracing::info!(
+        ?grace,
+        "Shutting down: no new jobs; running merges finish their current partition."
+    );
     shutdown.cancel();
     if tokio::time::timeout(grace, workers).await.is_err() {
         tracing::warn!("Jobs still running after the grace period; stopping between statements.");

@@ -405,7 +405,10 @@ impl MergePlan {
                     self.table
                 )]
             }
-            Engine::Hive | Engine::Spark => Vec::new(),
+            // Spark caches file listings of converted Parquet/ORC tables; other sessions of
+            // the same server would read deleted files without this.
+            Engine::Spark => vec![format!("REFRESH TABLE {}", self.table)],
+            Engine::Hive => Vec::new(),
         };
         out.extend(extra.iter().map(|t| {
             t.replace("{table}", &self.table)

@@ -6,6 +6,7 @@ pub mod exporter_process;
 pub mod metastore_fixture;
 pub mod prom;
 pub mod scenario;
+pub mod spark;
 pub mod truth;
 pub mod warehouse;
 pub mod webhdfs_server;

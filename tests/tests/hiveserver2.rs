@@ -10,9 +10,6 @@
 //! and the end. Set `HSF_SPARK_TESTS=skip` to skip these tests on machines that cannot run
 //! Spark.
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hive_smallfiles_agent::hiveserver2::{
@@ -21,50 +18,7 @@ use hive_smallfiles_agent::hiveserver2::{
 use hive_smallfiles_exporter::secret::Secret;
 use tokio_util::sync::CancellationToken;
 
-fn port() -> u16 {
-    std::env::var("HSF_SPARK_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(10000)
-}
-
-fn listening(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1))
-        .is_ok()
-}
-
-/// Makes sure the server runs (once per test process); `false` when the tests are skipped.
-fn ensure_server() -> bool {
-    static STARTED: OnceLock<Mutex<Option<Result<(), String>>>> = OnceLock::new();
-    if std::env::var("HSF_SPARK_TESTS").is_ok_and(|v| v == "skip") {
-        eprintln!("HSF_SPARK_TESTS=skip: not running the Spark Thrift Server tests");
-        return false;
-    }
-    let lock = STARTED.get_or_init(|| Mutex::new(None));
-    let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
-    if state.is_none() {
-        let result = if listening(port()) {
-            Ok(())
-        } else {
-            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/spark-thrift.sh");
-            let t0 = Instant::now();
-            match Command::new("bash").arg(&script).arg("start").status() {
-                Ok(s) if s.success() => {
-                    eprintln!("Spark Thrift Server started in {:.1?}", t0.elapsed());
-                    Ok(())
-                }
-                Ok(s) => Err(format!("{} start: {s}", script.display())),
-                Err(e) => Err(format!("{} start: {e}", script.display())),
-            }
-        };
-        *state = Some(result);
-    }
-    match state.as_ref() {
-        Some(Ok(())) => true,
-        Some(Err(e)) => panic!("the Spark Thrift Server is not available: {e}"),
-        None => unreachable!(),
-    }
-}
+use hive_smallfiles_tests::spark::{ensure_server, port};
 
 fn config() -> Hs2Config {
     let mut cfg = Hs2Config::new("127.0.0.1", port(), "hsf_test");

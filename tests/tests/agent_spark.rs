@@ -1,0 +1,259 @@
+//! The merge agent against a real HiveServer2-protocol engine: Spark's Thrift Server with its
+//! Hive metastore on MariaDB and a `file:` warehouse. Tables with many small files are created
+//! through it; the agent re-reads them from the MetaStore, plans, merges through the engine,
+//! verifies row counts, and the files (walked independently) drop to the planned count while
+//! the rows stay exactly the same.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hive_smallfiles_agent::audit::AuditLog;
+use hive_smallfiles_agent::config::AgentConfig;
+use hive_smallfiles_agent::executor::MergeRunner;
+use hive_smallfiles_agent::hiveserver2::{Hs2Config, Hs2Session, Value};
+use hive_smallfiles_agent::metrics::AgentMetrics;
+use hive_smallfiles_agent::sql::{Engine, string_literal};
+use hive_smallfiles_agent::work::{
+    JobOutcome, JobRecord, JobRunner, JobState, Source, TableKey, Unlimited, WorkItem,
+};
+use hive_smallfiles_exporter::fs::webhdfs::WebHdfsMetrics;
+use hive_smallfiles_tests::spark::{ensure_server, metastore_db, port, warehouse};
+use hive_smallfiles_tests::truth::{Truth, walk_partition};
+use tokio_util::sync::CancellationToken;
+
+async fn session() -> Hs2Session {
+    let mut cfg = Hs2Config::new("127.0.0.1", port(), "hsf_test");
+    cfg.connect_timeout = Duration::from_secs(60);
+    cfg.poll_interval = Duration::from_millis(100);
+    Hs2Session::open(&cfg).await.expect("open session")
+}
+
+async fn exec(s: &mut Hs2Session, sql: &str) {
+    s.execute_update(sql, &CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// All rows as sorted text lines (the multiset compared before and after).
+async fn rows(s: &mut Hs2Session, table: &str) -> Vec<String> {
+    // This session's file listings predate the merge (made in another session).
+    exec(s, &format!("REFRESH TABLE {table}")).await;
+    let r = s
+        .execute(&format!("SELECT * FROM {table}"), &CancellationToken::new())
+        .await
+        .expect("select");
+    let mut out: Vec<String> = r
+        .rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|v| match v {
+                    Value::Null => "NULL".to_owned(),
+                    Value::String(s) => s.clone(),
+                    other => format!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn agent_config(dir: &Path) -> AgentConfig {
+    let text = format!(
+        r#"
+        audit_log = "audit.jsonl"
+        [policy]
+        quiet_period = "0s"
+        min_excess_files = 1
+        [[cluster]]
+        name = "spark"
+        engine = "spark"
+        target_file_bytes = "128MiB"
+        [cluster.metastore]
+        url = "mysql://root@127.0.0.1:3306/{}"
+        [cluster.storage]
+        type = "local"
+        root = "{}"
+        [cluster.hiveserver2]
+        host = "127.0.0.1"
+        port = {}
+        user = "hsf_agent"
+        "#,
+        metastore_db(),
+        warehouse().display(),
+        port()
+    );
+    AgentConfig::from_toml(&text, dir, &BTreeMap::new()).expect("agent config")
+}
+
+fn job(id: u64, database: &str, table: &str) -> JobRecord {
+    JobRecord {
+        id,
+        item: WorkItem {
+            key: TableKey {
+                cluster: "spark".into(),
+                database: database.into(),
+                table: table.into(),
+            },
+            partitions: Default::default(),
+            priority: 1,
+            fingerprints: Default::default(),
+            source: Source::Manual,
+            dry_run: false,
+        },
+        state: JobState::Running,
+        attempts: 1,
+        created_at: SystemTime::now(),
+        started_at: Some(SystemTime::now()),
+        finished_at: None,
+        not_before: None,
+        outcome: None,
+    }
+}
+
+fn walk(dir: &Path) -> Truth {
+    let mut t = Truth::default();
+    walk_partition(dir, u64::MAX, 128 << 20, &mut t);
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merges_text_and_parquet_partitions_through_spark() {
+    if !ensure_server() {
+        return;
+    }
+    let db = format!("hsf_merge_{}", std::process::id());
+    let mut s = session().await;
+    exec(&mut s, &format!("DROP DATABASE IF EXISTS {db} CASCADE")).await;
+    exec(&mut s, &format!("CREATE DATABASE {db}")).await;
+    exec(&mut s, &format!("CREATE TABLE {db}.events (id INT, name STRING, amount DOUBLE) PARTITIONED BY (dt STRING) STORED AS TEXTFILE")).await;
+    exec(&mut s, &format!("CREATE TABLE {db}.pq (id BIGINT, label STRING, price DECIMAL(10,2), ts TIMESTAMP) PARTITIONED BY (k STRING) STORED AS PARQUET")).await;
+    // Hostile partition values, escaped like the agent escapes them.
+    let hostile = "it's a b=c%";
+    let partitions = ["2024-01-01", hostile];
+    for (p, inserts) in partitions.iter().zip([8, 5]) {
+        for i in 0..inserts {
+            let v = string_literal(p, Engine::Spark);
+            exec(&mut s, &format!("INSERT INTO {db}.events PARTITION (dt={v}) VALUES ({i}, 'n{i}', {i}.5), ({i}, NULL, NULL)")).await;
+        }
+    }
+    for i in 0..6 {
+        exec(&mut s, &format!("INSERT INTO {db}.pq PARTITION (k='x') VALUES ({i}, 'l{i}', {i}.25, TIMESTAMP '2024-01-0{} 10:00:00')", i + 1)).await;
+    }
+    let events_before = rows(&mut s, &format!("{db}.events")).await;
+    let pq_before = rows(&mut s, &format!("{db}.pq")).await;
+    let wh = warehouse();
+    let events_dir = wh.join(format!("{db}.db/events"));
+    let parts_before: Vec<Truth> = std::fs::read_dir(&events_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| walk(&e.path()))
+        .collect();
+    assert!(
+        parts_before.iter().all(|t| t.files >= 5),
+        "small files were created: {parts_before:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = agent_config(dir.path());
+    let audit = Arc::new(AuditLog::open(&config.audit_log).unwrap());
+    let runner = MergeRunner::new(
+        &config.clusters,
+        config.policy.clone(),
+        Arc::clone(&audit),
+        Arc::new(AgentMetrics::new()),
+        &WebHdfsMetrics::default(),
+    )
+    .unwrap();
+
+    // The plan shows the strategy and escapes the hostile value.
+    let key = TableKey {
+        cluster: "spark".into(),
+        database: db.clone(),
+        table: "events".into(),
+    };
+    let preview = runner.preview(&key).await.unwrap();
+    assert_eq!(preview["plan"]["strategy"], "insert_overwrite", "{preview}");
+    let statements = preview["statements"].to_string();
+    assert!(statements.contains("it\\\\'s a b=c%"), "{statements}");
+
+    let outcome = runner
+        .run(
+            &job(1, &db, "events"),
+            &Unlimited,
+            &CancellationToken::new(),
+        )
+        .await;
+    match &outcome {
+        JobOutcome::Merged {
+            strategy,
+            partitions,
+            files_before,
+            files_after,
+            ..
+        } => {
+            assert_eq!(strategy, "insert_overwrite");
+            assert_eq!(*partitions, 2);
+            assert_eq!(
+                *files_before,
+                parts_before.iter().map(|t| t.files).sum::<u64>()
+            );
+            assert_eq!(*files_after, 2, "one file per partition planned");
+        }
+        other => panic!("expected a merge, got {other:?}"),
+    }
+    // Independently: one visible file per partition directory, same rows.
+    for e in std::fs::read_dir(&events_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+    {
+        assert_eq!(walk(&e.path()).files, 1, "{}", e.path().display());
+    }
+    assert_eq!(rows(&mut s, &format!("{db}.events")).await, events_before);
+
+    let pq_files = walk(&wh.join(format!("{db}.db/pq/k=x"))).files;
+    assert!(pq_files >= 6);
+    let outcome = runner
+        .run(&job(2, &db, "pq"), &Unlimited, &CancellationToken::new())
+        .await;
+    assert!(
+        matches!(&outcome, JobOutcome::Merged { files_before, files_after: 1, .. } if *files_before == pq_files),
+        "{outcome:?}"
+    );
+    assert_eq!(rows(&mut s, &format!("{db}.pq")).await, pq_before);
+    assert_eq!(walk(&wh.join(format!("{db}.db/pq/k=x"))).files, 1);
+
+    // Nothing left to merge: a second job is skipped, not failed.
+    let again = runner
+        .run(
+            &job(3, &db, "events"),
+            &Unlimited,
+            &CancellationToken::new(),
+        )
+        .await;
+    assert!(
+        matches!(&again, JobOutcome::Skipped { reason, .. } if reason == "nothing_to_merge"),
+        "{again:?}"
+    );
+    // The audit log has the statements and the row counts.
+    let events = audit.events_of(1);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "row_count" && e["before"] == e["after"])
+    );
+    assert!(events.iter().any(|e| {
+        e["event"] == "statement"
+            && e["sql"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("INSERT OVERWRITE"))
+    }));
+    exec(&mut s, &format!("DROP DATABASE {db} CASCADE")).await;
+    let _ = s.close().await;
+}
