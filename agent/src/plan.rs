@@ -507,6 +507,16 @@ mod tests {
         )
     }
 
+    /// (input format, table type, parameters, engine, Hive 3, expected strategy or skip reason).
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        Engine,
+        bool,
+        Result<Strategy, &'a str>,
+    );
+
     #[test]
     fn strategy_table() {
         let parts = || vec![part("1", 10, 10 * MIB)];
@@ -515,14 +525,7 @@ mod tests {
             ("transactional", "true"),
             ("transactional_properties", "insert_only"),
         ];
-        let cases: Vec<(
-            &str,
-            &str,
-            &[(&str, &str)],
-            Engine,
-            bool,
-            Result<Strategy, &str>,
-        )> = vec![
+        let cases: Vec<Case<'_>> = vec![
             (
                 ORC,
                 "MANAGED_TABLE",

@@ -36,6 +36,7 @@ if [ "$want_pg" = 1 ]; then
 fi
 if [ "$want_prom" = 1 ]; then
   command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)
+  command -v prometheus-alertmanager >/dev/null 2>&1 || pkgs+=(prometheus-alertmanager)
 fi
 if [ ${#pkgs[@]} -gt 0 ]; then apt_install "${pkgs[@]}"; fi
 

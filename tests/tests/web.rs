@@ -112,14 +112,11 @@ async fn tls_and_basic_auth() {
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap();
-    assert!(
-        plain
-            .get(format!("{}/metrics", exporter.base_url))
-            .send()
-            .await
-            .map(|r| r.status().is_success())
-            .unwrap_or(false)
-            == false
-    );
+    let plain_ok = plain
+        .get(format!("{}/metrics", exporter.base_url))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    assert!(!plain_ok, "plain HTTP must not be served on the TLS port");
     assert_eq!(exporter.stop(), Some(0));
 }
