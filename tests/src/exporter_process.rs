@@ -7,6 +7,16 @@ use std::time::{Duration, Instant};
 
 /// Path of the exporter binary of this build profile, building it if it is missing.
 pub fn binary() -> PathBuf {
+    workspace_binary("hive-smallfiles-exporter")
+}
+
+/// Path of a binary of this workspace (`hive-smallfiles-exporter`, `hive-smallfiles-agent`),
+/// built (once per test process) with the rest of the workspace's binaries.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    profile_dir().join(name)
+}
+
+fn profile_dir() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         // Test executables live in target/<profile>/deps, other binaries in target/<profile>.
@@ -17,11 +27,9 @@ pub fn binary() -> PathBuf {
         } else {
             exe_dir
         };
-        let bin = profile_dir.join("hive-smallfiles-exporter");
         if !exe_dir.ends_with("deps") {
-            // A program of this workspace (the demo): its build script built the exporter.
-            assert!(bin.exists(), "{} is missing: build it first", bin.display());
-            return bin;
+            // A program of this workspace (the demo): its build script built the binaries.
+            return profile_dir.to_owned();
         }
         // Tests: make sure the binary is there and current. The whole workspace's binaries,
         // so the features match what the test run compiled and nothing is rebuilt.
@@ -32,8 +40,8 @@ pub fn binary() -> PathBuf {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("cargo build runs");
-        assert!(status.success(), "building the exporter binary failed");
-        bin
+        assert!(status.success(), "building the workspace binaries failed");
+        profile_dir.to_owned()
     })
     .clone()
 }
