@@ -167,3 +167,58 @@ async fn check_and_scan_once() {
     assert!(out.contains("scan FAILED"), "{out}");
     db.drop_database().await.unwrap();
 }
+
+#[test]
+fn agent_check_config_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = hive_smallfiles_tests::exporter_process::workspace_binary("hive-smallfiles-agent");
+    let good = dir.path().join("agent.toml");
+    std::fs::write(
+        &good,
+        "[[cluster]]\nname = \"c\"\nengine = \"hive\"\n[cluster.metastore]\nurl = \"mysql://hive@db/metastore\"\n\
+         [cluster.storage]\ntype = \"local\"\nroot = \"/tmp\"\n[cluster.hiveserver2]\nhost = \"hs2\"\n",
+    )
+    .unwrap();
+    let run = |cfg: &Path, args: &[&str]| {
+        let out = Command::new(&agent)
+            .arg("--config.file")
+            .arg(cfg)
+            .args(args)
+            .output()
+            .expect("run agent");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = run(&good, &["--check-config"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("Configuration OK: 1 cluster(s): c"));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&good)
+            .unwrap()
+            .replace("engine = \"hive\"", "engine = \"presto\""),
+    )
+    .unwrap();
+    let (code, _, err) = run(&bad, &["--check-config"]);
+    assert_eq!(code, Some(64), "{err}");
+    // `plan` of a table on an unreachable MetaStore fails with a message, not a panic.
+    let unreachable = dir.path().join("unreachable.toml");
+    std::fs::write(
+        &unreachable,
+        std::fs::read_to_string(&good).unwrap().replace(
+            "mysql://hive@db/metastore",
+            "mysql://hive@127.0.0.1:1/metastore",
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(
+        &unreachable,
+        &["plan", "--cluster", "c", "--database", "d", "--table", "t"],
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("metastore"), "{err}");
+}
