@@ -96,6 +96,26 @@ struct TableNow {
     hive3: bool,
 }
 
+impl TableNow {
+    /// The planner's input for this table on this cluster, now.
+    fn plan_input<'a>(
+        &'a self,
+        rt: &ClusterRuntime,
+        requested: &'a BTreeSet<String>,
+    ) -> PlanInput<'a> {
+        PlanInput {
+            table: &self.table,
+            columns: &self.columns,
+            partitions: self.partitions.clone(),
+            engine: rt.config.engine,
+            hive3: self.hive3,
+            target_file_bytes: rt.config.target_file_bytes,
+            requested,
+            now: SystemTime::now(),
+        }
+    }
+}
+
 impl MergeRunner {
     /// A runner for these clusters.
     pub fn new(
@@ -215,17 +235,7 @@ impl MergeRunner {
                 &Skip::new("table_not_found", format!("{key} is not in the MetaStore")),
             ));
         };
-        let input = PlanInput {
-            table: &now.table,
-            columns: &now.columns,
-            partitions: now.partitions.clone(),
-            engine: rt.config.engine,
-            hive3: now.hive3,
-            target_file_bytes: rt.config.target_file_bytes,
-            requested: &job.item.partitions,
-            now: SystemTime::now(),
-        };
-        let merge_plan = match plan(&input, &self.policy) {
+        let merge_plan = match plan(&now.plan_input(rt, &job.item.partitions), &self.policy) {
             Ok(p) => p,
             Err(s) => return Ok(self.skip(job, &s)),
         };
@@ -472,17 +482,7 @@ impl JobRunner for MergeRunner {
             .map_err(|e| e.1)?
             .ok_or_else(|| format!("{key} is not in the MetaStore"))?;
         let requested = BTreeSet::new();
-        let input = PlanInput {
-            table: &now.table,
-            columns: &now.columns,
-            partitions: now.partitions.clone(),
-            engine: rt.config.engine,
-            hive3: now.hive3,
-            target_file_bytes: rt.config.target_file_bytes,
-            requested: &requested,
-            now: SystemTime::now(),
-        };
-        Ok(match plan(&input, &self.policy) {
+        Ok(match plan(&now.plan_input(rt, &requested), &self.policy) {
             Ok(p) => json!({
                 "table": key,
                 "executor": "hiveserver2",

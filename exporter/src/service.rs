@@ -132,3 +132,14 @@ pub async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
 }
+
+/// Logging to stderr with an `EnvFilter` directive (`info`, `debug`, `crate=debug`...); an
+/// invalid directive falls back to `info`. For the binaries' `main`.
+pub fn init_logging(directive: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(directive)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
