@@ -413,6 +413,12 @@ impl Collector for SnapshotCollector {
         )?;
         gauge_family(
             e,
+            "hive_cluster_scan_interval_seconds",
+            "Configured time between scan starts",
+            snaps.iter().map(|s| (cl(s), s.scan_interval_seconds)),
+        )?;
+        gauge_family(
+            e,
             "hive_scan_duration_seconds",
             "Duration of the last scan",
             snaps
