@@ -7,6 +7,7 @@ pub mod metastore_fixture;
 pub mod prom;
 pub mod scenario;
 pub mod spark;
+pub mod stack;
 pub mod truth;
 pub mod warehouse;
 pub mod webhdfs_server;

@@ -6,40 +6,13 @@
 //! dashboard panel's PromQL runs against that Prometheus.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hive_smallfiles_agent::hiveserver2::{Hs2Config, Hs2Session};
-use hive_smallfiles_tests::exporter_process::{free_port, workspace_binary};
+use hive_smallfiles_tests::exporter_process::free_port;
+use hive_smallfiles_tests::stack::{Ports, Stack, StackOptions, query};
 use hive_smallfiles_tests::spark::{ensure_server, metastore_db, port, warehouse};
 use tokio_util::sync::CancellationToken;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(program: &Path, args: &[String], log: &Path) -> Killed {
-    let log = std::fs::File::create(log).unwrap();
-    Killed(
-        Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e} (tests/run.sh installs Debian's prometheus packages)",
-                    program.display()
-                )
-            }),
-    )
-}
 
 async fn exec(s: &mut Hs2Session, sql: &str) {
     s.execute_update(sql, &CancellationToken::new())
@@ -59,82 +32,8 @@ async fn count(s: &mut Hs2Session, table: &str) -> i64 {
     r.rows[0][0].as_i64().unwrap()
 }
 
-async fn get_json(
-    client: &reqwest::Client,
-    url: &str,
-    token: Option<&str>,
-) -> Option<serde_json::Value> {
-    let mut req = client.get(url);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    req.send().await.ok()?.json().await.ok()
-}
-
-async fn wait_ready(client: &reqwest::Client, url: &str, token: Option<&str>) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut req = client.get(url);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if req.send().await.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{url} not ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Instant query; the vector of results.
-async fn query(
-    client: &reqwest::Client,
-    prom: &str,
-    q: &str,
-) -> Result<Vec<serde_json::Value>, String> {
-    let r = client
-        .get(format!("{prom}/api/v1/query"))
-        .query(&[("query", q)])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
-    if v["status"] != "success" {
-        return Err(format!("{q}: {v}"));
-    }
-    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
-}
-
-/// The repository's rule file with thresholds and `for:` durations short enough for a test.
-fn test_rules(dir: &Path) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../alerts/hive-smallfiles.rules.yml"),
-    )
-    .unwrap();
-    let text = text
-        .replace(
-            "hive_table_excess_files > 1000",
-            "hive_table_excess_files > 2",
-        )
-        .replace(
-            "hive_table_newest_file_timestamp_seconds) > 3600",
-            "hive_table_newest_file_timestamp_seconds) > -86400",
-        );
-    let text = regex_lite_for(&text);
-    let path = dir.join("rules.yml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// `for: <anything>` → `for: 2s`.
-fn regex_lite_for(text: &str) -> String {
-    text.lines()
-        .map(|l| match l.trim_start().strip_prefix("for:") {
-            Some(_) => format!("{}for: 2s", &l[..l.len() - l.trim_start().len()]),
-            None => l.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Option<serde_json::Value> {
+    client.get(url).bearer_auth(token).send().await.ok()?.json().await.ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,112 +60,24 @@ async fn alert_to_merge_to_fewer_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let token = "loop-token-0123456789";
-    std::fs::write(d.join("token"), token).unwrap();
-    let (exporter_port, agent_port, prom_port, am_port) =
-        (free_port(), free_port(), free_port(), free_port());
     let ms_url = format!("mysql://root@127.0.0.1:3306/{}", metastore_db());
-    std::fs::write(
-        d.join("exporter.toml"),
-        format!(
+    let wh = warehouse().display().to_string();
+    let options = StackOptions {
+        ports: Ports { exporter: free_port(), agent: free_port(), prometheus: free_port(), alertmanager: free_port() },
+        exporter_clusters: format!(
             "[[cluster]]\nname = \"spark\"\ninclude = [\"{db}.*\"]\nscan_interval = \"2s\"\n[cluster.metastore]\nurl = \"{ms_url}\"\n\
-             [cluster.storage]\ntype = \"local\"\nroot = \"{}\"\n",
-            warehouse().display()
+             [cluster.storage]\ntype = \"local\"\nroot = \"{wh}\"\n"
         ),
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("agent.toml"),
-        format!(
-            "audit_log = \"audit.jsonl\"\n[api]\nbearer_token_file = \"token\"\n[policy]\nquiet_period = \"0s\"\nmin_excess_files = 1\n\
-             [[cluster]]\nname = \"spark\"\nengine = \"spark\"\n[cluster.metastore]\nurl = \"{ms_url}\"\n[cluster.storage]\ntype = \"local\"\n\
-             root = \"{}\"\n[cluster.hiveserver2]\nhost = \"127.0.0.1\"\nport = {}\n",
-            warehouse().display(),
+        agent_clusters: format!(
+            "[[cluster]]\nname = \"spark\"\nengine = \"spark\"\n[cluster.metastore]\nurl = \"{ms_url}\"\n[cluster.storage]\ntype = \"local\"\n\
+             root = \"{wh}\"\n[cluster.hiveserver2]\nhost = \"127.0.0.1\"\nport = {}\n",
             port()
         ),
-    )
-    .unwrap();
-    let rules = test_rules(d);
-    std::fs::write(
-        d.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\n\
-             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
-             scrape_configs:\n  - job_name: hive-smallfiles-exporter\n    static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n\
-             \x20 - job_name: hive-smallfiles-agent\n    authorization:\n      credentials_file: {}\n    static_configs:\n      - targets: ['127.0.0.1:{agent_port}']\n",
-            rules.display(),
-            d.join("token").display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("alertmanager.yml"),
-        format!(
-            "route:\n  receiver: 'null'\n  routes:\n    - matchers: ['action=\"merge\"']\n      receiver: merge\n      group_by: ['cluster', 'database', 'table']\n      group_wait: 1s\n      group_interval: 2s\n      repeat_interval: 1h\n\
-             receivers:\n  - name: 'null'\n  - name: merge\n    webhook_configs:\n      - url: http://127.0.0.1:{agent_port}/api/v1/alerts\n        send_resolved: true\n        max_alerts: 100\n        \
-             http_config:\n          authorization:\n            type: Bearer\n            credentials_file: {}\n",
-            d.join("token").display()
-        ),
-    )
-    .unwrap();
-
-    let s_ = |x: &str| x.to_owned();
-    let _exporter = spawn(
-        &workspace_binary("hive-smallfiles-exporter"),
-        &[
-            s_("--config.file"),
-            d.join("exporter.toml").display().to_string(),
-            s_("--web.listen-address"),
-            format!("127.0.0.1:{exporter_port}"),
-            s_("serve"),
-        ],
-        &d.join("exporter.log"),
-    );
-    let _agent = spawn(
-        &workspace_binary("hive-smallfiles-agent"),
-        &[
-            s_("--config.file"),
-            d.join("agent.toml").display().to_string(),
-            s_("--web.listen-address"),
-            format!("127.0.0.1:{agent_port}"),
-            s_("serve"),
-        ],
-        &d.join("agent.log"),
-    );
-    let _am = spawn(
-        Path::new("prometheus-alertmanager"),
-        &[
-            format!("--config.file={}", d.join("alertmanager.yml").display()),
-            format!("--storage.path={}", d.join("am").display()),
-            format!("--web.listen-address=127.0.0.1:{am_port}"),
-            s_("--cluster.listen-address="),
-        ],
-        &d.join("alertmanager.log"),
-    );
-    let _prom = spawn(
-        Path::new("prometheus"),
-        &[
-            format!("--config.file={}", d.join("prometheus.yml").display()),
-            format!("--storage.tsdb.path={}", d.join("prom").display()),
-            format!("--web.listen-address=127.0.0.1:{prom_port}"),
-        ],
-        &d.join("prometheus.log"),
-    );
-    let prom = format!("http://127.0.0.1:{prom_port}");
-    let agent = format!("http://127.0.0.1:{agent_port}");
-    wait_ready(
-        &client,
-        &format!("http://127.0.0.1:{exporter_port}/ready"),
-        None,
-    )
-    .await;
-    wait_ready(&client, &format!("{agent}/ready"), Some(token)).await;
-    wait_ready(
-        &client,
-        &format!("http://127.0.0.1:{am_port}/-/ready"),
-        None,
-    )
-    .await;
-    wait_ready(&client, &format!("{prom}/-/ready"), None).await;
+        token: token.to_owned(),
+    };
+    let stack = Stack::start(d, &options).await;
+    let prom = stack.prometheus_url.clone();
+    let agent = stack.agent_url.clone();
 
     let files_q = format!("hive_table_files{{cluster=\"spark\",database=\"{db}\",table=\"logs\"}}");
     let value = |r: &[serde_json::Value]| {
@@ -282,7 +93,7 @@ async fn alert_to_merge_to_fewer_files() {
             before = value(&query(&client, &prom, &files_q).await.unwrap_or_default())
                 .filter(|v| *v >= 5.0);
         }
-        let jobs = get_json(&client, &format!("{agent}/api/v1/merges"), Some(token))
+        let jobs = get_json(&client, &format!("{agent}/api/v1/merges"), token)
             .await
             .unwrap_or_default();
         let done = jobs
@@ -298,7 +109,7 @@ async fn alert_to_merge_to_fewer_files() {
             Instant::now() < deadline,
             "no merge after 180 s; files seen {before:?}; alerts {:?}; agent log:\n{}",
             query(&client, &prom, "ALERTS").await,
-            std::fs::read_to_string(d.join("agent.log")).unwrap_or_default()
+            std::fs::read_to_string(stack.dir.join("agent.log")).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
