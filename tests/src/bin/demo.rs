@@ -1,13 +1,22 @@
-//! The local demo: a Hive MetaStore (CDP 3.1.3000 schema) on the local MariaDB, a `file:`
-//! warehouse full of small files, the exporter's report, and the exporter serving /metrics
-//! until Ctrl-C. Run it with `tests/demo.sh`, which makes sure MariaDB is installed and running.
+//! The local demo of the whole loop, on loopback: tables full of small files (a CDP 3.1.3000
+//! MetaStore on the local MariaDB with a `file:` warehouse, and real tables created through
+//! Spark's Thrift Server), the exporter, Prometheus evaluating `alerts/` with demo thresholds,
+//! Alertmanager routing merge alerts to the agent, and the agent merging the Spark tables.
+//! It prints the URLs, then every alert that fires and every merge as it happens, until
+//! Ctrl-C. Run it with `tests/demo.sh`, which installs and starts what it needs.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
-use hive_smallfiles_tests::exporter_process::{ExporterProcess, binary};
+use std::collections::BTreeSet;
+
+use hive_smallfiles_agent::hiveserver2::{Hs2Config, Hs2Session};
+use hive_smallfiles_tests::exporter_process::binary;
+use hive_smallfiles_tests::spark;
+use hive_smallfiles_tests::stack::{Ports, Stack, StackOptions, query};
+use tokio_util::sync::CancellationToken;
 use hive_smallfiles_tests::metastore_fixture::{
     DbKind, FixtureDb, FixtureTable, Format, SchemaVersion,
 };
@@ -15,6 +24,8 @@ use hive_smallfiles_tests::scenario::Scenario;
 use hive_smallfiles_tests::warehouse::Warehouse;
 
 const DEMO_DB: &str = "hive_smallfiles_demo";
+/// The Spark database whose tables the agent merges.
+const SPARK_DB: &str = "hsf_demo";
 
 fn demo_dir() -> PathBuf {
     std::env::var_os("HSF_DEMO_DIR")
@@ -100,57 +111,122 @@ async fn main() -> anyhow::Result<()> {
         .context("creating the demo MetaStore on MariaDB at 127.0.0.1:3306 (is it running? tests/demo.sh starts it)")?;
     db.insert(&scenario.tables).await?;
     let ms = db.metastore_config();
-    let config_path = dir.join("exporter.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "# Demo configuration: see deploy/exporter.example.toml for every setting.\n\
-             [[cluster]]\nname = \"demo\"\nscan_interval = \"1m\"\nexclude = [\"scratch.*\"]\n\n\
-             [cluster.metastore]\nurl = \"mysql://{}@{}:{}/{DEMO_DB}\"\ncatalogs = [\"hive\", \"spark\"]\n\n\
-             [cluster.storage]\ntype = \"local\"\nroot = \"{}\"\n",
-            ms.user,
-            ms.host,
-            ms.port,
-            w.root().display()
-        ),
-    )?;
-
-    println!(
-        "\n$ hive-smallfiles-exporter --config.file {} scan --once\n",
-        config_path.display()
+    let demo_cluster = format!(
+        "[[cluster]]\nname = \"demo\"\nscan_interval = \"5s\"\nexclude = [\"scratch.*\"]\n\
+         [cluster.metastore]\nurl = \"mysql://{}@{}:{}/{DEMO_DB}\"\ncatalogs = [\"hive\", \"spark\"]\n\
+         [cluster.storage]\ntype = \"local\"\nroot = \"{}\"\n",
+        ms.user,
+        ms.host,
+        ms.port,
+        w.root().display()
     );
-    let status = Command::new(binary())
-        .arg("--config.file")
-        .arg(&config_path)
-        .args(["scan", "--once"])
-        .status()?;
+
+    println!("Creating tables with small files through Spark's Thrift Server ...");
+    let mut hs2 = Hs2Config::new("127.0.0.1", spark::port(), "demo");
+    hs2.connect_timeout = Duration::from_secs(60);
+    let mut s = Hs2Session::open(&hs2).await.context("connecting to the Spark Thrift Server (tests/scripts/spark-thrift.sh start)")?;
+    let never = CancellationToken::new();
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {SPARK_DB} CASCADE"),
+        format!("CREATE DATABASE {SPARK_DB}"),
+        format!("CREATE TABLE {SPARK_DB}.clicks (id INT, url STRING) PARTITIONED BY (dt STRING) STORED AS TEXTFILE"),
+        format!("CREATE TABLE {SPARK_DB}.orders (id BIGINT, amount DECIMAL(10,2)) PARTITIONED BY (dt STRING) STORED AS PARQUET"),
+    ] {
+        s.execute_update(&sql, &never).await?;
+    }
+    for day in ["2024-03-01", "2024-03-02"] {
+        for i in 0..5 {
+            s.execute_update(&format!("INSERT INTO {SPARK_DB}.clicks PARTITION (dt='{day}') VALUES ({i}, '/a'), ({i}, '/b')"), &never).await?;
+        }
+    }
+    for i in 0..5 {
+        s.execute_update(&format!("INSERT INTO {SPARK_DB}.orders PARTITION (dt='2024-03-01') VALUES ({i}, {i}.50), ({i}, 1.25)"), &never).await?;
+    }
+    let _ = s.close().await;
+    let ms_url = format!("mysql://root@127.0.0.1:3306/{}", spark::metastore_db());
+    let wh = spark::warehouse().display().to_string();
+    let spark_cluster = |engine: &str| {
+        format!(
+            "[[cluster]]\nname = \"spark\"\n{engine}[cluster.metastore]\nurl = \"{ms_url}\"\n[cluster.storage]\ntype = \"local\"\nroot = \"{wh}\"\n"
+        )
+    };
+    let exporter_clusters = format!("{demo_cluster}\n{}", spark_cluster(&format!("include = [\"{SPARK_DB}.*\"]\nscan_interval = \"5s\"\n")))
+        ;
+    let agent_clusters = format!(
+        "{}[cluster.hiveserver2]\nhost = \"127.0.0.1\"\nport = {}\n",
+        spark_cluster("engine = \"spark\"\n"),
+        spark::port()
+    );
+    let ports = std::env::var("HSF_DEMO_PORTS")
+        .ok()
+        .and_then(|v| {
+            let p: Vec<u16> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+            (p.len() == 4).then(|| Ports { exporter: p[0], agent: p[1], prometheus: p[2], alertmanager: p[3] })
+        })
+        .unwrap_or(Ports { exporter: 9878, agent: 9879, prometheus: 9090, alertmanager: 9093 });
+    let token = format!("demo-{:016x}", rand::random::<u64>());
+    let options = StackOptions { ports, exporter_clusters, agent_clusters, token: token.clone() };
+    std::fs::write(dir.join("exporter.toml"), &options.exporter_clusters)?;
+
+    println!("\n$ hive-smallfiles-exporter --config.file {} scan --once\n", dir.join("exporter.toml").display());
+    let status = Command::new(binary()).arg("--config.file").arg(dir.join("exporter.toml")).args(["scan", "--once"]).status()?;
     anyhow::ensure!(status.success(), "the scan failed");
 
-    let port: u16 = std::env::var("HSF_DEMO_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(9878);
-    let mut exporter = ExporterProcess::start_on(&config_path, port, &["--log.level", "warn"]);
-    exporter.wait_ready(Duration::from_secs(60)).await;
-    let (_, _, body) = exporter.get("/metrics", None).await;
+    println!("Starting the exporter, the agent, Prometheus and Alertmanager ...");
+    let stack = Stack::start(&dir.join("stack"), &options).await;
     println!(
-        "\nThe exporter is serving {} series at {}/metrics, for example:",
-        body.lines().filter(|l| !l.starts_with('#')).count(),
-        exporter.base_url
+        "\n  exporter      {}/metrics\n  agent         {}/api/v1/merges   (bearer token in {})\n  prometheus    {}/alerts\n  alertmanager  {}\n  configs, logs {}\n",
+        stack.exporter_url,
+        stack.agent_url,
+        stack.dir.join("token").display(),
+        stack.prometheus_url,
+        stack.alertmanager_url,
+        stack.dir.display()
     );
-    for line in body
-        .lines()
-        .filter(|l| l.starts_with("hive_table_excess_files{") && l.contains("\"ods\""))
-        .take(4)
-    {
-        println!("  {line}");
+    println!("Waiting for HiveTableSmallFiles alerts (demo thresholds: more than 2 excess files) and merges. Ctrl-C stops.\n");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let mut seen_alerts = BTreeSet::new();
+    let mut seen_jobs = BTreeSet::new();
+    let watch = async {
+        loop {
+            let firing = query(&client, &stack.prometheus_url, "ALERTS{alertname=\"HiveTableSmallFiles\",alertstate=\"firing\"}").await.unwrap_or_default();
+            for a in firing {
+                let l = &a["metric"];
+                let key = format!("{}/{}.{}", l["cluster"].as_str().unwrap_or(""), l["database"].as_str().unwrap_or(""), l["table"].as_str().unwrap_or(""));
+                if seen_alerts.insert(key.clone()) {
+                    println!("alert firing   {key}");
+                }
+            }
+            let jobs: serde_json::Value = match client.get(format!("{}/api/v1/merges", stack.agent_url)).bearer_auth(&token).send().await {
+                Ok(r) => r.json().await.unwrap_or_default(),
+                Err(_) => serde_json::Value::Null,
+            };
+            for j in jobs.as_array().into_iter().flatten().filter(|j| j["state"] == "finished") {
+                if seen_jobs.insert(j["id"].as_u64().unwrap_or(0)) {
+                    let k = &j["item"]["key"];
+                    let o = &j["outcome"];
+                    let detail = match o["result"].as_str() {
+                        Some("merged") => format!("{} partitions, files {} -> {}", o["partitions"], o["files_before"], o["files_after"]),
+                        _ => o["detail"].as_str().or(o["error"].as_str()).unwrap_or("").chars().take(120).collect(),
+                    };
+                    println!(
+                        "merge finished {}/{}.{}: {} {}",
+                        k["cluster"].as_str().unwrap_or(""),
+                        k["database"].as_str().unwrap_or(""),
+                        k["table"].as_str().unwrap_or(""),
+                        o["result"].as_str().unwrap_or("?"),
+                        detail
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    };
+    tokio::select! {
+        () = watch => {}
+        r = tokio::signal::ctrl_c() => r?,
     }
-    println!(
-        "\nConfiguration: {}\nPress Ctrl-C to stop.",
-        config_path.display()
-    );
-    tokio::signal::ctrl_c().await?;
-    println!("\nStopping ...");
-    exporter.stop();
+    println!("\nStopping {} processes ...", stack.processes());
+    drop(stack);
     Ok(())
 }
