@@ -110,6 +110,7 @@ impl Stack {
     /// Writes the configurations into `dir` and starts everything; returns when all are ready.
     pub async fn start(dir: &Path, o: &StackOptions) -> Self {
         let p = o.ports;
+        std::fs::create_dir_all(dir).expect("stack directory");
         let token_file = dir.join("token");
         std::fs::write(&token_file, &o.token).expect("token");
         std::fs::write(dir.join("exporter.toml"), &o.exporter_clusters).expect("exporter.toml");
