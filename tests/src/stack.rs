@@ -65,17 +65,25 @@ pub struct Stack {
 
 /// The repository's rule file with thresholds and `for:` durations short enough for a demo.
 pub fn demo_rules() -> String {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../alerts/hive-smallfiles.rules.yml"))
-        .expect("alerts/hive-smallfiles.rules.yml");
-    text.replace("hive_table_excess_files > 1000", "hive_table_excess_files > 2")
-        .replace("hive_table_newest_file_timestamp_seconds) > 3600", "hive_table_newest_file_timestamp_seconds) > -86400")
-        .lines()
-        .map(|l| match l.trim_start().strip_prefix("for:") {
-            Some(_) => format!("{}for: 2s", &l[..l.len() - l.trim_start().len()]),
-            None => l.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../alerts/hive-smallfiles.rules.yml"),
+    )
+    .expect("alerts/hive-smallfiles.rules.yml");
+    text.replace(
+        "hive_table_excess_files > 1000",
+        "hive_table_excess_files > 2",
+    )
+    .replace(
+        "hive_table_newest_file_timestamp_seconds) > 3600",
+        "hive_table_newest_file_timestamp_seconds) > -86400",
+    )
+    .lines()
+    .map(|l| match l.trim_start().strip_prefix("for:") {
+        Some(_) => format!("{}for: 2s", &l[..l.len() - l.trim_start().len()]),
+        None => l.to_owned(),
+    })
+    .collect::<Vec<_>>()
+    .join("\n")
 }
 
 fn spawn(program: &Path, args: &[String], log: &Path) -> Killed {
@@ -87,7 +95,12 @@ fn spawn(program: &Path, args: &[String], log: &Path) -> Killed {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e} (tests/run.sh installs Debian's prometheus packages)", program.display())),
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (tests/run.sh installs Debian's prometheus packages)",
+                    program.display()
+                )
+            }),
     )
 }
 
@@ -101,7 +114,11 @@ async fn wait_ready(client: &reqwest::Client, url: &str, token: Option<&str>, lo
         if req.send().await.is_ok_and(|r| r.status().is_success()) {
             return;
         }
-        assert!(Instant::now() < deadline, "{url} not ready; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "{url} not ready; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -154,22 +171,40 @@ impl Stack {
         let mut children = Vec::new();
         children.push(spawn(
             &workspace_binary("hive-smallfiles-exporter"),
-            &[arg("--config.file", &dir.join("exporter.toml")), format!("--web.listen-address=127.0.0.1:{}", p.exporter), s("--log.level=warn"), s("serve")],
+            &[
+                arg("--config.file", &dir.join("exporter.toml")),
+                format!("--web.listen-address=127.0.0.1:{}", p.exporter),
+                s("--log.level=warn"),
+                s("serve"),
+            ],
             &dir.join("exporter.log"),
         ));
         children.push(spawn(
             &workspace_binary("hive-smallfiles-agent"),
-            &[arg("--config.file", &dir.join("agent.toml")), format!("--web.listen-address=127.0.0.1:{}", p.agent), s("serve")],
+            &[
+                arg("--config.file", &dir.join("agent.toml")),
+                format!("--web.listen-address=127.0.0.1:{}", p.agent),
+                s("serve"),
+            ],
             &dir.join("agent.log"),
         ));
         children.push(spawn(
             Path::new("prometheus-alertmanager"),
-            &[arg("--config.file", &dir.join("alertmanager.yml")), arg("--storage.path", &dir.join("alertmanager-data")), format!("--web.listen-address=127.0.0.1:{}", p.alertmanager), s("--cluster.listen-address=")],
+            &[
+                arg("--config.file", &dir.join("alertmanager.yml")),
+                arg("--storage.path", &dir.join("alertmanager-data")),
+                format!("--web.listen-address=127.0.0.1:{}", p.alertmanager),
+                s("--cluster.listen-address="),
+            ],
             &dir.join("alertmanager.log"),
         ));
         children.push(spawn(
             Path::new("prometheus"),
-            &[arg("--config.file", &dir.join("prometheus.yml")), arg("--storage.tsdb.path", &dir.join("prometheus-data")), format!("--web.listen-address=127.0.0.1:{}", p.prometheus)],
+            &[
+                arg("--config.file", &dir.join("prometheus.yml")),
+                arg("--storage.tsdb.path", &dir.join("prometheus-data")),
+                format!("--web.listen-address=127.0.0.1:{}", p.prometheus),
+            ],
             &dir.join("prometheus.log"),
         ));
         let url = |port: u16| format!("http://127.0.0.1:{port}");
@@ -181,11 +216,38 @@ impl Stack {
             alertmanager_url: url(p.alertmanager),
             children,
         };
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
-        wait_ready(&client, &format!("{}/ready", stack.exporter_url), None, &dir.join("exporter.log")).await;
-        wait_ready(&client, &format!("{}/ready", stack.agent_url), Some(&o.token), &dir.join("agent.log")).await;
-        wait_ready(&client, &format!("{}/-/ready", stack.alertmanager_url), None, &dir.join("alertmanager.log")).await;
-        wait_ready(&client, &format!("{}/-/ready", stack.prometheus_url), None, &dir.join("prometheus.log")).await;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client");
+        wait_ready(
+            &client,
+            &format!("{}/ready", stack.exporter_url),
+            None,
+            &dir.join("exporter.log"),
+        )
+        .await;
+        wait_ready(
+            &client,
+            &format!("{}/ready", stack.agent_url),
+            Some(&o.token),
+            &dir.join("agent.log"),
+        )
+        .await;
+        wait_ready(
+            &client,
+            &format!("{}/-/ready", stack.alertmanager_url),
+            None,
+            &dir.join("alertmanager.log"),
+        )
+        .await;
+        wait_ready(
+            &client,
+            &format!("{}/-/ready", stack.prometheus_url),
+            None,
+            &dir.join("prometheus.log"),
+        )
+        .await;
         stack
     }
 
@@ -196,8 +258,17 @@ impl Stack {
 }
 
 /// Prometheus instant query; the result vector.
-pub async fn query(client: &reqwest::Client, prometheus: &str, q: &str) -> Result<Vec<serde_json::Value>, String> {
-    let r = client.get(format!("{prometheus}/api/v1/query")).query(&[("query", q)]).send().await.map_err(|e| e.to_string())?;
+pub async fn query(
+    client: &reqwest::Client,
+    prometheus: &str,
+    q: &str,
+) -> Result<Vec<serde_json::Value>, String> {
+    let r = client
+        .get(format!("{prometheus}/api/v1/query"))
+        .query(&[("query", q)])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
     if v["status"] != "success" {
         return Err(format!("{q}: {v}"));

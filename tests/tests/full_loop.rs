@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use hive_smallfiles_agent::hiveserver2::{Hs2Config, Hs2Session};
 use hive_smallfiles_tests::exporter_process::free_port;
-use hive_smallfiles_tests::stack::{Ports, Stack, StackOptions, query};
 use hive_smallfiles_tests::spark::{ensure_server, metastore_db, port, warehouse};
+use hive_smallfiles_tests::stack::{Ports, Stack, StackOptions, query};
 use tokio_util::sync::CancellationToken;
 
 async fn exec(s: &mut Hs2Session, sql: &str) {
@@ -33,7 +33,15 @@ async fn count(s: &mut Hs2Session, table: &str) -> i64 {
 }
 
 async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Option<serde_json::Value> {
-    client.get(url).bearer_auth(token).send().await.ok()?.json().await.ok()
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +71,12 @@ async fn alert_to_merge_to_fewer_files() {
     let ms_url = format!("mysql://root@127.0.0.1:3306/{}", metastore_db());
     let wh = warehouse().display().to_string();
     let options = StackOptions {
-        ports: Ports { exporter: free_port(), agent: free_port(), prometheus: free_port(), alertmanager: free_port() },
+        ports: Ports {
+            exporter: free_port(),
+            agent: free_port(),
+            prometheus: free_port(),
+            alertmanager: free_port(),
+        },
         exporter_clusters: format!(
             "[[cluster]]\nname = \"spark\"\ninclude = [\"{db}.*\"]\nscan_interval = \"2s\"\n[cluster.metastore]\nurl = \"{ms_url}\"\n\
              [cluster.storage]\ntype = \"local\"\nroot = \"{wh}\"\n"

@@ -14,14 +14,14 @@ use std::collections::BTreeSet;
 
 use hive_smallfiles_agent::hiveserver2::{Hs2Config, Hs2Session};
 use hive_smallfiles_tests::exporter_process::binary;
-use hive_smallfiles_tests::spark;
-use hive_smallfiles_tests::stack::{Ports, Stack, StackOptions, query};
-use tokio_util::sync::CancellationToken;
 use hive_smallfiles_tests::metastore_fixture::{
     DbKind, FixtureDb, FixtureTable, Format, SchemaVersion,
 };
 use hive_smallfiles_tests::scenario::Scenario;
+use hive_smallfiles_tests::spark;
+use hive_smallfiles_tests::stack::{Ports, Stack, StackOptions, query};
 use hive_smallfiles_tests::warehouse::Warehouse;
+use tokio_util::sync::CancellationToken;
 
 const DEMO_DB: &str = "hive_smallfiles_demo";
 /// The Spark database whose tables the agent merges.
@@ -124,13 +124,19 @@ async fn main() -> anyhow::Result<()> {
     println!("Creating tables with small files through Spark's Thrift Server ...");
     let mut hs2 = Hs2Config::new("127.0.0.1", spark::port(), "demo");
     hs2.connect_timeout = Duration::from_secs(60);
-    let mut s = Hs2Session::open(&hs2).await.context("connecting to the Spark Thrift Server (tests/scripts/spark-thrift.sh start)")?;
+    let mut s = Hs2Session::open(&hs2)
+        .await
+        .context("connecting to the Spark Thrift Server (tests/scripts/spark-thrift.sh start)")?;
     let never = CancellationToken::new();
     for sql in [
         format!("DROP DATABASE IF EXISTS {SPARK_DB} CASCADE"),
         format!("CREATE DATABASE {SPARK_DB}"),
-        format!("CREATE TABLE {SPARK_DB}.clicks (id INT, url STRING) PARTITIONED BY (dt STRING) STORED AS TEXTFILE"),
-        format!("CREATE TABLE {SPARK_DB}.orders (id BIGINT, amount DECIMAL(10,2)) PARTITIONED BY (dt STRING) STORED AS PARQUET"),
+        format!(
+            "CREATE TABLE {SPARK_DB}.clicks (id INT, url STRING) PARTITIONED BY (dt STRING) STORED AS TEXTFILE"
+        ),
+        format!(
+            "CREATE TABLE {SPARK_DB}.orders (id BIGINT, amount DECIMAL(10,2)) PARTITIONED BY (dt STRING) STORED AS PARQUET"
+        ),
     ] {
         s.execute_update(&sql, &never).await?;
     }
@@ -150,8 +156,12 @@ async fn main() -> anyhow::Result<()> {
             "[[cluster]]\nname = \"spark\"\n{engine}[cluster.metastore]\nurl = \"{ms_url}\"\n[cluster.storage]\ntype = \"local\"\nroot = \"{wh}\"\n"
         )
     };
-    let exporter_clusters = format!("{demo_cluster}\n{}", spark_cluster(&format!("include = [\"{SPARK_DB}.*\"]\nscan_interval = \"5s\"\n")))
-        ;
+    let exporter_clusters = format!(
+        "{demo_cluster}\n{}",
+        spark_cluster(&format!(
+            "include = [\"{SPARK_DB}.*\"]\nscan_interval = \"5s\"\n"
+        ))
+    );
     let agent_clusters = format!(
         "{}[cluster.hiveserver2]\nhost = \"127.0.0.1\"\nport = {}\n",
         spark_cluster("engine = \"spark\"\n"),
@@ -161,15 +171,37 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| {
             let p: Vec<u16> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
-            (p.len() == 4).then(|| Ports { exporter: p[0], agent: p[1], prometheus: p[2], alertmanager: p[3] })
+            (p.len() == 4).then(|| Ports {
+                exporter: p[0],
+                agent: p[1],
+                prometheus: p[2],
+                alertmanager: p[3],
+            })
         })
-        .unwrap_or(Ports { exporter: 9878, agent: 9879, prometheus: 9090, alertmanager: 9093 });
+        .unwrap_or(Ports {
+            exporter: 9878,
+            agent: 9879,
+            prometheus: 9090,
+            alertmanager: 9093,
+        });
     let token = format!("demo-{:016x}", rand::random::<u64>());
-    let options = StackOptions { ports, exporter_clusters, agent_clusters, token: token.clone() };
+    let options = StackOptions {
+        ports,
+        exporter_clusters,
+        agent_clusters,
+        token: token.clone(),
+    };
     std::fs::write(dir.join("exporter.toml"), &options.exporter_clusters)?;
 
-    println!("\n$ hive-smallfiles-exporter --config.file {} scan --once\n", dir.join("exporter.toml").display());
-    let status = Command::new(binary()).arg("--config.file").arg(dir.join("exporter.toml")).args(["scan", "--once"]).status()?;
+    println!(
+        "\n$ hive-smallfiles-exporter --config.file {} scan --once\n",
+        dir.join("exporter.toml").display()
+    );
+    let status = Command::new(binary())
+        .arg("--config.file")
+        .arg(dir.join("exporter.toml"))
+        .args(["scan", "--once"])
+        .status()?;
     anyhow::ensure!(status.success(), "the scan failed");
 
     println!("Starting the exporter, the agent, Prometheus and Alertmanager ...");
@@ -183,31 +215,65 @@ async fn main() -> anyhow::Result<()> {
         stack.alertmanager_url,
         stack.dir.display()
     );
-    println!("Waiting for HiveTableSmallFiles alerts (demo thresholds: more than 2 excess files) and merges. Ctrl-C stops.\n");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    println!(
+        "Waiting for HiveTableSmallFiles alerts (demo thresholds: more than 2 excess files) and merges. Ctrl-C stops.\n"
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
     let mut seen_alerts = BTreeSet::new();
     let mut seen_jobs = BTreeSet::new();
     let watch = async {
         loop {
-            let firing = query(&client, &stack.prometheus_url, "ALERTS{alertname=\"HiveTableSmallFiles\",alertstate=\"firing\"}").await.unwrap_or_default();
+            let firing = query(
+                &client,
+                &stack.prometheus_url,
+                "ALERTS{alertname=\"HiveTableSmallFiles\",alertstate=\"firing\"}",
+            )
+            .await
+            .unwrap_or_default();
             for a in firing {
                 let l = &a["metric"];
-                let key = format!("{}/{}.{}", l["cluster"].as_str().unwrap_or(""), l["database"].as_str().unwrap_or(""), l["table"].as_str().unwrap_or(""));
+                let key = format!(
+                    "{}/{}.{}",
+                    l["cluster"].as_str().unwrap_or(""),
+                    l["database"].as_str().unwrap_or(""),
+                    l["table"].as_str().unwrap_or("")
+                );
                 if seen_alerts.insert(key.clone()) {
                     println!("alert firing   {key}");
                 }
             }
-            let jobs: serde_json::Value = match client.get(format!("{}/api/v1/merges", stack.agent_url)).bearer_auth(&token).send().await {
+            let jobs: serde_json::Value = match client
+                .get(format!("{}/api/v1/merges", stack.agent_url))
+                .bearer_auth(&token)
+                .send()
+                .await
+            {
                 Ok(r) => r.json().await.unwrap_or_default(),
                 Err(_) => serde_json::Value::Null,
             };
-            for j in jobs.as_array().into_iter().flatten().filter(|j| j["state"] == "finished") {
+            for j in jobs
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|j| j["state"] == "finished")
+            {
                 if seen_jobs.insert(j["id"].as_u64().unwrap_or(0)) {
                     let k = &j["item"]["key"];
                     let o = &j["outcome"];
                     let detail = match o["result"].as_str() {
-                        Some("merged") => format!("{} partitions, files {} -> {}", o["partitions"], o["files_before"], o["files_after"]),
-                        _ => o["detail"].as_str().or(o["error"].as_str()).unwrap_or("").chars().take(120).collect(),
+                        Some("merged") => format!(
+                            "{} partitions, files {} -> {}",
+                            o["partitions"], o["files_before"], o["files_after"]
+                        ),
+                        _ => o["detail"]
+                            .as_str()
+                            .or(o["error"].as_str())
+                            .unwrap_or("")
+                            .chars()
+                            .take(120)
+                            .collect(),
                     };
                     println!(
                         "merge finished {}/{}.{}: {} {}",
