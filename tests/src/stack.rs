@@ -11,7 +11,7 @@ use crate::exporter_process::workspace_binary;
 
 /// A child process killed on drop.
 #[derive(Debug)]
-pub struct Killed(Child);
+pub struct Killed(pub Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {

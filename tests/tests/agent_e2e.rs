@@ -3,23 +3,15 @@
 //! MetaStore, merges it through Spark's Thrift Server and reports the job in its API, audit
 //! log and metrics; the partition's files drop to one and its rows stay the same.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hive_smallfiles_agent::hiveserver2::{Hs2Config, Hs2Session};
 use hive_smallfiles_tests::exporter_process::{free_port, workspace_binary};
 use hive_smallfiles_tests::spark::{ensure_server, metastore_db, port, warehouse};
+use hive_smallfiles_tests::stack::Killed;
 use hive_smallfiles_tests::truth::{Truth, walk_partition};
 use tokio_util::sync::CancellationToken;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 async fn exec(s: &mut Hs2Session, sql: &str) {
     s.execute_update(sql, &CancellationToken::new())
