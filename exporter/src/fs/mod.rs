@@ -15,8 +15,10 @@ pub mod local;
 pub mod webhdfs;
 
 use std::fmt;
+use std::path::Path;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 /// What kind of entry a [`FileStatus`] describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +142,19 @@ pub enum FsError {
         #[source]
         source: std::io::Error,
     },
+    /// The target exists (`FileAlreadyExistsException`, EEXIST): `create` without overwrite,
+    /// or `rename` onto an existing path.
+    #[error("path already exists: {path}")]
+    AlreadyExists {
+        /// The path that exists.
+        path: String,
+    },
+    /// The backend cannot do this operation.
+    #[error("{op} is not supported by this filesystem")]
+    Unsupported {
+        /// The operation.
+        op: &'static str,
+    },
     /// The path is outside what this backend may touch (e.g. outside the local root).
     #[error("path {path} is outside the configured root {root}")]
     OutsideRoot {
@@ -164,6 +179,8 @@ impl FsError {
                     || exception == "StandbyException"
             }
             Self::NotFound { .. }
+            | Self::AlreadyExists { .. }
+            | Self::Unsupported { .. }
             | Self::PermissionDenied { .. }
             | Self::InvalidResponse { .. }
             | Self::Io { .. }
@@ -175,6 +192,8 @@ impl FsError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::NotFound { .. } => "not_found",
+            Self::AlreadyExists { .. } => "already_exists",
+            Self::Unsupported { .. } => "unsupported",
             Self::PermissionDenied { .. } => "permission_denied",
             Self::NoActiveNameNode { .. } => "no_active_namenode",
             Self::Remote { .. } => "remote_exception",
@@ -223,6 +242,83 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
 
     /// Probes every endpoint once (cheap request) and reports each one's state.
     async fn probe(&self) -> Vec<EndpointProbe>;
+
+    // --- Reads of file contents and mutating operations (the merge agent's). Read-only
+    // backends keep the defaults, which fail with `Unsupported`. ---
+
+    /// Reads up to `length` bytes of the file `path` starting at `offset` (WebHDFS `OPEN`
+    /// with `offset` and `length`). Fewer bytes only at the end of the file; an empty result
+    /// at `offset == length of the file`.
+    async fn read_range(&self, path: &str, offset: u64, length: u64) -> Result<Bytes, FsError> {
+        let _ = (path, offset, length);
+        Err(FsError::Unsupported { op: "read_range" })
+    }
+
+    /// Creates the file `path` with the contents of the local file `local` (WebHDFS two-step
+    /// `CREATE`). `overwrite = false` fails with [`FsError::AlreadyExists`] when `path`
+    /// exists, atomically (this is how lock files are taken). `permission`: octal bits, or
+    /// the server's default. The parent directory is created when missing. The backend may
+    /// move `local` into place instead of copying it: the caller must not use it afterwards.
+    async fn create_from_local(
+        &self,
+        path: &str,
+        local: &Path,
+        overwrite: bool,
+        permission: Option<u32>,
+    ) -> Result<(), FsError> {
+        let _ = (path, local, overwrite, permission);
+        Err(FsError::Unsupported { op: "create_from_local" })
+    }
+
+    /// Creates the file `path` holding `data`; otherwise as [`FileSystem::create_from_local`].
+    async fn create(
+        &self,
+        path: &str,
+        data: Bytes,
+        overwrite: bool,
+        permission: Option<u32>,
+    ) -> Result<(), FsError> {
+        let _ = (path, data, overwrite, permission);
+        Err(FsError::Unsupported { op: "create" })
+    }
+
+    /// Creates the directory `path` and missing parents (`MKDIRS`); succeeds when it exists.
+    async fn mkdirs(&self, path: &str, permission: Option<u32>) -> Result<(), FsError> {
+        let _ = (path, permission);
+        Err(FsError::Unsupported { op: "mkdirs" })
+    }
+
+    /// Renames `src` to `dst` atomically with HDFS `rename2` semantics (`renameoptions=NONE`):
+    /// fails with [`FsError::AlreadyExists`] when `dst` exists — it never moves `src` *into*
+    /// an existing directory, as the old `rename` does — and with [`FsError::NotFound`] when
+    /// `src` or `dst`'s parent does not exist.
+    async fn rename(&self, src: &str, dst: &str) -> Result<(), FsError> {
+        let _ = (src, dst);
+        Err(FsError::Unsupported { op: "rename" })
+    }
+
+    /// Deletes `path` (a directory only with `recursive`). `Ok(false)` when it did not exist.
+    async fn delete(&self, path: &str, recursive: bool) -> Result<bool, FsError> {
+        let _ = (path, recursive);
+        Err(FsError::Unsupported { op: "delete" })
+    }
+
+    /// Sets the permission bits of `path` (`SETPERMISSION`).
+    async fn set_permission(&self, path: &str, permission: u32) -> Result<(), FsError> {
+        let _ = (path, permission);
+        Err(FsError::Unsupported { op: "set_permission" })
+    }
+
+    /// Sets the owner and/or group of `path` (`SETOWNER`); `None` leaves that one alone.
+    async fn set_owner(
+        &self,
+        path: &str,
+        owner: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<(), FsError> {
+        let _ = (path, owner, group);
+        Err(FsError::Unsupported { op: "set_owner" })
+    }
 }
 
 /// Where a MetaStore `LOCATION` points, relative to one cluster's storage.
