@@ -14,6 +14,7 @@ pub mod executor;
 pub mod hiveserver2;
 pub mod intake;
 pub mod metrics;
+pub mod native;
 pub mod plan;
 pub mod policy;
 pub mod queue;

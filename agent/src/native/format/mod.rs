@@ -1,0 +1,1 @@
+//! File formats the native executor can merge (to be written).
