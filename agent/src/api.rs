@@ -9,6 +9,7 @@
 //! | `GET /api/v1/merges[?state=&limit=]`, `POST /api/v1/merges` | list (newest first), manual request |
 //! | `GET /api/v1/merges/{id}`, `POST /api/v1/merges/{id}/cancel` | one job, cancel a queued job |
 //! | `GET /api/v1/plan?cluster=&database=&table=` | the runner's plan, nothing executed |
+//! | `POST /api/v1/merges/{id}/rollback` | restore the originals of a finished job's staged merges |
 //! | `GET /metrics`, `GET /healthz`, `GET /ready` | metrics (format negotiation), probes |
 //!
 //! Status codes follow Alertmanager's retry rules: the webhook answers **200** as soon as the
@@ -161,6 +162,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/merges", get(list_merges).post(create_merge))
         .route("/api/v1/merges/{id}", get(get_merge))
         .route("/api/v1/merges/{id}/cancel", post(cancel_merge))
+        .route("/api/v1/merges/{id}/rollback", post(rollback_merge))
         .route("/api/v1/plan", get(plan))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -407,6 +409,31 @@ async fn cancel_merge(State(state): State<ApiState>, Path(id): Path<String>) -> 
         Ok(job) => axum::Json(job).into_response(),
         Err(e @ CancelError::NotFound(_)) => error(StatusCode::NOT_FOUND, e),
         Err(e @ CancelError::NotQueued(..)) => error(StatusCode::CONFLICT, e),
+    }
+}
+
+/// Restores the original files of a finished job's committed staged merges (native and
+/// engine-staged), while their backups are kept (`native.backup_retention`).
+async fn rollback_merge(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    let Some(job) = state.inner.queue.get(id) else {
+        return error(StatusCode::NOT_FOUND, format!("no job {id}"));
+    };
+    if job.state != JobState::Finished {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "job {id} is {:?}; only finished jobs are rolled back",
+                job.state
+            ),
+        );
+    }
+    match state.inner.runner.rollback(&job).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => error(StatusCode::CONFLICT, e),
     }
 }
 

@@ -61,6 +61,18 @@ impl AuditLog {
         }
     }
 
+    /// The highest job id in the log (0 when empty), so ids stay unique across restarts.
+    pub fn max_job_id(&self) -> JobId {
+        let Ok(text) = std::fs::read_to_string(&self.path) else {
+            return 0;
+        };
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v.get("job").and_then(Value::as_u64))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Every event of one job, oldest first (for `GET /api/v1/merges/{id}`).
     pub fn events_of(&self, job: JobId) -> Vec<Value> {
         let Ok(text) = std::fs::read_to_string(&self.path) else {

@@ -1,5 +1,7 @@
 //! Command line of the agent: exporter-toolkit style flags and the subcommands `serve`
-//! (default), `plan` (dry-run one table) and `--check-config`.
+//! (default), `plan` (dry-run one table), `merge` (one table now, in the foreground),
+//! `recover` (finish or undo interrupted merges), `rollback` (restore a merge's backup) and
+//! `--check-config`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +18,9 @@ use hive_smallfiles_agent::executor::MergeRunner;
 use hive_smallfiles_agent::intake::IntakeSettings;
 use hive_smallfiles_agent::metrics::AgentMetrics;
 use hive_smallfiles_agent::queue::{Queue, QueueSettings, RetrySettings, run_workers};
-use hive_smallfiles_agent::work::{JobRunner, TableKey};
+use hive_smallfiles_agent::work::{
+    JobOutcome, JobRecord, JobRunner, JobState, Source, TableKey, WorkItem,
+};
 use hive_smallfiles_exporter::config::ProcessEnv;
 use hive_smallfiles_exporter::fs::webhdfs::WebHdfsMetrics;
 use hive_smallfiles_exporter::server::WebConfig;
@@ -74,6 +78,36 @@ pub(crate) enum Command {
         #[arg(long)]
         table: String,
     },
+    /// Merge one table (or some of its partitions) now, in the foreground, then exit.
+    Merge {
+        /// Cluster name.
+        #[arg(long)]
+        cluster: String,
+        /// Database (`@catalog#db` for non-default Hive 3 catalogs).
+        #[arg(long)]
+        database: String,
+        /// Table.
+        #[arg(long)]
+        table: String,
+        /// Partition name (`k=v/k2=v2`), repeatable; default: every partition worth it.
+        #[arg(long)]
+        partition: Vec<String>,
+        /// Plan only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Find every merge directory under the allowed tables and bring each to a consistent
+    /// state (roll forward or back; remove expired backups and abandoned staging).
+    Recover,
+    /// Restore the original files of a committed merge.
+    Rollback {
+        /// Cluster name.
+        #[arg(long)]
+        cluster: String,
+        /// The merge directory (`<parent>/.hive-smallfiles.<partition>/<merge id>`).
+        #[arg(long)]
+        merge_dir: String,
+    },
 }
 
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -111,12 +145,14 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let metrics = Arc::new(AgentMetrics::new());
     let audit = Arc::new(AuditLog::open(&config.audit_log)?);
+    let first_job_id = audit.max_job_id() + 1;
     let runner = MergeRunner::new(
         &config.clusters,
         config.policy.clone(),
         audit,
         Arc::clone(&metrics),
         &WebHdfsMetrics::default(),
+        &config.native,
     )
     .map_err(anyhow::Error::msg)?;
     match cli.command.unwrap_or(Command::Serve) {
@@ -141,6 +177,72 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Merge {
+            cluster,
+            database,
+            table,
+            partition,
+            dry_run,
+        } => {
+            let now = std::time::SystemTime::now();
+            let job = JobRecord {
+                id: first_job_id,
+                item: WorkItem {
+                    key: TableKey {
+                        cluster,
+                        database,
+                        table,
+                    },
+                    partitions: partition.into_iter().collect(),
+                    priority: 0,
+                    fingerprints: std::collections::BTreeSet::new(),
+                    source: Source::Manual,
+                    dry_run,
+                },
+                state: JobState::Running,
+                attempts: 1,
+                created_at: now,
+                started_at: Some(now),
+                finished_at: None,
+                not_before: None,
+                outcome: None,
+            };
+            let outcome = runner
+                .run(
+                    &job,
+                    &hive_smallfiles_agent::work::Unlimited,
+                    &CancellationToken::new(),
+                )
+                .await;
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+            Ok(match outcome {
+                JobOutcome::Merged { .. } | JobOutcome::DryRun { .. } => ExitCode::SUCCESS,
+                JobOutcome::Skipped { .. } => ExitCode::from(2),
+                JobOutcome::Failed { .. } => ExitCode::FAILURE,
+            })
+        }
+        Command::Recover => {
+            let results = runner.recover_all().await;
+            println!("{}", serde_json::to_string_pretty(&results)?);
+            let failed = results.iter().any(|r| !r["error"].is_null());
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Rollback { cluster, merge_dir } => {
+            match runner.rollback_merge_dir(&cluster, &merge_dir).await {
+                Ok(r) => {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("hive-smallfiles-agent: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Command::Serve => {
             serve(
                 config,
@@ -155,7 +257,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn queue_settings(config: &AgentConfig) -> QueueSettings {
+fn queue_settings(config: &AgentConfig, first_job_id: u64) -> QueueSettings {
     let q = &config.queue;
     QueueSettings {
         capacity: q.capacity,
@@ -175,6 +277,7 @@ fn queue_settings(config: &AgentConfig) -> QueueSettings {
             clusters: Some(config.clusters.keys().cloned().collect()),
             ..IntakeSettings::default()
         },
+        first_job_id,
         ..QueueSettings::default()
     }
 }
@@ -187,7 +290,8 @@ async fn serve(
     listen: &str,
     grace: Duration,
 ) -> anyhow::Result<ExitCode> {
-    let queue = Arc::new(Queue::new(queue_settings(&config), metrics));
+    let first_job_id = runner.first_job_id();
+    let queue = Arc::new(Queue::new(queue_settings(&config, first_job_id), metrics));
     let listener = hive_smallfiles_exporter::server::bind(listen).await?;
     let local = listener.local_addr()?;
     let shutdown = CancellationToken::new();
@@ -196,6 +300,24 @@ async fn serve(
         web: web.clone(),
         ..ApiSettings::default()
     };
+    if config.native.recover_on_start {
+        let results = runner.recover_all().await;
+        tracing::info!(merge_dirs = results.len(), "Recovery at start-up done.");
+    }
+    let sweeper = tokio::spawn({
+        let runner = Arc::clone(&runner);
+        let shutdown = shutdown.clone();
+        let every = config.native.sweep_interval;
+        async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(every) => {}
+                }
+                runner.recover_all().await;
+            }
+        }
+    });
     let runner: Arc<dyn JobRunner> = runner;
     let router = api::router(ApiState::new(
         api_settings,
@@ -228,6 +350,7 @@ async fn serve(
     if tokio::time::timeout(grace, workers).await.is_err() {
         tracing::warn!("Jobs still running after the grace period; stopping between statements.");
     }
+    sweeper.abort();
     let _ = http.await;
     Ok(ExitCode::SUCCESS)
 }

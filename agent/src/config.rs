@@ -44,9 +44,72 @@ pub struct RawAgentConfig {
     /// What may be merged, and when.
     #[serde(default)]
     pub policy: RawPolicy,
+    /// The native executor and the commit protocol.
+    #[serde(default)]
+    pub native: RawNative,
     /// Clusters.
     #[serde(default, rename = "cluster")]
     pub clusters: Vec<RawAgentCluster>,
+}
+
+/// `[native]`: the commit protocol shared by the native and the engine-staged executors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNative {
+    /// This agent's id in lock files. Exactly one running agent per id. Default: host name.
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// How long the original files of a merge are kept for rollback. Default 24h.
+    #[serde(default = "d_retention", with = "humantime_serde")]
+    pub backup_retention: Duration,
+    /// A lock not refreshed for this long belongs to a dead agent. Default 10m.
+    #[serde(default = "d_stale", with = "humantime_serde")]
+    pub lock_stale_after: Duration,
+    /// Local directory where merged files are assembled before upload. Default: a
+    /// `hive-smallfiles-spool` directory in the system's temporary directory.
+    #[serde(default)]
+    pub spool_dir: Option<PathBuf>,
+    /// Recover interrupted merges of every allowed table at start-up. Default true.
+    #[serde(default = "d_true")]
+    pub recover_on_start: bool,
+    /// How often expired backups and abandoned staging are swept. Default 1h.
+    #[serde(default = "d_sweep", with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for RawNative {
+    fn default() -> Self {
+        toml::from_str("").unwrap_or_else(|_| unreachable!("defaults"))
+    }
+}
+
+fn d_retention() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn d_stale() -> Duration {
+    Duration::from_secs(600)
+}
+fn d_true() -> bool {
+    true
+}
+fn d_sweep() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// Which executor merges a cluster's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorChoice {
+    /// Native for text and Parquet; engine-staged for other formats the engine writes and
+    /// the agent can verify (ORC); the engine's in-place statements otherwise.
+    #[default]
+    Auto,
+    /// The agent merges text and Parquet itself; other tables are skipped.
+    Native,
+    /// The engine rewrites into the staging directory; the agent verifies and commits.
+    EngineStaged,
+    /// The engine's in-place statements (CONCATENATE, INSERT OVERWRITE, COMPACT).
+    Engine,
 }
 
 fn default_audit() -> PathBuf {
@@ -223,6 +286,9 @@ pub struct RawAgentCluster {
     pub name: String,
     /// Engine behind `hiveserver2`: `hive`, `spark` or `impala`.
     pub engine: Engine,
+    /// `auto` (default), `native`, `engine_staged` or `engine`.
+    #[serde(default)]
+    pub executor: ExecutorChoice,
     /// Target output file size. Default 128 MiB.
     #[serde(default = "d_target")]
     pub target_file_bytes: ByteSize,
@@ -233,8 +299,10 @@ pub struct RawAgentCluster {
     pub metastore: RawMetastore,
     /// The warehouse storage (same section as the exporter's).
     pub storage: RawStorage,
-    /// The engine's HiveServer2 endpoint.
-    pub hiveserver2: RawHs2,
+    /// The engine's HiveServer2 endpoint; without it only the native executor runs (and no
+    /// post-merge statements such as Impala's REFRESH).
+    #[serde(default)]
+    pub hiveserver2: Option<RawHs2>,
 }
 
 fn d_target() -> ByteSize {
@@ -298,6 +366,25 @@ pub struct AgentConfig {
     pub policy: Policy,
     /// Clusters by name.
     pub clusters: BTreeMap<String, AgentCluster>,
+    /// The commit protocol's settings.
+    pub native: NativeSettings,
+}
+
+/// Validated `[native]`.
+#[derive(Debug, Clone)]
+pub struct NativeSettings {
+    /// Agent id in lock files.
+    pub agent_id: String,
+    /// Backup retention.
+    pub backup_retention: Duration,
+    /// Lock staleness.
+    pub lock_stale_after: Duration,
+    /// Spool directory.
+    pub spool_dir: PathBuf,
+    /// Recover at start-up.
+    pub recover_on_start: bool,
+    /// Sweep interval.
+    pub sweep_interval: Duration,
 }
 
 /// One validated cluster.
@@ -315,8 +402,18 @@ pub struct AgentCluster {
     pub metastore: MetastoreConfig,
     /// Storage.
     pub storage: StorageConfig,
-    /// HiveServer2 connection.
-    pub hiveserver2: Hs2Config,
+    /// HiveServer2 connection, if an engine may be used.
+    pub hiveserver2: Option<Hs2Config>,
+    /// Executor choice.
+    pub executor: ExecutorChoice,
+}
+
+fn default_agent_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "hive-smallfiles-agent".to_owned())
 }
 
 fn parse_day(d: &str) -> Option<Weekday> {
@@ -407,46 +504,62 @@ impl AgentConfig {
             }
             let metastore = c.metastore.validate(&c.name, base, env)?;
             let storage = c.storage.validate(&c.name, base)?;
-            let h = c.hiveserver2;
-            let auth = match h.auth.as_str() {
-                "plain" | "none" => Hs2Auth::Plain,
-                "nosasl" => Hs2Auth::NoSasl,
-                other => {
-                    return Err(invalid(
-                        &c.name,
-                        format!("hiveserver2.auth {other:?}: plain or nosasl"),
-                    ));
+            let hiveserver2 = match c.hiveserver2 {
+                None => None,
+                Some(h) => {
+                    let auth = match h.auth.as_str() {
+                        "plain" | "none" => Hs2Auth::Plain,
+                        "nosasl" => Hs2Auth::NoSasl,
+                        other => {
+                            return Err(invalid(
+                                &c.name,
+                                format!("hiveserver2.auth {other:?}: plain or nosasl"),
+                            ));
+                        }
+                    };
+                    let password = match (&h.password_file, &h.password_env) {
+                        (Some(_), Some(_)) => {
+                            return Err(invalid(
+                                &c.name,
+                                "set only one of hiveserver2 password_file and password_env",
+                            ));
+                        }
+                        (Some(f), None) => Some(read_secret_file(
+                            &c.name,
+                            "hiveserver2 password",
+                            &resolve(base, f),
+                        )?),
+                        (None, Some(v)) => {
+                            Some(Secret::new(env.var(v).ok_or_else(|| {
+                                invalid(&c.name, format!("{v} is not set"))
+                            })?))
+                        }
+                        (None, None) => None,
+                    };
+                    let hiveserver2 = Hs2Config {
+                        host: h.host,
+                        port: h.port,
+                        user: h.user,
+                        password,
+                        auth,
+                        connect_timeout: h.connect_timeout,
+                        poll_interval: Duration::from_millis(200),
+                        session_conf: h.session_conf.into_iter().collect(),
+                    };
+                    Some(hiveserver2)
                 }
             };
-            let password = match (&h.password_file, &h.password_env) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        &c.name,
-                        "set only one of hiveserver2 password_file and password_env",
-                    ));
-                }
-                (Some(f), None) => Some(read_secret_file(
+            if hiveserver2.is_none()
+                && matches!(
+                    c.executor,
+                    ExecutorChoice::Engine | ExecutorChoice::EngineStaged
+                )
+            {
+                return Err(invalid(
                     &c.name,
-                    "hiveserver2 password",
-                    &resolve(base, f),
-                )?),
-                (None, Some(v)) => {
-                    Some(Secret::new(env.var(v).ok_or_else(|| {
-                        invalid(&c.name, format!("{v} is not set"))
-                    })?))
-                }
-                (None, None) => None,
-            };
-            let hiveserver2 = Hs2Config {
-                host: h.host,
-                port: h.port,
-                user: h.user,
-                password,
-                auth,
-                connect_timeout: h.connect_timeout,
-                poll_interval: Duration::from_millis(200),
-                session_conf: h.session_conf.into_iter().collect(),
-            };
+                    "executor engine and engine_staged need [cluster.hiveserver2]",
+                ));
+            }
             if c.target_file_bytes.0 == 0 {
                 return Err(invalid(&c.name, "target_file_bytes must be > 0"));
             }
@@ -460,13 +573,33 @@ impl AgentConfig {
                     metastore,
                     storage,
                     hiveserver2,
+                    executor: c.executor,
                 },
             );
         }
         if clusters.is_empty() {
             return Err(invalid("-", "no [[cluster]] configured"));
         }
+        let n = raw.native;
+        if n.lock_stale_after < Duration::from_secs(4) {
+            return Err(invalid("-", "native.lock_stale_after must be at least 4s"));
+        }
+        let native = NativeSettings {
+            agent_id: n
+                .agent_id
+                .filter(|a| !a.trim().is_empty())
+                .unwrap_or_else(default_agent_id),
+            backup_retention: n.backup_retention,
+            lock_stale_after: n.lock_stale_after,
+            spool_dir: n.spool_dir.map_or_else(
+                || std::env::temp_dir().join("hive-smallfiles-spool"),
+                |d| resolve(base, &d),
+            ),
+            recover_on_start: n.recover_on_start,
+            sweep_interval: n.sweep_interval.max(Duration::from_secs(1)),
+        };
         Ok(Self {
+            native,
             audit_log: resolve(base, &raw.audit_log),
             bearer_token,
             queue: raw.queue,
@@ -499,7 +632,7 @@ mod tests {
         assert_eq!(c.bearer_token.as_ref().unwrap().expose(), "secret");
         let prod = &c.clusters["prod"];
         assert_eq!(prod.engine, Engine::Hive);
-        assert_eq!(prod.hiveserver2.port, 10000);
+        assert_eq!(prod.hiveserver2.as_ref().unwrap().port, 10000);
         assert_eq!(c.policy.windows.len(), 1);
         assert!(!format!("{c:?}").contains("secret"));
     }

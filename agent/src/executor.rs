@@ -24,10 +24,18 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditLog;
-use crate::config::AgentCluster;
+use crate::config::{AgentCluster, NativeSettings};
 use crate::hiveserver2::{Hs2Error, Hs2Session, Value};
 use crate::metrics::{AgentMetrics, ReasonLabels};
+use crate::native::commit::{Listing, VerifyAs};
+use crate::native::lock::Identity;
+use crate::native::manifest::Writer;
+use crate::native::writer::NativeWriter;
+use crate::native::{
+    CommitSettings, Committer, MergeReport, NativeError, StageWriter, Staged, Target,
+};
 use crate::plan::{MergePlan, PartitionState, PlanInput, plan};
+use crate::plan::{PlannedPartition, Strategy, native_format};
 use crate::policy::{Policy, Skip};
 use crate::work::{ByteBudget, JobOutcome, JobRecord, JobRunner, TableKey};
 
@@ -36,6 +44,7 @@ use crate::work::{ByteBudget, JobOutcome, JobRecord, JobRunner, TableKey};
 struct ClusterRuntime {
     config: AgentCluster,
     fs: Arc<dyn FileSystem>,
+    committer: Committer,
     metastore: Mutex<Option<Arc<Metastore>>>,
 }
 
@@ -48,6 +57,26 @@ fn ms_error(e: &MetastoreError) -> StepError {
 
 fn hs2_error(e: &Hs2Error) -> StepError {
     ("engine", e.to_string(), e.is_retryable())
+}
+
+fn native_error(e: &NativeError) -> StepError {
+    (e.reason(), e.to_string(), e.is_retryable())
+}
+
+/// `hdfs://ns1` of `hdfs://ns1/w/t`, `file:` of `file:/w/t`, empty for a bare path: what is
+/// put before a path to give the engine a URI on the table's own filesystem.
+fn uri_prefix(location: &str) -> String {
+    let location = location.trim();
+    if location.starts_with('/') {
+        return String::new();
+    }
+    let Some((scheme, rest)) = location.split_once(':') else {
+        return String::new();
+    };
+    match rest.strip_prefix("//") {
+        Some(after) => format!("{scheme}://{}", after.split('/').next().unwrap_or_default()),
+        None => format!("{scheme}:"),
+    }
 }
 
 impl ClusterRuntime {
@@ -111,6 +140,8 @@ impl TableNow {
             hive3: self.hive3,
             target_file_bytes: rt.config.target_file_bytes,
             requested,
+            executor: rt.config.executor,
+            has_engine: rt.config.hiveserver2.is_some(),
             now: SystemTime::now(),
         }
     }
@@ -124,16 +155,27 @@ impl MergeRunner {
         audit: Arc<AuditLog>,
         metrics: Arc<AgentMetrics>,
         webhdfs_metrics: &WebHdfsMetrics,
+        native: &NativeSettings,
     ) -> Result<Self, String> {
         let mut runtimes = BTreeMap::new();
+        let identity = Identity::new(&native.agent_id, native.lock_stale_after);
         for (name, c) in clusters {
             let fs = filesystem(&c.storage, webhdfs_metrics)
                 .map_err(|e| format!("cluster {name}: {e}"))?;
+            let committer = Committer::new(
+                Arc::clone(&fs),
+                CommitSettings {
+                    identity: identity.clone(),
+                    backup_retention: native.backup_retention,
+                    spool_dir: native.spool_dir.join(name),
+                },
+            );
             runtimes.insert(
                 name.clone(),
                 ClusterRuntime {
                     config: c.clone(),
                     fs,
+                    committer,
                     metastore: Mutex::new(None),
                 },
             );
@@ -144,6 +186,11 @@ impl MergeRunner {
             audit,
             metrics,
         })
+    }
+
+    /// The id after the highest one in the audit log.
+    pub fn first_job_id(&self) -> u64 {
+        self.audit.max_job_id() + 1
     }
 
     fn cluster(&self, key: &TableKey) -> Result<&ClusterRuntime, StepError> {
@@ -259,6 +306,14 @@ impl MergeRunner {
                 true,
             ));
         }
+        if matches!(
+            merge_plan.strategy,
+            Strategy::Native | Strategy::EngineStaged
+        ) {
+            return self
+                .execute_staged(job, rt, &now, &merge_plan, cancel)
+                .await;
+        }
         let merged = self.execute(job, rt, &merge_plan, cancel).await?;
         // Rescan what was merged.
         let names: BTreeSet<String> = merge_plan
@@ -305,9 +360,12 @@ impl MergeRunner {
         p: &MergePlan,
         cancel: &CancellationToken,
     ) -> Result<usize, StepError> {
-        let mut session = Hs2Session::open(&rt.config.hiveserver2)
-            .await
-            .map_err(|e| hs2_error(&e))?;
+        let hs2 = rt.config.hiveserver2.as_ref().ok_or((
+            "no_engine",
+            "no hiveserver2 configured".to_owned(),
+            false,
+        ))?;
+        let mut session = Hs2Session::open(hs2).await.map_err(|e| hs2_error(&e))?;
         let never = CancellationToken::new();
         let result = async {
             for stmt in &p.setup {
@@ -346,6 +404,192 @@ impl MergeRunner {
         .await;
         let _ = session.close().await;
         result
+    }
+
+    /// Native and engine-staged merges: per partition, the commit protocol; afterwards the
+    /// post-merge statements when an engine is configured.
+    async fn execute_staged(
+        &self,
+        job: &JobRecord,
+        rt: &ClusterRuntime,
+        now: &TableNow,
+        p: &MergePlan,
+        cancel: &CancellationToken,
+    ) -> Result<JobOutcome, StepError> {
+        let mut session = match &rt.config.hiveserver2 {
+            Some(cfg) => Some(Hs2Session::open(cfg).await.map_err(|e| hs2_error(&e))?),
+            None => None,
+        };
+        let never = CancellationToken::new();
+        let result = async {
+            if p.strategy == Strategy::EngineStaged {
+                if let Some(s) = session.as_mut() {
+                    for stmt in &p.setup {
+                        self.send(job, s, stmt, &never).await?;
+                    }
+                }
+            }
+            let session = Mutex::new(session.take());
+            let mut reports: Vec<MergeReport> = Vec::new();
+            for part in &p.partitions {
+                if cancel.is_cancelled() {
+                    self.audit.record(job.id, "stopped", json!({ "reason": "shutdown", "merged_partitions": reports.len() }));
+                    break;
+                }
+                let Some(path) = part.path.clone() else {
+                    return Err(("storage", format!("partition {:?} has no resolvable location", part.name), false));
+                };
+                let target = Target {
+                    cluster: rt.config.name.clone(),
+                    table: format!("{}.{}", now.table.database, now.table.name),
+                    partition: part.name.clone(),
+                    path,
+                };
+                let started = Instant::now();
+                let report = if p.strategy == Strategy::Native {
+                    let format = native_format(&now.table).map_err(|s| (s.reason, s.detail, false))?;
+                    let writer = NativeWriter { format, target_bytes: rt.config.target_file_bytes };
+                    rt.committer.merge(job.id, &target, &writer).await
+                } else {
+                    let location = if part.name.is_empty() {
+                        now.table.location.clone()
+                    } else {
+                        now.table.partitions.iter().find(|x| x.name == part.name).and_then(|x| x.location.clone())
+                    };
+                    let writer = EngineWriter {
+                        runner: self,
+                        job,
+                        plan: p,
+                        part,
+                        session: &session,
+                        uri_prefix: uri_prefix(location.as_deref().unwrap_or_default()),
+                        verify_as: match now.table.class().format {
+                            hive_smallfiles_exporter::metastore::FileFormat::Parquet => VerifyAs::Parquet,
+                            hive_smallfiles_exporter::metastore::FileFormat::Orc => VerifyAs::Orc,
+                            _ => VerifyAs::Text,
+                        },
+                    };
+                    rt.committer.merge(job.id, &target, &writer).await
+                };
+                let report = match report {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.metrics.native_failures.get_or_create(&ReasonLabels { reason: e.reason().to_owned() }).inc();
+                        self.audit.record(job.id, "partition_failed", json!({ "partition": &part.name, "reason": e.reason(), "error": e.to_string(), "merged_partitions": reports.len() }));
+                        return Err(native_error(&e));
+                    }
+                };
+                self.audit.record(job.id, "committed", json!({ "cluster": &rt.config.name, "partition": &part.name, "report": &report, "seconds": started.elapsed().as_secs_f64() }));
+                if let Some(s) = session.lock().await.as_mut() {
+                    for stmt in p.post_statements(part, &rt.config.post_merge_statements) {
+                        self.send(job, s, &stmt, &never).await?;
+                    }
+                }
+                reports.push(report);
+            }
+            Ok(reports)
+        }
+        .await;
+        if let Some(s) = session {
+            let _ = s.close().await;
+        }
+        let reports = result?;
+        Ok(JobOutcome::Merged {
+            strategy: p.strategy.as_str().to_owned(),
+            partitions: reports.len() as u32,
+            files_before: reports.iter().map(|r| r.files_before).sum(),
+            files_after: reports.iter().map(|r| r.files_after).sum(),
+            bytes_rewritten: reports.iter().map(|r| r.bytes_before).sum(),
+        })
+    }
+
+    /// Every staging area under the allowed tables of every cluster, recovered: interrupted
+    /// merges rolled forward or back, expired backups and abandoned staging removed.
+    pub async fn recover_all(&self) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for (name, rt) in &self.clusters {
+            let parents = match self.staging_parents(rt).await {
+                Ok(p) => p,
+                Err(e) => {
+                    out.push(json!({ "cluster": name, "error": e.1 }));
+                    continue;
+                }
+            };
+            for (area, result) in rt.committer.recover_in(&parents).await {
+                match result {
+                    Ok(recovered) => {
+                        for r in recovered {
+                            self.metrics
+                                .recovered
+                                .get_or_create(&ReasonLabels {
+                                    reason: r.action.to_owned(),
+                                })
+                                .inc();
+                            out.push(json!({ "cluster": name, "area": &area, "merge_dir": r.merge_dir, "action": r.action, "error": r.error }));
+                        }
+                    }
+                    Err(e) => {
+                        out.push(json!({ "cluster": name, "area": &area, "error": e.to_string() }))
+                    }
+                }
+            }
+        }
+        self.audit.record(0, "recovery", json!({ "results": &out }));
+        out
+    }
+
+    /// Directories that may hold staging areas: the parents of every partition (and of every
+    /// unpartitioned table's directory) of the tables the policy allows.
+    async fn staging_parents(&self, rt: &ClusterRuntime) -> Result<Vec<String>, StepError> {
+        let ms = rt.metastore().await.map_err(|e| ms_error(&e))?;
+        let snapshot = match ms.read_snapshot().await {
+            Ok(s) => s,
+            Err(e) => {
+                rt.forget_metastore().await;
+                return Err(ms_error(&e));
+            }
+        };
+        let scheme = rt.config.storage.location_scheme();
+        let mut parents = BTreeSet::new();
+        for t in &snapshot.tables {
+            if !self.policy.tables.matches(&t.database, &t.name) {
+                continue;
+            }
+            let locations: Vec<&Option<String>> = if t.is_partitioned() {
+                t.partitions.iter().map(|p| &p.location).collect()
+            } else {
+                vec![&t.location]
+            };
+            for l in locations.into_iter().flatten() {
+                if let ResolvedLocation::Path(p) = resolve_location(l, &scheme) {
+                    parents.insert(hive_smallfiles_exporter::fs::parent_path(&p).to_owned());
+                }
+            }
+        }
+        Ok(parents.into_iter().collect())
+    }
+
+    /// Rolls back one merge directory on a cluster (CLI).
+    pub async fn rollback_merge_dir(
+        &self,
+        cluster: &str,
+        merge_dir: &str,
+    ) -> Result<serde_json::Value, String> {
+        let rt = self
+            .clusters
+            .get(cluster)
+            .ok_or_else(|| format!("no cluster {cluster:?}"))?;
+        let r = rt
+            .committer
+            .rollback(merge_dir)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.audit.record(
+            0,
+            "rolled_back",
+            json!({ "cluster": cluster, "merge_dir": merge_dir, "action": r.action }),
+        );
+        Ok(json!({ "cluster": cluster, "merge_dir": merge_dir, "action": r.action }))
     }
 
     async fn send(
@@ -428,6 +672,7 @@ async fn list_partitions(
                 match walk_tree(fs.as_ref(), &path, None, &DirCache::with_capacity(0), small).await
                 {
                     Ok(w) => Ok(Some(PartitionState {
+                        path: Some(path),
                         name,
                         values,
                         files: w.counts.files,
@@ -474,6 +719,34 @@ impl JobRunner for MergeRunner {
         outcome
     }
 
+    async fn rollback(&self, job: &JobRecord) -> Result<serde_json::Value, String> {
+        let committed: Vec<(String, String)> = self
+            .audit
+            .events_of(job.id)
+            .iter()
+            .filter(|e| e["event"] == "committed")
+            .filter_map(|e| {
+                Some((
+                    e["cluster"].as_str()?.to_owned(),
+                    e["report"]["merge_dir"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        if committed.is_empty() {
+            return Err(format!("job {} committed no staged merge", job.id));
+        }
+        let mut results = Vec::new();
+        for (cluster, dir) in committed.iter().rev() {
+            let r = match self.clusters.get(cluster) {
+                Some(rt) => rt.committer.rollback(dir).await.map_err(|e| e.to_string()),
+                None => Err(format!("no cluster {cluster:?}")),
+            };
+            self.audit.record(job.id, "rollback", json!({ "merge_dir": dir, "result": r.as_ref().map(|r| r.action).map_err(Clone::clone) }));
+            results.push(json!({ "merge_dir": dir, "action": r.as_ref().ok().map(|r| r.action), "error": r.err() }));
+        }
+        Ok(json!({ "job": job.id, "rollbacks": results }))
+    }
+
     async fn preview(&self, key: &TableKey) -> Result<serde_json::Value, String> {
         let rt = self.cluster(key).map_err(|e| e.1)?;
         let now = self
@@ -485,11 +758,72 @@ impl JobRunner for MergeRunner {
         Ok(match plan(&now.plan_input(rt, &requested), &self.policy) {
             Ok(p) => json!({
                 "table": key,
-                "executor": "hiveserver2",
+                "executor": match p.strategy {
+                    Strategy::Native => "native",
+                    Strategy::EngineStaged => "engine_staged",
+                    _ => "engine",
+                },
+                "executor_reason": &p.executor_reason,
                 "plan": &p,
                 "statements": statements_preview(&p, &rt.config.post_merge_statements),
             }),
             Err(s) => json!({ "table": key, "skip": { "reason": s.reason, "detail": s.detail } }),
+        })
+    }
+}
+
+/// Engine-staged writing: the engine rewrites the partition into the staging `output/`
+/// directory; its `count(*)` before is what the output must hold.
+struct EngineWriter<'a> {
+    runner: &'a MergeRunner,
+    job: &'a JobRecord,
+    plan: &'a MergePlan,
+    part: &'a PlannedPartition,
+    session: &'a Mutex<Option<Hs2Session>>,
+    uri_prefix: String,
+    verify_as: VerifyAs,
+}
+
+#[async_trait::async_trait]
+impl StageWriter for EngineWriter<'_> {
+    async fn write(
+        &self,
+        _fs: &Arc<dyn FileSystem>,
+        _target: &Target,
+        _listing: &Listing,
+        output: &str,
+        _spool: &std::path::Path,
+    ) -> Result<Staged, NativeError> {
+        let engine_error = |(kind, message, retryable): StepError| NativeError::Engine {
+            message: format!("{kind}: {message}"),
+            retryable,
+        };
+        let mut guard = self.session.lock().await;
+        let session = guard.as_mut().ok_or_else(|| NativeError::Engine {
+            message: "no hiveserver2 configured".to_owned(),
+            retryable: false,
+        })?;
+        let rows = self
+            .runner
+            .count(self.job, session, &self.plan.count_statement(self.part))
+            .await
+            .map_err(engine_error)?;
+        let directory = format!("{}{output}", self.uri_prefix);
+        let never = CancellationToken::new();
+        self.runner
+            .send(
+                self.job,
+                session,
+                &self.plan.staged_statement(self.part, &directory),
+                &never,
+            )
+            .await
+            .map_err(engine_error)?;
+        Ok(Staged {
+            writer: Writer::EngineStaged,
+            format: None,
+            expected_rows: u64::try_from(rows).unwrap_or(0),
+            verify_as: self.verify_as,
         })
     }
 }

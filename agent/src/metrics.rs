@@ -85,6 +85,11 @@ pub struct AgentMetrics {
     pub rate_limited: Family<LimitLabels, Counter>,
     /// Requests skipped by policy, by reason.
     pub policy_skipped: Family<ReasonLabels, Counter>,
+    /// `hive_merge_staged_failures_total{reason}`: native / engine-staged merges of a
+    /// partition that stopped (refused, aborted by a concurrent change, verification...).
+    pub native_failures: Family<ReasonLabels, Counter>,
+    /// `hive_merge_recovery_actions_total{reason}`: what recovery did with merge directories.
+    pub recovered: Family<ReasonLabels, Counter>,
     /// Work items not queued, by reason (`cooldown`, `queue_full`, `invalid_labels`...).
     pub intake_dropped: Family<ReasonLabels, Counter>,
 }
@@ -111,6 +116,8 @@ impl AgentMetrics {
             bytes_rewritten: Family::default(),
             rate_limited: Family::default(),
             policy_skipped: Family::default(),
+            native_failures: Family::default(),
+            recovered: Family::default(),
             intake_dropped: Family::default(),
         };
         registry.register(
@@ -169,6 +176,16 @@ impl AgentMetrics {
             "policy_skipped",
             "Merge requests skipped by policy, by reason",
             m.policy_skipped.clone(),
+        );
+        registry.register(
+            "staged_failures",
+            "Native or engine-staged partition merges that stopped, by reason (refused, aborted by a concurrent change, verification failed...)",
+            m.native_failures.clone(),
+        );
+        registry.register(
+            "recovery_actions",
+            "What recovery did with merge directories, by action",
+            m.recovered.clone(),
         );
         registry.register(
             "intake_dropped",

@@ -25,6 +25,8 @@ use hive_smallfiles_exporter::metastore::{
 };
 use serde::Serialize;
 
+use crate::config::ExecutorChoice;
+use crate::native::format::{NativeFormat, TextCompression};
 use crate::policy::{Policy, Skip, check_partition, check_table};
 use crate::sql::{self, Engine};
 
@@ -38,6 +40,12 @@ pub enum Strategy {
     InsertOverwrite,
     /// `ALTER TABLE ... COMPACT 'major'`.
     CompactMajor,
+    /// The agent rewrites the files itself (text, Parquet) and commits them with the
+    /// crash-safe protocol ([`crate::native`]).
+    Native,
+    /// The engine rewrites into a staging directory (`INSERT OVERWRITE DIRECTORY`), the agent
+    /// verifies and commits it with the same protocol.
+    EngineStaged,
 }
 
 impl Strategy {
@@ -47,6 +55,8 @@ impl Strategy {
             Self::Concatenate => "concatenate",
             Self::InsertOverwrite => "insert_overwrite",
             Self::CompactMajor => "compact_major",
+            Self::Native => "native",
+            Self::EngineStaged => "engine_staged",
         }
     }
 }
@@ -64,6 +74,8 @@ pub struct PartitionState {
     pub bytes: u64,
     /// Newest file modification time, ms.
     pub newest_file_ms: i64,
+    /// The directory (resolved location), when known.
+    pub path: Option<String>,
 }
 
 /// Everything the planner needs.
@@ -83,6 +95,10 @@ pub struct PlanInput<'a> {
     pub target_file_bytes: u64,
     /// Partitions named by the request (empty: all).
     pub requested: &'a BTreeSet<String>,
+    /// The cluster's executor choice.
+    pub executor: ExecutorChoice,
+    /// Whether a HiveServer2 engine is configured.
+    pub has_engine: bool,
     /// Now.
     pub now: SystemTime,
 }
@@ -100,6 +116,8 @@ pub struct PlannedPartition {
     pub bytes: u64,
     /// Files expected afterwards (`None` for compactions).
     pub expected_files: Option<u64>,
+    /// The directory.
+    pub path: Option<String>,
 }
 
 /// A partition left alone, and why.
@@ -130,8 +148,13 @@ pub struct MergePlan {
     pub total_bytes: u64,
     /// Where the replaced files go, so operators know what rollback exists.
     pub replaced_files_go_to: &'static str,
+    /// Why this executor and strategy were chosen.
+    pub executor_reason: String,
     #[serde(skip)]
     select_list: String,
+    /// `ROW FORMAT ... STORED AS ...` of the table, for engine-staged rewrites.
+    #[serde(skip)]
+    storage_clause: String,
     #[serde(skip)]
     hive3: bool,
 }
@@ -144,6 +167,123 @@ fn header_lines(table: &TableMeta) -> bool {
             v.and_then(|v| v.trim().parse::<i64>().ok())
                 .is_some_and(|n| n > 0)
         })
+}
+
+/// The format the native executor would write for this table, or why it cannot.
+pub fn native_format(table: &TableMeta) -> Result<NativeFormat, Skip> {
+    let class = table.class();
+    if class.transactional != Transactional::No {
+        return Err(Skip::new(
+            "transactional",
+            "transactional tables are only compacted, by Hive",
+        ));
+    }
+    if table.num_buckets > 0 || table.bucket_columns > 0 || table.sort_columns > 0 {
+        return Err(Skip::new(
+            "bucketed",
+            "bucketed or sorted tables are rewritten by Hive only",
+        ));
+    }
+    match class.format {
+        FileFormat::Parquet => Ok(NativeFormat::Parquet),
+        FileFormat::Text if header_lines(table) => Err(Skip::new(
+            "header_lines",
+            "text files with header/footer lines cannot be concatenated without losing rows",
+        )),
+        FileFormat::Text => Ok(NativeFormat::Text(TextCompression::None)),
+        other => Err(Skip::new(
+            "format_not_native",
+            format!(
+                "the native executor merges text and Parquet, not {}",
+                other.as_str()
+            ),
+        )),
+    }
+}
+
+/// Chooses executor and strategy (pure), with the reason shown by the plan API.
+fn choose(input: &PlanInput<'_>) -> Result<(Strategy, String), Skip> {
+    let native = native_format(input.table);
+    let no_engine = || {
+        Skip::new(
+            "no_engine",
+            "no [cluster.hiveserver2] configured for what the native executor cannot do",
+        )
+    };
+    let staged_ok = |s: Strategy| {
+        s == Strategy::InsertOverwrite
+            && input.engine != Engine::Impala
+            && matches!(
+                input.table.class().format,
+                FileFormat::Text | FileFormat::Parquet | FileFormat::Orc
+            )
+    };
+    match input.executor {
+        ExecutorChoice::Native => native.map(|f| {
+            (
+                Strategy::Native,
+                format!("executor = native: {f:?} files merged by the agent"),
+            )
+        }),
+        ExecutorChoice::Engine => {
+            if !input.has_engine {
+                return Err(no_engine());
+            }
+            choose_strategy(input).map(|s| (s, "executor = engine".to_owned()))
+        }
+        ExecutorChoice::EngineStaged => {
+            if !input.has_engine {
+                return Err(no_engine());
+            }
+            let s = choose_strategy(input)?;
+            if staged_ok(s) {
+                Ok((
+                    Strategy::EngineStaged,
+                    "executor = engine_staged".to_owned(),
+                ))
+            } else {
+                Err(Skip::new(
+                    "staging_not_possible",
+                    format!(
+                        "{} would use {}; staged rewrites need a text, Parquet or ORC table \
+                         that Hive or Spark rewrites",
+                        input.table.name,
+                        s.as_str()
+                    ),
+                ))
+            }
+        }
+        ExecutorChoice::Auto => match native {
+            Ok(f) => Ok((
+                Strategy::Native,
+                format!(
+                    "auto: {f:?}, not transactional, not bucketed: the agent merges the files \
+                     itself with the crash-safe commit protocol"
+                ),
+            )),
+            Err(why_not) => {
+                if !input.has_engine {
+                    return Err(why_not);
+                }
+                let s = choose_strategy(input)?;
+                if staged_ok(s) {
+                    Ok((
+                        Strategy::EngineStaged,
+                        format!(
+                            "auto: not native ({}); the engine rewrites into the staging \
+                             directory, the agent verifies and commits",
+                            why_not.detail
+                        ),
+                    ))
+                } else {
+                    Ok((
+                        s,
+                        format!("auto: not native ({}); engine in place", why_not.detail),
+                    ))
+                }
+            }
+        },
+    }
 }
 
 fn choose_strategy(input: &PlanInput<'_>) -> Result<Strategy, Skip> {
@@ -207,7 +347,7 @@ fn choose_strategy(input: &PlanInput<'_>) -> Result<Strategy, Skip> {
 /// Plans a merge (pure).
 pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<MergePlan, Skip> {
     check_table(policy, input.table, input.now)?;
-    let strategy = choose_strategy(input)?;
+    let (strategy, executor_reason) = choose(input)?;
     let target = input.target_file_bytes.max(1);
     let keys: Vec<String> = input
         .table
@@ -271,6 +411,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<MergePlan, Skip> {
             files: p.files,
             bytes: p.bytes,
             expected_files: (strategy != Strategy::CompactMajor).then_some(ideal),
+            path: p.path.clone(),
         });
     }
     if partitions.is_empty() {
@@ -305,6 +446,10 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<MergePlan, Skip> {
             "nowhere: Spark deletes the replaced files (no trash)"
         }
         (Strategy::InsertOverwrite, Engine::Impala) => "nowhere: Impala deletes the replaced files",
+        (Strategy::Native | Strategy::EngineStaged, _) => {
+            "the merge's backup directory in the partition's hidden staging area, kept for \
+             native.backup_retention; POST /api/v1/merges/{id}/rollback restores it"
+        }
     };
     Ok(MergePlan {
         table: sql::qualified(&input.table.database, &input.table.name),
@@ -315,13 +460,55 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<MergePlan, Skip> {
         setup,
         total_bytes,
         replaced_files_go_to,
+        executor_reason,
+        storage_clause: storage_clause(input.table, input.engine),
         select_list,
         hive3: input.hive3,
     })
 }
 
+/// The table's storage as a `ROW FORMAT ... STORED AS ...` clause: Parquet and ORC by name
+/// (their serdes take no properties that change the bytes), text with its serde, serde
+/// properties and input/output formats, so delimiters, escapes and NULL markers stay the same.
+fn storage_clause(table: &TableMeta, engine: Engine) -> String {
+    let lit = |v: &str| sql::string_literal(v, engine);
+    match table.class().format {
+        FileFormat::Parquet => "STORED AS PARQUET".to_owned(),
+        FileFormat::Orc => "STORED AS ORC".to_owned(),
+        _ => {
+            let serde = table
+                .serde_lib
+                .as_deref()
+                .unwrap_or("org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe");
+            let props = table
+                .serde_params
+                .iter()
+                .map(|(k, v)| format!("{}={}", lit(k), lit(v)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let with = if props.is_empty() {
+                String::new()
+            } else {
+                format!(" WITH SERDEPROPERTIES ({props})")
+            };
+            format!(
+                "ROW FORMAT SERDE {}{with} STORED AS INPUTFORMAT {} OUTPUTFORMAT {}",
+                lit(serde),
+                lit(table
+                    .input_format
+                    .as_deref()
+                    .unwrap_or("org.apache.hadoop.mapred.TextInputFormat")),
+                lit(table
+                    .output_format
+                    .as_deref()
+                    .unwrap_or("org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"))
+            )
+        }
+    }
+}
+
 fn setup_statements(engine: Engine, strategy: Strategy, target: u64) -> Vec<String> {
-    if strategy != Strategy::InsertOverwrite {
+    if !matches!(strategy, Strategy::InsertOverwrite | Strategy::EngineStaged) {
         return Vec::new();
     }
     match engine {
@@ -373,23 +560,43 @@ impl MergePlan {
                 let wait = if self.hive3 { " AND WAIT" } else { "" };
                 format!("ALTER TABLE {}{part} COMPACT 'major'{wait}", self.table)
             }
-            Strategy::InsertOverwrite => {
-                let hint = match (self.engine, p.expected_files) {
-                    (Engine::Spark, Some(1) | None) => "/*+ COALESCE(1) */ ".to_owned(),
-                    (Engine::Spark, Some(n)) => format!("/*+ REPARTITION({n}) */ "),
-                    _ => String::new(),
-                };
-                let filter = if p.spec.is_empty() {
-                    String::new()
-                } else {
-                    format!(" WHERE {}", sql::partition_predicate(&p.spec, self.engine))
-                };
-                format!(
-                    "INSERT OVERWRITE TABLE {}{part} SELECT {hint}{} FROM {}{filter}",
-                    self.table, self.select_list, self.table
-                )
-            }
+            Strategy::InsertOverwrite => format!(
+                "INSERT OVERWRITE TABLE {}{part} {}",
+                self.table,
+                self.select(p)
+            ),
+            Strategy::EngineStaged => self.staged_statement(p, "<staging output directory>"),
+            Strategy::Native => "-- merged by the agent (no statement)".to_owned(),
         }
+    }
+
+    /// `SELECT <columns> FROM <table> WHERE <partition>` with the engine's file-count hint.
+    fn select(&self, p: &PlannedPartition) -> String {
+        let hint = match (self.engine, p.expected_files) {
+            (Engine::Spark, Some(1) | None) => "/*+ COALESCE(1) */ ".to_owned(),
+            (Engine::Spark, Some(n)) => format!("/*+ REPARTITION({n}) */ "),
+            _ => String::new(),
+        };
+        let filter = if p.spec.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", sql::partition_predicate(&p.spec, self.engine))
+        };
+        format!(
+            "SELECT {hint}{} FROM {}{filter}",
+            self.select_list, self.table
+        )
+    }
+
+    /// Engine-staged: the partition's rows rewritten into `directory` (a URI the engine
+    /// resolves, e.g. `hdfs://ns1/...`) in the table's own storage format and row format.
+    pub fn staged_statement(&self, p: &PlannedPartition, directory: &str) -> String {
+        format!(
+            "INSERT OVERWRITE DIRECTORY {} {} {}",
+            sql::string_literal(directory, self.engine),
+            self.storage_clause,
+            self.select(p)
+        )
     }
 
     /// Statements after a partition's merge: Impala needs `REFRESH` for changes made outside
@@ -419,7 +626,7 @@ impl MergePlan {
 
     /// Whether rows can be counted around each merge (compactions run asynchronously).
     pub fn verifies_row_counts(&self) -> bool {
-        self.strategy != Strategy::CompactMajor || self.hive3
+        (self.strategy != Strategy::CompactMajor || self.hive3) && self.strategy != Strategy::Native
     }
 }
 
@@ -462,6 +669,7 @@ mod tests {
             files,
             bytes,
             newest_file_ms: 0,
+            path: None,
         }
     }
 
@@ -496,6 +704,8 @@ mod tests {
             hive3,
             target_file_bytes: 128 * MIB,
             requested: &requested,
+            executor: ExecutorChoice::Engine,
+            has_engine: true,
             now: UNIX_EPOCH + Duration::from_secs(1_000_000),
         };
         plan(
@@ -723,6 +933,7 @@ mod tests {
                 files: 9,
                 bytes: MIB,
                 newest_file_ms: 0,
+                path: None,
             }],
         )
         .unwrap();
@@ -761,6 +972,8 @@ mod tests {
             hive3: false,
             target_file_bytes: 128 * MIB,
             requested: &requested,
+            executor: ExecutorChoice::Engine,
+            has_engine: true,
             now: UNIX_EPOCH + Duration::from_secs(1_000_000),
         };
         let p = plan(
@@ -780,6 +993,152 @@ mod tests {
         assert_eq!(
             plan(&input, &Policy::default()).unwrap_err().reason,
             "nothing_to_merge"
+        );
+    }
+
+    #[test]
+    fn executor_choice_table() {
+        let parts = || vec![part("1", 10, 10 * MIB)];
+        let acid = [("transactional", "true")];
+        let header = [("skip.header.line.count", "1")];
+        let cols = columns();
+        let requested = BTreeSet::new();
+        let choose_for = |t: &TableMeta, engine: Engine, executor: ExecutorChoice, has_engine| {
+            let input = PlanInput {
+                table: t,
+                columns: &cols,
+                partitions: parts(),
+                engine,
+                hive3: false,
+                target_file_bytes: 128 * MIB,
+                requested: &requested,
+                executor,
+                has_engine,
+                now: UNIX_EPOCH + Duration::from_secs(1_000_000),
+            };
+            plan(
+                &input,
+                &Policy {
+                    allow_external: true,
+                    ..Policy::default()
+                },
+            )
+            .map(|p| p.strategy)
+            .map_err(|s| s.reason)
+        };
+        use ExecutorChoice::{Auto, Engine as E, EngineStaged, Native};
+        let text = table(TEXT, "MANAGED_TABLE", &[], &["dt"]);
+        let parquet = table(PARQUET, "EXTERNAL_TABLE", &[], &["dt"]);
+        let orc = table(ORC, "MANAGED_TABLE", &[], &["dt"]);
+        let avro = table(AVRO, "MANAGED_TABLE", &[], &["dt"]);
+        let acid_orc = table(ORC, "MANAGED_TABLE", &acid, &["dt"]);
+        let mut csv = table(TEXT, "MANAGED_TABLE", &[], &["dt"]);
+        csv.serde_params = header
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        let mut bucketed = table(PARQUET, "MANAGED_TABLE", &[], &["dt"]);
+        bucketed.num_buckets = 8;
+        let cases = [
+            (&text, Engine::Spark, Auto, true, Ok(Strategy::Native)),
+            (&text, Engine::Spark, Auto, false, Ok(Strategy::Native)),
+            (&parquet, Engine::Impala, Auto, true, Ok(Strategy::Native)),
+            (&orc, Engine::Spark, Auto, true, Ok(Strategy::EngineStaged)),
+            (&orc, Engine::Hive, Auto, true, Ok(Strategy::Concatenate)),
+            (&orc, Engine::Spark, Auto, false, Err("format_not_native")),
+            (&orc, Engine::Spark, Native, true, Err("format_not_native")),
+            (
+                &avro,
+                Engine::Spark,
+                Auto,
+                true,
+                Ok(Strategy::InsertOverwrite),
+            ),
+            (
+                &avro,
+                Engine::Spark,
+                EngineStaged,
+                true,
+                Err("staging_not_possible"),
+            ),
+            (
+                &acid_orc,
+                Engine::Hive,
+                Auto,
+                true,
+                Ok(Strategy::CompactMajor),
+            ),
+            (&acid_orc, Engine::Hive, Native, true, Err("transactional")),
+            (&csv, Engine::Spark, Auto, true, Err("header_lines")),
+            (&csv, Engine::Spark, Native, true, Err("header_lines")),
+            (&bucketed, Engine::Spark, Auto, true, Err("bucketed")),
+            (&bucketed, Engine::Hive, Native, true, Err("bucketed")),
+            (&text, Engine::Spark, E, true, Ok(Strategy::InsertOverwrite)),
+            (&text, Engine::Spark, E, false, Err("no_engine")),
+            (
+                &text,
+                Engine::Spark,
+                EngineStaged,
+                true,
+                Ok(Strategy::EngineStaged),
+            ),
+            (
+                &text,
+                Engine::Impala,
+                EngineStaged,
+                true,
+                Err("staging_not_possible"),
+            ),
+            (
+                &parquet,
+                Engine::Hive,
+                EngineStaged,
+                true,
+                Ok(Strategy::EngineStaged),
+            ),
+        ];
+        for (i, (t, engine, executor, has_engine, want)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                choose_for(t, engine, executor, has_engine),
+                want,
+                "case {i}: {} {engine:?} {executor:?} engine={has_engine}",
+                t.input_format.as_deref().unwrap_or_default()
+            );
+        }
+    }
+
+    #[test]
+    fn staged_statement_keeps_the_row_format() {
+        let mut t = table(TEXT, "MANAGED_TABLE", &[], &["dt"]);
+        t.serde_lib = Some("org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe".into());
+        t.serde_params = [("field.delim", ","), ("serialization.null.format", "\\N")]
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        t.output_format = Some("org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat".into());
+        let p = run(&t, Engine::Spark, false, vec![part("1", 10, MIB)]).unwrap();
+        let sql = p.staged_statement(&p.partitions[0], "file:/w/.hive-smallfiles.dt=1/m1/output");
+        assert_eq!(
+            sql,
+            "INSERT OVERWRITE DIRECTORY 'file:/w/.hive-smallfiles.dt=1/m1/output' ROW FORMAT SERDE \
+             'org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe' WITH SERDEPROPERTIES \
+             ('field.delim'=',', 'serialization.null.format'='\\\\N') STORED AS INPUTFORMAT \
+             'org.apache.hadoop.mapred.TextInputFormat' OUTPUTFORMAT \
+             'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat' SELECT /*+ COALESCE(1) */ \
+             `id`, `we'ird` FROM `db`.`odd``name` WHERE `dt` = '1'"
+        );
+        let pq = run(
+            &table(PARQUET, "MANAGED_TABLE", &[], &["dt"]),
+            Engine::Hive,
+            false,
+            vec![part("1", 10, MIB)],
+        )
+        .unwrap();
+        assert!(
+            pq.staged_statement(&pq.partitions[0], "hdfs://ns/x")
+                .starts_with(
+                    "INSERT OVERWRITE DIRECTORY 'hdfs://ns/x' STORED AS PARQUET SELECT `id`"
+                )
         );
     }
 }

@@ -206,6 +206,8 @@ pub struct QueueSettings {
     /// Alert fingerprints tracked per job; beyond, the job becomes a whole-table request
     /// that resolved alerts no longer cancel. Default 10,000.
     pub max_fingerprints_per_job: usize,
+    /// Id of the first job (ids continue the audit log's across restarts). Default 1.
+    pub first_job_id: JobId,
 }
 
 impl Default for QueueSettings {
@@ -223,6 +225,7 @@ impl Default for QueueSettings {
             retry: RetrySettings::default(),
             intake: IntakeSettings::default(),
             max_fingerprints_per_job: 10_000,
+            first_job_id: 1,
         }
     }
 }
@@ -552,6 +555,7 @@ impl Queue {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let gov = GovClock(Arc::clone(&clock));
+        let first_id = settings.first_job_id.max(1);
         let per_hour = |n: Option<NonZeroU32>| n.map(Quota::per_hour);
         Self {
             global_rate: per_hour(settings.merges_per_hour)
@@ -563,7 +567,7 @@ impl Queue {
             clock,
             metrics,
             inner: Mutex::new(Inner {
-                next_id: 1,
+                next_id: first_id,
                 ..Inner::default()
             }),
             notify: Notify::new(),

@@ -197,6 +197,15 @@ pub trait JobRunner: Send + Sync + fmt::Debug {
 
     /// The plan for a table without executing anything (`GET /api/v1/plan`), as JSON.
     async fn preview(&self, key: &TableKey) -> Result<serde_json::Value, String>;
+
+    /// Rolls back the committed staged merges of a finished job
+    /// (`POST /api/v1/merges/{id}/rollback`).
+    async fn rollback(&self, job: &JobRecord) -> Result<serde_json::Value, String> {
+        Err(format!(
+            "job {} cannot be rolled back by this runner",
+            job.id
+        ))
+    }
 }
 
 mod unix_seconds {

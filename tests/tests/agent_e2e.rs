@@ -94,6 +94,7 @@ min_excess_files = 1
 [[cluster]]
 name = "spark"
 engine = "spark"
+executor = "engine"
 [cluster.metastore]
 url = "mysql://root@127.0.0.1:3306/{}"
 [cluster.storage]

@@ -72,6 +72,7 @@ fn agent_config(dir: &Path) -> AgentConfig {
         [[cluster]]
         name = "spark"
         engine = "spark"
+        executor = "engine"
         target_file_bytes = "128MiB"
         [cluster.metastore]
         url = "mysql://root@127.0.0.1:3306/{}"
@@ -168,6 +169,7 @@ async fn merges_text_and_parquet_partitions_through_spark() {
         Arc::clone(&audit),
         Arc::new(AgentMetrics::new()),
         &WebHdfsMetrics::default(),
+        &config.native,
     )
     .unwrap();
 
@@ -296,6 +298,7 @@ async fn a_writer_during_an_in_place_overwrite() {
             Arc::clone(&audit),
             Arc::new(AgentMetrics::new()),
             &WebHdfsMetrics::default(),
+            &config.native,
         )
         .unwrap(),
     );

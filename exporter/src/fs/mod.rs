@@ -267,7 +267,9 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
         permission: Option<u32>,
     ) -> Result<(), FsError> {
         let _ = (path, local, overwrite, permission);
-        Err(FsError::Unsupported { op: "create_from_local" })
+        Err(FsError::Unsupported {
+            op: "create_from_local",
+        })
     }
 
     /// Creates the file `path` holding `data`; otherwise as [`FileSystem::create_from_local`].
@@ -306,7 +308,9 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     /// Sets the permission bits of `path` (`SETPERMISSION`).
     async fn set_permission(&self, path: &str, permission: u32) -> Result<(), FsError> {
         let _ = (path, permission);
-        Err(FsError::Unsupported { op: "set_permission" })
+        Err(FsError::Unsupported {
+            op: "set_permission",
+        })
     }
 
     /// Sets the owner and/or group of `path` (`SETOWNER`); `None` leaves that one alone.

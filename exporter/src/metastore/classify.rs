@@ -34,6 +34,18 @@ pub const SERDE_PARAM_KEYS: &[&str] = &[
     "serialization.format",
     "field.delim",
     "line.delim",
+    // The rest of LazySimpleSerDe's properties (serdeConstants), so an engine-staged rewrite
+    // can repeat the table's row format exactly. `colelction.delim` is Hive's own spelling.
+    "colelction.delim",
+    "collection.delim",
+    "mapkey.delim",
+    "escape.delim",
+    "serialization.null.format",
+    "serialization.encoding",
+    "serialization.escape.crlf",
+    "serialization.last.column.takes.rest",
+    "skip.footer.line.count",
+    "timestamp.formats",
     "skip.header.line.count",
     "separatorChar",
     "quoteChar",

@@ -1,0 +1,798 @@
+//! The native executor's commit protocol under crashes and concurrent writers, over a local
+//! `file:` warehouse and over the WebHDFS server written from the Hadoop documentation.
+//!
+//! Every case runs the real agent binary (`merge`, `recover`, `rollback`) as a child process
+//! against a Hive MetaStore schema in MariaDB. A fail point stops the child at one step of
+//! the protocol; the test kills it with SIGKILL, runs `recover`, and then compares the
+//! partition's rows — read straight from the files, independently of the agent — as
+//! multisets with the originals. The file count must be exactly the old one (crash before
+//! the swap) or the planned one (crash after the first rename), and no staging is left.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hive_smallfiles_tests::exporter_process::workspace_binary;
+use hive_smallfiles_tests::metastore_fixture::{
+    DbKind, FixtureDb, FixtureTable, Format, SchemaVersion, unique_db_name,
+};
+use hive_smallfiles_tests::rows::{multiset, parquet_rows, text_lines};
+use hive_smallfiles_tests::webhdfs_server::{
+    Namespace, RunningServer, ServerOptions, WebHdfsServer,
+};
+
+const AREA_PREFIX: &str = ".hive-smallfiles.";
+
+/// Where the warehouse lives.
+enum Store {
+    Local(PathBuf),
+    WebHdfs(RunningServer),
+}
+
+impl Store {
+    fn ns(&self) -> &Arc<Namespace> {
+        match self {
+            Self::WebHdfs(s) => s.handle().namespace(),
+            Self::Local(_) => unreachable!(),
+        }
+    }
+
+    /// Root path of the warehouse as the MetaStore names it.
+    fn root(&self) -> String {
+        match self {
+            Self::Local(p) => p.display().to_string(),
+            Self::WebHdfs(_) => "/warehouse".to_owned(),
+        }
+    }
+
+    fn location(&self, path: &str) -> String {
+        match self {
+            Self::Local(_) => format!("file:{path}"),
+            Self::WebHdfs(_) => format!("hdfs://testns{path}"),
+        }
+    }
+
+    fn write(&self, path: &str, data: &[u8]) {
+        match self {
+            Self::Local(_) => {
+                std::fs::create_dir_all(Path::new(path).parent().unwrap()).unwrap();
+                std::fs::write(path, data).unwrap();
+            }
+            Self::WebHdfs(_) => {
+                self.ns().add_file(path, data.to_vec()).unwrap();
+            }
+        }
+    }
+
+    fn read(&self, path: &str) -> Vec<u8> {
+        match self {
+            Self::Local(_) => std::fs::read(path).unwrap(),
+            Self::WebHdfs(_) => self.ns().read_file(path).unwrap().to_vec(),
+        }
+    }
+
+    /// (name, is_dir) of a directory's children; `None` when it does not exist.
+    fn list(&self, dir: &str) -> Option<Vec<(String, bool)>> {
+        match self {
+            Self::Local(_) => {
+                let rd = std::fs::read_dir(dir).ok()?;
+                let mut v: Vec<(String, bool)> = rd
+                    .map(|e| {
+                        let e = e.unwrap();
+                        (
+                            e.file_name().to_string_lossy().into_owned(),
+                            e.file_type().unwrap().is_dir(),
+                        )
+                    })
+                    .collect();
+                v.sort();
+                Some(v)
+            }
+            Self::WebHdfs(_) => {
+                let v = self.ns().list(dir).ok()?;
+                Some(
+                    v.into_iter()
+                        .map(|s| {
+                            let dir = matches!(
+                                s.file_type,
+                                hive_smallfiles_tests::webhdfs_server::FileType::Directory
+                            );
+                            (s.path_suffix, dir)
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    fn storage_toml(&self) -> String {
+        match self {
+            Self::Local(p) => format!("type = \"local\"\nroot = \"{}\"", p.display()),
+            Self::WebHdfs(s) => format!(
+                "type = \"webhdfs\"\nnamenodes = [\"{}\"]\nuser = \"hive\"\nauthorities = [\"testns\"]\nrequest_timeout = \"10s\"",
+                s.handle().namenode_url(0)
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Text,
+    Parquet,
+}
+
+/// A partitioned table with two partitions of many small files.
+struct TableCase {
+    name: String,
+    kind: Kind,
+    /// Absolute partition directories.
+    parts: Vec<String>,
+    table_dir: String,
+}
+
+fn text_file(part: usize, file: usize) -> Vec<u8> {
+    let mut s = String::new();
+    for line in 0..(3 + file % 4) {
+        s.push_str(&format!("{part}\tf{file}-l{line}\tvalue with spaces ü\n"));
+    }
+    if file % 3 == 0 {
+        // No trailing newline: the merge must add one.
+        s.pop();
+    }
+    if file == 5 {
+        s.clear();
+    }
+    s.into_bytes()
+}
+
+fn parquet_file(part: usize, file: usize) -> Vec<u8> {
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
+    use arrow::record_batch::RecordBatch;
+    let n = 5 + file;
+    let ids: Vec<i64> = (0..n)
+        .map(|i| (part * 1000 + file * 50 + i) as i64)
+        .collect();
+    let names: Vec<Option<String>> = (0..n)
+        .map(|i| (i % 4 != 0).then(|| format!("p{part}-f{file}-r{i}")))
+        .collect();
+    let batch = RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from(ids)) as ArrayRef),
+        ("name", Arc::new(StringArray::from(names)) as ArrayRef),
+    ])
+    .unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let mut out = Vec::new();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    out
+}
+
+const FILES_PER_PART: usize = 12;
+
+impl TableCase {
+    fn create(store: &Store, db: &str, name: &str, kind: Kind) -> (Self, FixtureTable) {
+        let table_dir = format!("{}/{db}.db/{name}", store.root());
+        let format = match kind {
+            Kind::Text => Format::Text,
+            Kind::Parquet => Format::Parquet,
+        };
+        let mut t = FixtureTable::new(db, name, format, &store.location(&table_dir))
+            .partitioned_by(&[("dt", "string")]);
+        let mut parts = Vec::new();
+        for (p, value) in ["2024-01-01", "a b%c"].iter().enumerate() {
+            t = t.partition(&[value]);
+            let part_name = t.partitions.last().unwrap().name.clone();
+            let dir = format!("{table_dir}/{part_name}");
+            for f in 0..FILES_PER_PART {
+                let (file_name, data) = match kind {
+                    Kind::Text => (format!("{f:06}_0"), text_file(p, f)),
+                    Kind::Parquet => (format!("part-{f:05}.snappy.parquet"), parquet_file(p, f)),
+                };
+                store.write(&format!("{dir}/{file_name}"), &data);
+            }
+            store.write(&format!("{dir}/_SUCCESS"), b"");
+            parts.push(dir);
+        }
+        (
+            Self {
+                name: name.to_owned(),
+                kind,
+                parts,
+                table_dir,
+            },
+            t,
+        )
+    }
+
+    /// Visible data files of a partition.
+    fn files(&self, store: &Store, part: usize) -> Vec<String> {
+        store
+            .list(&self.parts[part])
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(n, d)| !d && !n.starts_with('.') && !n.starts_with('_'))
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// Rows of all partitions, read from the files (independently of the agent).
+    fn rows(&self, store: &Store) -> BTreeMap<String, usize> {
+        let mut all = Vec::new();
+        for (p, dir) in self.parts.iter().enumerate() {
+            for f in self.files(store, p) {
+                let data = store.read(&format!("{dir}/{f}"));
+                match self.kind {
+                    Kind::Text => all.extend(text_lines(&data, f.ends_with(".gz"))),
+                    Kind::Parquet => all.extend(parquet_rows(&data)),
+                }
+            }
+        }
+        multiset(all)
+    }
+
+    /// Staging areas left beside the partitions.
+    fn areas(&self, store: &Store) -> Vec<String> {
+        store
+            .list(&self.table_dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(n, _)| n.starts_with(AREA_PREFIX))
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    fn has_success_markers(&self, store: &Store) -> bool {
+        self.parts.iter().all(|d| {
+            store
+                .list(d)
+                .unwrap_or_default()
+                .iter()
+                .any(|(n, _)| n == "_SUCCESS")
+        })
+    }
+}
+
+struct Harness {
+    dir: tempfile::TempDir,
+    store: Store,
+    db: Option<FixtureDb>,
+}
+
+impl Harness {
+    async fn new(webhdfs: bool, tables: &[(&str, Kind)]) -> (Self, Vec<TableCase>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = if webhdfs {
+            let server = WebHdfsServer::start(ServerOptions::new().default_user("hive"))
+                .await
+                .unwrap();
+            server.handle().namespace().mkdirs("/warehouse").unwrap();
+            Store::WebHdfs(server)
+        } else {
+            let root = dir.path().join("warehouse");
+            std::fs::create_dir_all(&root).unwrap();
+            Store::Local(root)
+        };
+        let db_name = unique_db_name(if webhdfs {
+            "native_hdfs"
+        } else {
+            "native_local"
+        });
+        let db = FixtureDb::create(DbKind::Mysql, SchemaVersion::Hive3_1, &db_name)
+            .await
+            .expect("MariaDB with the Hive 3.1 schema");
+        let mut cases = Vec::new();
+        let mut fixtures = Vec::new();
+        for (name, kind) in tables {
+            let (c, f) = TableCase::create(&store, "sales", name, *kind);
+            cases.push(c);
+            fixtures.push(f);
+        }
+        db.insert(&fixtures).await.unwrap();
+        let h = Self {
+            dir,
+            store,
+            db: Some(db),
+        };
+        h.write_config("0s");
+        (h, cases)
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("agent.toml")
+    }
+
+    fn write_config(&self, retention: &str) {
+        let db = self.db.as_ref().unwrap().db_name().to_owned();
+        let text = format!(
+            r#"audit_log = "audit.jsonl"
+[native]
+agent_id = "crash-test-agent"
+backup_retention = "{retention}"
+spool_dir = "spool"
+[policy]
+quiet_period = "0s"
+min_excess_files = 1
+[[cluster]]
+name = "c"
+engine = "spark"
+executor = "native"
+target_file_bytes = "1MiB"
+[cluster.metastore]
+url = "mysql://root@127.0.0.1:3306/{db}"
+[cluster.storage]
+{}
+"#,
+            self.store.storage_toml()
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(workspace_binary("hive-smallfiles-agent"));
+        cmd.arg("--config.file")
+            .arg(self.config_path())
+            .arg("--log.level")
+            .arg("warn")
+            .args(args)
+            .env_remove("HIVE_SMALLFILES_FAILPOINT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn merge_args(table: &str) -> Vec<String> {
+        [
+            "merge",
+            "--cluster",
+            "c",
+            "--database",
+            "sales",
+            "--table",
+            table,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+
+    /// Runs to completion; (exit code, stdout).
+    async fn run(&self, args: &[String]) -> (i32, String) {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = tokio::task::spawn_blocking({
+            let mut cmd = self.command(&args);
+            move || cmd.output().unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !stderr.trim().is_empty() {
+            eprintln!("agent {args:?} stderr:\n{stderr}");
+        }
+        (out.status.code().unwrap_or(-1), stdout)
+    }
+
+    /// Starts the child with a fail point and waits until it is reached.
+    async fn run_to_failpoint(
+        &self,
+        args: &[String],
+        failpoint: &str,
+        resume: Option<&Path>,
+    ) -> std::process::Child {
+        let marker = self.dir.path().join(format!("reached-{failpoint}"));
+        let _ = std::fs::remove_file(&marker);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = self.command(&args);
+        cmd.env("HIVE_SMALLFILES_FAILPOINT", failpoint)
+            .env("HIVE_SMALLFILES_FAILPOINT_MARKER", &marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Some(r) = resume {
+            cmd.env("HIVE_SMALLFILES_FAILPOINT_RESUME", r);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !marker.exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("agent exited with {status} before reaching fail point {failpoint}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fail point {failpoint} not reached in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        child
+    }
+
+    async fn recover(&self) -> serde_json::Value {
+        let (code, out) = self.run(&["recover".to_owned()]).await;
+        assert_eq!(code, 0, "recover failed: {out}");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    async fn finish(mut self) {
+        if let Some(db) = self.db.take() {
+            let _ = db.drop_database().await;
+        }
+        if let Store::WebHdfs(s) = self.store {
+            s.shutdown().await;
+        }
+    }
+}
+
+fn kill9(mut child: std::process::Child) {
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+}
+
+/// Fail points of a merge and whether the merge is done (new files) after recovery.
+const MERGE_FAILPOINTS: &[(&str, bool)] = &[
+    ("after_lock", false),
+    ("after_stage", false),
+    ("after_verify", false),
+    ("after_manifest", false),
+    ("after_relist", false),
+    ("between_renames", true),
+    ("after_swap", true),
+    ("after_reconcile", true),
+    ("after_commit", true),
+];
+
+async fn crash_at_every_step(webhdfs: bool, kind: Kind) {
+    let names: Vec<String> = MERGE_FAILPOINTS
+        .iter()
+        .map(|(fp, _)| format!("t_{}", fp))
+        .collect();
+    let specs: Vec<(&str, Kind)> = names.iter().map(|n| (n.as_str(), kind)).collect();
+    let (h, cases) = Harness::new(webhdfs, &specs).await;
+    for (case, (fp, merged)) in cases.iter().zip(MERGE_FAILPOINTS) {
+        let rows_before = case.rows(&h.store);
+        let files_before: Vec<usize> = (0..2).map(|p| case.files(&h.store, p).len()).collect();
+        assert_eq!(files_before, vec![FILES_PER_PART; 2]);
+
+        let child = h
+            .run_to_failpoint(&Harness::merge_args(&case.name), fp, None)
+            .await;
+        // The first partition's merge is stopped; the second never started.
+        kill9(child);
+        // What a reader sees right after the crash: old or new rows, never both or a part
+        // (between the renames the partition directory is absent: no rows from it at all).
+        if *fp != "between_renames" {
+            assert_eq!(
+                case.rows(&h.store),
+                rows_before,
+                "{fp}: rows right after the crash"
+            );
+        }
+        let recovered = h.recover().await;
+        assert!(
+            recovered
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["error"].is_null()),
+            "{fp}: {recovered}"
+        );
+        assert_eq!(
+            case.rows(&h.store),
+            rows_before,
+            "{fp}: rows after recovery"
+        );
+        let files: Vec<usize> = (0..2).map(|p| case.files(&h.store, p).len()).collect();
+        let stopped = files.iter().filter(|n| **n == FILES_PER_PART).count();
+        if *merged {
+            assert_eq!(
+                stopped, 1,
+                "{fp}: one partition merged, one untouched: {files:?}"
+            );
+            assert!(
+                files.contains(&1),
+                "{fp}: merged partition has the planned 1 file: {files:?}"
+            );
+        } else {
+            assert_eq!(files, files_before, "{fp}: nothing merged: {files:?}");
+        }
+        assert!(case.has_success_markers(&h.store), "{fp}: _SUCCESS kept");
+        assert_eq!(
+            case.areas(&h.store),
+            Vec::<String>::new(),
+            "{fp}: staging left"
+        );
+
+        // And the merge can run again to the end.
+        let (code, out) = h.run(&Harness::merge_args(&case.name)).await;
+        assert_eq!(code, 0, "{fp}: merge after recovery: {out}");
+        assert_eq!(
+            case.rows(&h.store),
+            rows_before,
+            "{fp}: rows after the second merge"
+        );
+        let files: Vec<usize> = (0..2).map(|p| case.files(&h.store, p).len()).collect();
+        assert_eq!(files, vec![1, 1], "{fp}: planned file count");
+        h.recover().await;
+        assert_eq!(
+            case.areas(&h.store),
+            Vec::<String>::new(),
+            "{fp}: staging left at the end"
+        );
+    }
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_at_every_step_local_text() {
+    crash_at_every_step(false, Kind::Text).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_at_every_step_webhdfs_text() {
+    crash_at_every_step(true, Kind::Text).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_at_every_step_webhdfs_parquet() {
+    crash_at_every_step(true, Kind::Parquet).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_at_every_step_local_parquet() {
+    crash_at_every_step(false, Kind::Parquet).await;
+}
+
+/// A merge directory of a partition (committed, kept for rollback).
+fn merge_dirs(store: &Store, case: &TableCase, part: usize) -> Vec<String> {
+    let leaf = case.parts[part].rsplit('/').next().unwrap();
+    let area = format!("{}/{AREA_PREFIX}{leaf}", case.table_dir);
+    store
+        .list(&area)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(n, d)| *d && n.starts_with('m'))
+        .map(|(n, _)| format!("{area}/{n}"))
+        .collect()
+}
+
+async fn rollback_with_crashes(webhdfs: bool) {
+    let (h, cases) = Harness::new(
+        webhdfs,
+        &[
+            ("r_clean", Kind::Text),
+            ("r_first", Kind::Text),
+            ("r_swap", Kind::Parquet),
+        ],
+    )
+    .await;
+    h.write_config("1h");
+    for (case, fp) in cases.iter().zip([
+        None,
+        Some("rollback_after_first_rename"),
+        Some("rollback_after_swap"),
+    ]) {
+        let rows_before = case.rows(&h.store);
+        let (code, out) = h.run(&Harness::merge_args(&case.name)).await;
+        assert_eq!(code, 0, "merge: {out}");
+        assert_eq!(case.files(&h.store, 0).len(), 1);
+        // Written after the merge: must survive the rollback.
+        let late = match case.kind {
+            Kind::Text => b"late\trow\n".to_vec(),
+            Kind::Parquet => parquet_file(7, 7),
+        };
+        h.store
+            .write(&format!("{}/late-file", case.parts[0]), &late);
+        let mut rows_expected = rows_before.clone();
+        let late_rows = match case.kind {
+            Kind::Text => text_lines(&late, false),
+            Kind::Parquet => parquet_rows(&late),
+        };
+        for r in late_rows {
+            *rows_expected.entry(r).or_default() += 1;
+        }
+        assert_eq!(case.rows(&h.store), rows_expected);
+        // Recovery keeps committed merges within retention.
+        h.recover().await;
+        let dirs = merge_dirs(&h.store, case, 0);
+        assert_eq!(dirs.len(), 1, "one kept merge directory");
+        let args: Vec<String> = ["rollback", "--cluster", "c", "--merge-dir", &dirs[0]]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        match fp {
+            None => {
+                let (code, out) = h.run(&args).await;
+                assert_eq!(code, 0, "rollback: {out}");
+            }
+            Some(fp) => {
+                let child = h.run_to_failpoint(&args, fp, None).await;
+                kill9(child);
+                h.recover().await;
+            }
+        }
+        assert_eq!(
+            case.rows(&h.store),
+            rows_expected,
+            "{fp:?}: rows after rollback"
+        );
+        assert_eq!(
+            case.files(&h.store, 0).len(),
+            FILES_PER_PART + 1,
+            "{fp:?}: originals back"
+        );
+        assert!(case.has_success_markers(&h.store));
+    }
+    h.write_config("0s");
+    h.recover().await;
+    for case in &cases {
+        assert_eq!(
+            case.areas(&h.store),
+            Vec::<String>::new(),
+            "staging left after retention"
+        );
+    }
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_and_crashes_during_rollback_local() {
+    rollback_with_crashes(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_and_crashes_during_rollback_webhdfs() {
+    rollback_with_crashes(true).await;
+}
+
+/// A writer acting while the merge is paused at `failpoint`; the merge then goes on.
+async fn concurrent_writer(webhdfs: bool) {
+    let (h, cases) = Harness::new(
+        webhdfs,
+        &[
+            ("w_new_before_relist", Kind::Text),
+            ("w_new_in_swap_window", Kind::Text),
+            ("w_append_in_swap_window", Kind::Text),
+        ],
+    )
+    .await;
+    let plan = [
+        ("after_manifest", "new", 1, "new_file_arrived"),
+        ("after_relist", "new", 0, ""),
+        ("after_relist", "append", 1, "source_changed"),
+    ];
+    for (case, (fp, action, want_code, reason)) in cases.iter().zip(plan) {
+        let mut rows_expected = case.rows(&h.store);
+        let resume = h.dir.path().join(format!("resume-{}", case.name));
+        let child = h
+            .run_to_failpoint(&Harness::merge_args(&case.name), fp, Some(&resume))
+            .await;
+        let dir = &case.parts[0];
+        let added: &[u8] = b"0\tarrived\tduring the merge\n";
+        match action {
+            "new" => h.store.write(&format!("{dir}/000099_0"), added),
+            _ => {
+                let first = case.files(&h.store, 0)[0].clone();
+                let mut data = h.store.read(&format!("{dir}/{first}"));
+                if !data.ends_with(b"\n") && !data.is_empty() {
+                    // The merged output would have added this newline itself.
+                    data.push(b'\n');
+                    let removed = text_lines(&h.store.read(&format!("{dir}/{first}")), false);
+                    for r in removed {
+                        *rows_expected.get_mut(&r).unwrap() -= 1;
+                    }
+                    for r in text_lines(&data, false) {
+                        *rows_expected.entry(r).or_default() += 1;
+                    }
+                }
+                data.extend_from_slice(added);
+                h.store.write(&format!("{dir}/{first}"), &data);
+            }
+        }
+        *rows_expected
+            .entry(text_lines(added, false)[0].clone())
+            .or_default() += 1;
+        rows_expected.retain(|_, n| *n > 0);
+        std::fs::write(&resume, b"go").unwrap();
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(want_code),
+            "{fp}/{action}: {stdout}"
+        );
+        if !reason.is_empty() {
+            assert!(
+                stdout.contains(reason),
+                "{fp}/{action}: result says why: {stdout}"
+            );
+        }
+        assert_eq!(
+            case.rows(&h.store),
+            rows_expected,
+            "{fp}/{action}: no row lost or doubled"
+        );
+        h.recover().await;
+        assert_eq!(
+            case.rows(&h.store),
+            rows_expected,
+            "{fp}/{action}: after recovery"
+        );
+        assert_eq!(
+            case.areas(&h.store),
+            Vec::<String>::new(),
+            "{fp}/{action}: staging left"
+        );
+    }
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writer_aborts_or_is_kept_local() {
+    concurrent_writer(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writer_aborts_or_is_kept_webhdfs() {
+    concurrent_writer(true).await;
+}
+
+/// Two agents never merge the same partition; a live agent's lock is respected, a dead
+/// one's is broken.
+#[tokio::test(flavor = "multi_thread")]
+async fn lock_excludes_a_second_agent() {
+    let (h, cases) = Harness::new(false, &[("l_locked", Kind::Text)]).await;
+    let case = &cases[0];
+    let resume = h.dir.path().join("resume-lock");
+    let first = h
+        .run_to_failpoint(
+            &Harness::merge_args(&case.name),
+            "after_lock",
+            Some(&resume),
+        )
+        .await;
+    // Another agent id: the lock is fresh, so it is held.
+    let cfg = std::fs::read_to_string(h.config_path()).unwrap();
+    std::fs::write(
+        h.config_path(),
+        cfg.replace("crash-test-agent", "other-agent"),
+    )
+    .unwrap();
+    let (code, out) = h
+        .run(
+            &[
+                "merge",
+                "--cluster",
+                "c",
+                "--database",
+                "sales",
+                "--table",
+                "l_locked",
+                "--partition",
+                &case.parts[0].rsplit('/').next().unwrap().to_owned(),
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect::<Vec<_>>(),
+        )
+        .await;
+    assert_eq!(
+        code, 1,
+        "second agent must not merge a locked partition: {out}"
+    );
+    assert!(out.contains("locked"), "{out}");
+    std::fs::write(h.config_path(), cfg).unwrap();
+    std::fs::write(&resume, b"go").unwrap();
+    let out = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(case.files(&h.store, 0).len(), 1);
+    h.finish().await;
+}
