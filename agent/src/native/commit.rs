@@ -1048,3 +1048,73 @@ async fn count_rows(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, length: u64, mtime: i64) -> FileStatus {
+        FileStatus {
+            name: name.into(),
+            kind: EntryKind::File,
+            length,
+            modification_time_ms: mtime,
+            access_time_ms: 0,
+            permission: 0o644,
+            owner: "hive".into(),
+            group: "hive".into(),
+        }
+    }
+
+    fn listing(sources: Vec<FileStatus>, carried: Vec<FileStatus>) -> Listing {
+        Listing {
+            directory: DirectoryAttributes {
+                permission: 0o755,
+                owner: "hive".into(),
+                group: "hive".into(),
+            },
+            sources,
+            carried,
+            dropped: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn relist_detects_every_change() {
+        let base = listing(
+            vec![file("a", 1, 10), file("b", 2, 20)],
+            vec![file("_SUCCESS", 0, 5)],
+        );
+        assert!(unchanged(&base, &base.clone()).is_ok());
+        let reason = |now: Listing| match unchanged(&base, &now) {
+            Err(NativeError::Aborted { reason, .. }) => reason,
+            other => panic!("{other:?}"),
+        };
+        let mut new_file = base.clone();
+        new_file.sources.push(file("c", 1, 30));
+        assert_eq!(reason(new_file), "new_file_arrived");
+        let mut appended = base.clone();
+        appended.sources[1].length = 3;
+        assert_eq!(reason(appended), "source_changed");
+        let mut touched = base.clone();
+        touched.sources[0].modification_time_ms = 11;
+        assert_eq!(reason(touched), "source_changed");
+        let mut removed = base.clone();
+        removed.sources.pop();
+        assert_eq!(reason(removed), "source_changed");
+        let mut marker = base.clone();
+        marker.carried.clear();
+        assert_eq!(reason(marker), "hidden_file_changed");
+        let mut chmod = base.clone();
+        chmod.directory.permission = 0o700;
+        assert_eq!(reason(chmod), "directory_changed");
+    }
+
+    #[test]
+    fn writers_staging_names() {
+        assert!(is_active_writer(".hive-staging_hive_2024-01-01_10-00-00_1"));
+        assert!(is_active_writer("_temporary"));
+        assert!(!is_active_writer("_SUCCESS"));
+        assert!(!is_active_writer(".part-0000.crc"));
+    }
+}

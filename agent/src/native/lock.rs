@@ -3,9 +3,10 @@
 //! agents never merge the same partition.
 //!
 //! The file holds who took it. A lock is *stale*, and may be broken, when its holder is a
-//! previous incarnation of this agent (same agent id, other instance: that process is dead,
-//! since one agent id runs once), or when it was not refreshed for `stale_after` (its
-//! modification time; holders refresh it while they work). Breaking deletes the file and
+//! dead process of this agent (same agent id and host, another instance, and its process id
+//! no longer running — what `kill -9` or a crash leaves), or when it was not refreshed for
+//! `stale_after` (its modification time; holders refresh it while they work). A live process
+//! with the same agent id (the service while an operator runs `recover`) is respected. Breaking deletes the file and
 //! creates it anew with `overwrite=false`, so of two agents breaking the same stale lock only
 //! one gets it.
 
@@ -61,6 +62,11 @@ impl Identity {
             purpose: purpose.to_owned(),
         }
     }
+}
+
+/// Whether a process of this id runs on this host (Linux `/proc`).
+fn process_alive(pid: u32) -> bool {
+    pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn hostname() -> String {
