@@ -1160,7 +1160,7 @@ mod tests {
         assert_eq!(std::fs::read(&file).unwrap(), data);
         assert_eq!(mode_of(&file), 0o644, "WebHDFS default, no umask");
         assert_eq!(mode_of(&dir.path().join("db.db/t")), 0o755);
-        assert_eq!(names_in(&file.parent().unwrap()), ["part-0"]);
+        assert_eq!(names_in(file.parent().unwrap()), ["part-0"]);
 
         let read = |offset, length| fs.read_range(&path, offset, length);
         assert_eq!(read(0, 3000).await.unwrap(), data);
