@@ -1,10 +1,11 @@
-//! Filesystem clients: the one trait the scanner (and later the merge agent) lists
-//! directories through, and its two backends.
+//! Filesystem clients: the one trait the scanner lists directories through and the merge
+//! agent reads and changes files through, and its two backends.
 //!
 //! * [`webhdfs`] talks to HDFS NameNodes over the WebHDFS REST API (HA failover, paging,
-//!   retries, one concurrency bound per cluster).
-//! * [`local`] reads a local directory tree for `file:` warehouses (demo, tests, small
-//!   single-node installs).
+//!   retries, one concurrency bound per cluster; `OPEN` and `CREATE` through the DataNode
+//!   the NameNode redirects to; `rename2` semantics for renames).
+//! * [`local`] reads and changes a local directory tree for `file:` warehouses (demo, tests,
+//!   small single-node installs), confined to its root and crash-safe.
 //!
 //! Paths handed to a [`FileSystem`] are absolute, *decoded* paths (`/user/hive/warehouse/a.db/t`),
 //! exactly as Hadoop's `Path.toString()` stores them in the MetaStore minus scheme and
@@ -248,7 +249,8 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
 
     /// Reads up to `length` bytes of the file `path` starting at `offset` (WebHDFS `OPEN`
     /// with `offset` and `length`). Fewer bytes only at the end of the file; an empty result
-    /// at `offset == length of the file`.
+    /// at `offset == length of the file`; an offset past the end is an error. A directory is
+    /// [`FsError::NotFound`] (HDFS: "Path is not a file").
     async fn read_range(&self, path: &str, offset: u64, length: u64) -> Result<Bytes, FsError> {
         let _ = (path, offset, length);
         Err(FsError::Unsupported { op: "read_range" })
@@ -256,9 +258,15 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
 
     /// Creates the file `path` with the contents of the local file `local` (WebHDFS two-step
     /// `CREATE`). `overwrite = false` fails with [`FsError::AlreadyExists`] when `path`
-    /// exists, atomically (this is how lock files are taken). `permission`: octal bits, or
-    /// the server's default. The parent directory is created when missing. The backend may
-    /// move `local` into place instead of copying it: the caller must not use it afterwards.
+    /// exists, atomically (this is how lock files are taken); an existing directory at
+    /// `path` is [`FsError::AlreadyExists`] even with `overwrite`. `permission`: octal bits,
+    /// or the server's default (0644). The parent directory is created when missing. The
+    /// backend may move `local` into place instead of copying it: the caller must not use
+    /// it afterwards.
+    ///
+    /// A backend that repeats a request whose answer was lost (WebHDFS) may answer
+    /// [`FsError::AlreadyExists`] to an `overwrite = false` create that did create the file:
+    /// a caller taking a lock this way reads the file back to see whose it is.
     async fn create_from_local(
         &self,
         path: &str,
@@ -284,7 +292,9 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
         Err(FsError::Unsupported { op: "create" })
     }
 
-    /// Creates the directory `path` and missing parents (`MKDIRS`); succeeds when it exists.
+    /// Creates the directory `path` and missing parents (`MKDIRS`); succeeds when it exists
+    /// (its permission then unchanged). `permission`: octal bits, or the server's default
+    /// (0755).
     async fn mkdirs(&self, path: &str, permission: Option<u32>) -> Result<(), FsError> {
         let _ = (path, permission);
         Err(FsError::Unsupported { op: "mkdirs" })
@@ -294,12 +304,18 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     /// fails with [`FsError::AlreadyExists`] when `dst` exists — it never moves `src` *into*
     /// an existing directory, as the old `rename` does — and with [`FsError::NotFound`] when
     /// `src` or `dst`'s parent does not exist.
+    ///
+    /// Not idempotent: when a backend repeats a rename whose first attempt succeeded but
+    /// whose answer was lost, the repetition fails with [`FsError::NotFound`] for `src`. A
+    /// caller that gets `NotFound` checks whether `dst` holds what it renamed.
     async fn rename(&self, src: &str, dst: &str) -> Result<(), FsError> {
         let _ = (src, dst);
         Err(FsError::Unsupported { op: "rename" })
     }
 
-    /// Deletes `path` (a directory only with `recursive`). `Ok(false)` when it did not exist.
+    /// Deletes `path` (a non-empty directory only with `recursive`; a symlink, never what it
+    /// points to). `Ok(false)` when it did not exist, which is also what a repetition of a
+    /// delete that succeeded says.
     async fn delete(&self, path: &str, recursive: bool) -> Result<bool, FsError> {
         let _ = (path, recursive);
         Err(FsError::Unsupported { op: "delete" })
@@ -313,7 +329,8 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
         })
     }
 
-    /// Sets the owner and/or group of `path` (`SETOWNER`); `None` leaves that one alone.
+    /// Sets the owner and/or group of `path` (`SETOWNER`); `None` leaves that one alone, and
+    /// at least one must be given.
     async fn set_owner(
         &self,
         path: &str,

@@ -13,7 +13,9 @@
 //! in state standby"), as the NameNode's HA state check does.
 //!
 //! Per NameNode request the order is: handler slot (semaphore) → injected latency → injected
-//! failures → delegation check → standby check → op. DataNode requests skip all of these.
+//! failures → delegation check → standby check → op. DataNode requests skip all of these but
+//! have injected failures of their own ([`ServerHandle::fail_next_datanode`], checked after
+//! the request body was read).
 
 pub mod handlers;
 pub mod namespace;
@@ -201,6 +203,18 @@ impl Fault {
 struct Faults {
     next: VecDeque<(u64, Fault)>,
     prefixes: Vec<(String, Fault)>,
+    datanode_next: VecDeque<(u64, Fault)>,
+}
+
+/// Takes one failure off the front of a `(remaining, fault)` queue.
+fn pop_fault(queue: &mut VecDeque<(u64, Fault)>) -> Option<Fault> {
+    let (n, fault) = queue.front_mut()?;
+    let fault = fault.clone();
+    *n -= 1;
+    if *n == 0 {
+        queue.pop_front();
+    }
+    Some(fault)
 }
 
 #[derive(Debug, Default)]
@@ -284,12 +298,7 @@ impl Shared {
 
     fn injected_fault(&self, path: &str) -> Option<Fault> {
         let mut f = lock(&self.faults);
-        if let Some((n, fault)) = f.next.front_mut() {
-            let fault = fault.clone();
-            *n -= 1;
-            if *n == 0 {
-                f.next.pop_front();
-            }
+        if let Some(fault) = pop_fault(&mut f.next) {
             return Some(fault);
         }
         f.prefixes
@@ -432,7 +441,11 @@ async fn datanode_request(shared: Arc<Shared>, req: Request<Incoming>) -> HttpRe
     } else {
         Bytes::new()
     };
-    let reply = handlers::datanode_op(&shared, &parsed, body);
+    let fault = pop_fault(&mut lock(&shared.faults).datanode_next);
+    let reply = match fault {
+        Some(fault) => fault.reply(parsed.path.as_deref().unwrap_or("")),
+        None => handlers::datanode_op(&shared, &parsed, body),
+    };
     shared.record(NodeId::DataNode, &parsed, parsed.op(), reply.status());
     reply.into_response()
 }
@@ -722,11 +735,26 @@ impl ServerHandle {
             },
         ));
     }
+    /// The next `n` DataNode requests fail with `status` and a `RemoteException` named
+    /// `exception`, without touching the namespace (the data of a `CREATE` is not written).
+    /// Calls queue up.
+    pub fn fail_next_datanode(&self, n: u64, status: u16, exception: &str) {
+        if n > 0 {
+            lock(&self.shared.faults).datanode_next.push_back((
+                n,
+                Fault {
+                    status,
+                    exception: exception.to_owned(),
+                },
+            ));
+        }
+    }
     /// Removes all injected failures.
     pub fn clear_failures(&self) {
         let mut f = lock(&self.shared.faults);
         f.next.clear();
         f.prefixes.clear();
+        f.datanode_next.clear();
     }
 
     /// All counters: `(node, op, status) -> requests`.

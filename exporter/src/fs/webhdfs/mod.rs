@@ -3,8 +3,12 @@
 //! Owns: NameNode HA failover (StandbyException / connection errors → next NameNode, the
 //! active one remembered), `LISTSTATUS_BATCH` paging with fallback to `LISTSTATUS`,
 //! `user.name` / delegation token, percent-encoded paths, timeouts, retries with jittered
-//! backoff for retryable errors only, and one concurrency bound per cluster. The JSON wire
-//! types live in the private `wire` module.
+//! backoff for retryable errors only, and one concurrency bound per cluster; and the file
+//! operations on top: `OPEN` and `CREATE` through the DataNode the NameNode redirects to
+//! (longer timeouts for the data, sized by the bytes moved), `MKDIRS`, `RENAME` with
+//! `rename2` semantics, `DELETE`, `SETPERMISSION`, `SETOWNER`, and the mapping of their
+//! `RemoteException`s onto [`FsError`]. The JSON wire types live in the private `wire`
+//! module.
 //!
 //! Request plumbing, from the inside out:
 //! * `send_to` sends one HTTP request to one NameNode while holding one permit of the
@@ -14,7 +18,18 @@
 //! * `send` retries what [`FsError::is_retryable`] allows, with full-jitter exponential
 //!   backoff, holding no permit while it sleeps.
 //!
-//! Every operation (the read-only ones here, mutating ones later) goes through `send`.
+//! Every NameNode request goes through `send`. The operations that move file contents
+//! (`OPEN`, `CREATE`) are two requests: the NameNode's answer (through `send`) redirects to a
+//! DataNode (307 `Location`), and that second request goes straight to the URL given, with
+//! no failover (it is not a NameNode), holding a permit and counted in the metrics under the
+//! same op. A retryable failure of the second request repeats both (`two_step`), so the
+//! NameNode may pick another DataNode.
+//!
+//! Mutating operations and repetition: a failover or a retry may repeat a request the
+//! NameNode already applied. `MKDIRS`, `SETPERMISSION`, `SETOWNER` and `CREATE` with
+//! overwrite are idempotent; the others say in their doc comments what a repeated request
+//! answers (`CREATE` without overwrite: [`FsError::AlreadyExists`]; `RENAME`:
+//! [`FsError::NotFound`]; `DELETE`: `false`), and callers that need to know check the result.
 
 mod wire;
 
@@ -23,6 +38,8 @@ mod tests;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::path::Path;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -35,15 +52,16 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use rand::Rng;
-use reqwest::header::HeaderMap;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
-use super::{EndpointProbe, EndpointState, FileStatus, FileSystem, FsError, PageSink};
+use super::{EndpointProbe, EndpointState, EntryKind, FileStatus, FileSystem, FsError, PageSink};
 use crate::secret::Secret;
 use wire::{
-    DirectoryListingEnvelope, FileStatusEnvelope, FileStatusesEnvelope, RemoteExceptionEnvelope,
+    BooleanEnvelope, DirectoryListingEnvelope, FileStatusEnvelope, FileStatusesEnvelope,
+    LocationEnvelope, RemoteExceptionEnvelope,
 };
 
 /// Settings of one cluster's WebHDFS client.
@@ -162,7 +180,21 @@ mod op {
     pub(super) const GETFILESTATUS: &str = "GETFILESTATUS";
     pub(super) const LISTSTATUS: &str = "LISTSTATUS";
     pub(super) const LISTSTATUS_BATCH: &str = "LISTSTATUS_BATCH";
+    pub(super) const OPEN: &str = "OPEN";
+    pub(super) const CREATE: &str = "CREATE";
+    pub(super) const MKDIRS: &str = "MKDIRS";
+    pub(super) const RENAME: &str = "RENAME";
+    pub(super) const DELETE: &str = "DELETE";
+    pub(super) const SETPERMISSION: &str = "SETPERMISSION";
+    pub(super) const SETOWNER: &str = "SETOWNER";
 }
+
+/// Slowest transfer rate a DataNode transfer is given time for, on top of the request
+/// timeout: a transfer of `n` bytes may take `request_timeout + n / MIN_TRANSFER_RATE`.
+const MIN_TRANSFER_RATE: u64 = 1024 * 1024;
+
+/// Upper bound of a DataNode transfer's timeout.
+const MAX_TRANSFER_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// Entries handed to the sink at once when a whole `LISTSTATUS` response is split up (the
 /// NameNode's own `dfs.ls.limit` default, so pages look alike with and without batching).
@@ -190,15 +222,13 @@ struct NameNode {
     up: Gauge,
 }
 
-/// A NameNode's answer with a 2xx or 3xx status (redirects are not followed, so the later
-/// two-step `CREATE` can read `Location`).
+/// A NameNode's (or DataNode's) answer with a 2xx or 3xx status (redirects are not
+/// followed, so the two-step `OPEN` and `CREATE` can read `Location`).
 #[derive(Debug)]
 pub(crate) struct Reply {
     /// HTTP status.
-    #[allow(dead_code)] // read by the mutating operations to come
     pub(crate) status: StatusCode,
     /// Response headers.
-    #[allow(dead_code)] // read by the mutating operations to come
     pub(crate) headers: HeaderMap,
     /// The whole body.
     pub(crate) body: Bytes,
@@ -224,6 +254,7 @@ pub struct WebHdfs {
     max_retries: u32,
     retry_initial_backoff: Duration,
     retry_max_backoff: Duration,
+    request_timeout: Duration,
     metrics: WebHdfsMetrics,
     /// Handles into `metrics.requests`, keyed by (op, status or 0 for `error`), so the hot
     /// path does not build label strings per request.
@@ -348,6 +379,7 @@ impl WebHdfs {
             max_retries: cfg.max_retries,
             retry_initial_backoff: cfg.retry_initial_backoff,
             retry_max_backoff: cfg.retry_max_backoff,
+            request_timeout: cfg.request_timeout,
             metrics,
             request_counters: RwLock::new(HashMap::new()),
         })
@@ -377,8 +409,8 @@ impl WebHdfs {
     /// Sends one operation with failover across NameNodes and retries of retryable errors.
     /// `params` are extra query parameters (values are encoded here).
     ///
-    /// A later mutating operation must only come through here if it is idempotent or made so
-    /// (a failover/retry may repeat a request the NameNode already applied).
+    /// A mutating operation sent through here may be applied twice (a failover or a retry
+    /// repeats a request whose answer was lost): see the module documentation.
     pub(crate) async fn send(
         &self,
         op: &'static str,
@@ -630,6 +662,193 @@ impl WebHdfs {
         }
     }
 
+    /// The second request of a two-step operation, straight to `url` (a DataNode, or HttpFS
+    /// itself): no failover and no retry here, one permit for its duration, counted in
+    /// `hive_hdfs_requests_total` under `op`. A `body` is sent as
+    /// `application/octet-stream` (HttpFS rejects other content types).
+    async fn send_to_datanode(
+        &self,
+        op: &'static str,
+        method: Method,
+        path: &str,
+        url: url::Url,
+        body: Option<reqwest::Body>,
+        timeout: Duration,
+    ) -> Result<Reply, FsError> {
+        let Ok(permit) = self.permits.acquire().await else {
+            return Err(FsError::Connection {
+                op,
+                path: path.to_owned(),
+                message: "client is shut down".to_owned(),
+            });
+        };
+        let mut request = self.client.request(method, url).timeout(timeout);
+        if let Some(body) = body {
+            request = request
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(body);
+        }
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.count_request(op, None);
+                return Err(transport_error(op, path, e));
+            }
+        };
+        let status = response.status();
+        self.count_request(op, Some(status.as_u16()));
+        let headers = std::mem::take(response.headers_mut());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(op, path, e))?;
+        drop(permit);
+        if status.is_success() {
+            Ok(Reply {
+                status,
+                headers,
+                body,
+            })
+        } else {
+            Err(remote_error(op, path, status, &body))
+        }
+    }
+
+    /// Runs one two-step operation (`attempt`: the NameNode request, then the DataNode
+    /// request) and repeats it whole, with backoff, while the DataNode request fails
+    /// retryably, so that the NameNode may choose another DataNode. A failed NameNode
+    /// request ends it: `send` has already failed over and retried.
+    async fn two_step<T, F, Fut>(
+        &self,
+        op: &'static str,
+        path: &str,
+        mut attempt: F,
+    ) -> Result<T, FsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StepError>>,
+    {
+        let mut retries = 0;
+        loop {
+            match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(StepError::NameNode(e)) => return Err(e),
+                Err(StepError::DataNode(e)) if e.is_retryable() && retries < self.max_retries => {
+                    let delay = self.backoff(retries);
+                    retries += 1;
+                    tracing::debug!(
+                        cluster = %self.cluster, op, path, attempt = retries, ?delay, error = %e,
+                        "Retrying two-step WebHDFS operation after a DataNode failure."
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                Err(StepError::DataNode(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Time allowed for a DataNode transfer of `bytes`: the request timeout plus what the
+    /// bytes take at [`MIN_TRANSFER_RATE`] (bounded by [`MAX_TRANSFER_TIMEOUT`]).
+    fn transfer_timeout(&self, bytes: u64) -> Duration {
+        let transfer = Duration::from_secs(bytes / MIN_TRANSFER_RATE).min(MAX_TRANSFER_TIMEOUT);
+        self.request_timeout.saturating_add(transfer)
+    }
+
+    /// One `OPEN`: the NameNode redirects to a DataNode (307), whose answer is the data; a
+    /// gateway that serves data itself (HttpFS) answers 200 with the data at once.
+    async fn open_once(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        length: u64,
+    ) -> Result<Bytes, StepError> {
+        let reply = self
+            .send(op::OPEN, Method::GET, path, params)
+            .await
+            .map_err(StepError::NameNode)?;
+        let mut data =
+            match redirect_location(op::OPEN, path, &reply).map_err(StepError::NameNode)? {
+                None => reply.body,
+                Some(url) => {
+                    drop(reply);
+                    self.send_to_datanode(
+                        op::OPEN,
+                        Method::GET,
+                        path,
+                        url,
+                        None,
+                        self.transfer_timeout(length),
+                    )
+                    .await
+                    .map_err(StepError::DataNode)?
+                    .body
+                }
+            };
+        // The servers honour `length`; never hand out more than asked for anyway.
+        if let Ok(length) = usize::try_from(length) {
+            data.truncate(length);
+        }
+        Ok(data)
+    }
+
+    /// One `CREATE`: the NameNode (no body) redirects to a DataNode, which takes the data and
+    /// answers 201 Created. The upload body is made anew for every attempt.
+    async fn create_once(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        upload: &Upload<'_>,
+    ) -> Result<(), StepError> {
+        // Open the local file first: a missing one costs no NameNode request.
+        let (body, len) = upload.body().await.map_err(StepError::NameNode)?;
+        let reply = self
+            .send(op::CREATE, Method::PUT, path, params)
+            .await
+            .map_err(StepError::NameNode)?;
+        let url = match redirect_location(op::CREATE, path, &reply).map_err(StepError::NameNode)? {
+            Some(url) => url,
+            // `noredirect=true` shape: 200 `{"Location": "..."}`.
+            None => {
+                let target: LocationEnvelope =
+                    parse(op::CREATE, path, &reply.body).map_err(StepError::NameNode)?;
+                parse_location(op::CREATE, path, &target.location).map_err(StepError::NameNode)?
+            }
+        };
+        drop(reply);
+        self.send_to_datanode(
+            op::CREATE,
+            Method::PUT,
+            path,
+            url,
+            Some(body),
+            self.transfer_timeout(len),
+        )
+        .await
+        .map_err(StepError::DataNode)?;
+        Ok(())
+    }
+
+    /// `CREATE` with the parameters of [`FileSystem::create`].
+    async fn create_with(
+        &self,
+        path: &str,
+        upload: Upload<'_>,
+        overwrite: bool,
+        permission: Option<u32>,
+    ) -> Result<(), FsError> {
+        let permission = permission.map(octal);
+        let mut params = vec![("overwrite", if overwrite { "true" } else { "false" })];
+        if let Some(p) = &permission {
+            params.push(("permission", p.as_str()));
+        }
+        let params = params.as_slice();
+        let upload = &upload;
+        self.two_step(op::CREATE, path, move || {
+            self.create_once(path, params, upload)
+        })
+        .await
+    }
+
     async fn probe_one(&self, i: usize) -> EndpointProbe {
         let state = match self
             .send_to(i, op::GETFILESTATUS, Method::GET, "/", &[])
@@ -690,6 +909,270 @@ impl FileSystem for WebHdfs {
         }
         probes
     }
+
+    /// `OPEN` with `offset` and `length` (two steps; see `open_once`). Hadoop's NameNode
+    /// rejects an offset at or past the end of a non-empty file (`IOException: Offset=..
+    /// out of the range`); only then is the file's length checked (`GETFILESTATUS`), and an
+    /// offset equal to it reads as empty.
+    async fn read_range(&self, path: &str, offset: u64, length: u64) -> Result<Bytes, FsError> {
+        let (offset_text, length_text) = (offset.to_string(), length.to_string());
+        let params = [
+            ("offset", offset_text.as_str()),
+            ("length", length_text.as_str()),
+        ];
+        let params = params.as_slice();
+        let result = self
+            .two_step(op::OPEN, path, move || self.open_once(path, params, length))
+            .await;
+        match result {
+            Err(e) if offset > 0 && matches!(e, FsError::Remote { .. }) && !e.is_retryable() => {
+                match self.file_status(path).await {
+                    Ok(st) if st.kind == EntryKind::File && st.length == offset => Ok(Bytes::new()),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Two-step `CREATE` streaming the local file as the body (reopened for every attempt);
+    /// the local file is left in place. Parent directories are created by the NameNode.
+    ///
+    /// Repetition: when the DataNode request fails retryably (connection, timeout, 5xx) the
+    /// whole operation is repeated. If the failed attempt had in fact created the file, a
+    /// repeated `overwrite = false` create answers [`FsError::AlreadyExists`] although this
+    /// call created it: callers that take locks this way read the file back to tell.
+    async fn create_from_local(
+        &self,
+        path: &str,
+        local: &Path,
+        overwrite: bool,
+        permission: Option<u32>,
+    ) -> Result<(), FsError> {
+        self.create_with(path, Upload::File(local), overwrite, permission)
+            .await
+    }
+
+    /// Two-step `CREATE` with `data` as the body; repetition as in
+    /// [`FileSystem::create_from_local`] (a repeated `overwrite = false` create may answer
+    /// [`FsError::AlreadyExists`] for a file this call created).
+    async fn create(
+        &self,
+        path: &str,
+        data: Bytes,
+        overwrite: bool,
+        permission: Option<u32>,
+    ) -> Result<(), FsError> {
+        self.create_with(path, Upload::Bytes(data), overwrite, permission)
+            .await
+    }
+
+    /// `MKDIRS` (`permission` as octal, the NameNode's default 755 otherwise); an answer of
+    /// `{"boolean": false}` is an error. Idempotent.
+    async fn mkdirs(&self, path: &str, permission: Option<u32>) -> Result<(), FsError> {
+        let permission = permission.map(octal);
+        let params: Vec<(&str, &str)> = permission
+            .iter()
+            .map(|p| ("permission", p.as_str()))
+            .collect();
+        let reply = self.send(op::MKDIRS, Method::PUT, path, &params).await?;
+        let answer: BooleanEnvelope = parse(op::MKDIRS, path, &reply.body)?;
+        if answer.boolean {
+            Ok(())
+        } else {
+            Err(FsError::InvalidResponse {
+                op: op::MKDIRS,
+                path: path.to_owned(),
+                message: "the NameNode answered {\"boolean\": false}".to_owned(),
+            })
+        }
+    }
+
+    /// `RENAME` with `renameoptions=NONE`, which makes Hadoop's NameNode call
+    /// `rename2(src, dst, NONE)` and answer 200 with an empty body, or an exception:
+    /// `FileAlreadyExistsException` when `dst` exists (for a directory onto a directory),
+    /// `IOException: Source .. and destination .. must both be directories` when a file meets
+    /// a directory (both are [`FsError::AlreadyExists`] for `dst` here),
+    /// `FileNotFoundException` when `src` or `dst`'s parent is missing ([`FsError::NotFound`]
+    /// naming `src`, or `dst`'s parent when `src` exists), `ParentNotDirectoryException` when
+    /// `dst`'s parent is a file.
+    ///
+    /// Repetition: when the answer of a successful rename is lost (connection or timeout), the
+    /// repeated request fails with [`FsError::NotFound`] for `src`. That is not hidden here:
+    /// a caller that gets `NotFound` after such trouble checks whether `dst` holds what it
+    /// renamed. `NotFound` itself is never retried.
+    async fn rename(&self, src: &str, dst: &str) -> Result<(), FsError> {
+        let params = [("destination", dst), ("renameoptions", "NONE")];
+        match self.send(op::RENAME, Method::PUT, src, &params).await {
+            Ok(reply) => {
+                let body = reply.body.trim_ascii();
+                if body.is_empty() || body == b"null" {
+                    return Ok(());
+                }
+                match serde_json::from_slice::<BooleanEnvelope>(body) {
+                    // A server that ignored `renameoptions` and used the old rename.
+                    Ok(answer) if !answer.boolean => Err(FsError::InvalidResponse {
+                        op: op::RENAME,
+                        path: src.to_owned(),
+                        message: "the server answered {\"boolean\": false}: it does not \
+                                  support renameoptions"
+                            .to_owned(),
+                    }),
+                    Ok(_) => {
+                        tracing::warn!(
+                            cluster = %self.cluster, src, dst,
+                            "The server answered RENAME with renameoptions=NONE by a boolean: \
+                             it used the old rename semantics."
+                        );
+                        Ok(())
+                    }
+                    Err(_) => Ok(()),
+                }
+            }
+            Err(FsError::AlreadyExists { .. }) => Err(FsError::AlreadyExists {
+                path: dst.to_owned(),
+            }),
+            Err(FsError::Remote {
+                exception, message, ..
+            }) if exception == "IOException" && message.contains("must both be directories") => {
+                Err(FsError::AlreadyExists {
+                    path: dst.to_owned(),
+                })
+            }
+            Err(FsError::NotFound { .. }) => {
+                let missing = match self.file_status(src).await {
+                    Ok(_) => super::parent_path(&super::normalize_path(dst)).to_owned(),
+                    Err(_) => src.to_owned(),
+                };
+                Err(FsError::NotFound { path: missing })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `DELETE` with `recursive`; `{"boolean": false}` means `path` did not exist. A delete
+    /// repeated after a lost answer also says `false`.
+    async fn delete(&self, path: &str, recursive: bool) -> Result<bool, FsError> {
+        let params = [("recursive", if recursive { "true" } else { "false" })];
+        let reply = self.send(op::DELETE, Method::DELETE, path, &params).await?;
+        let answer: BooleanEnvelope = parse(op::DELETE, path, &reply.body)?;
+        Ok(answer.boolean)
+    }
+
+    /// `SETPERMISSION` (octal). Idempotent.
+    async fn set_permission(&self, path: &str, permission: u32) -> Result<(), FsError> {
+        let permission = octal(permission);
+        let params = [("permission", permission.as_str())];
+        self.send(op::SETPERMISSION, Method::PUT, path, &params)
+            .await?;
+        Ok(())
+    }
+
+    /// `SETOWNER` with the names given. With neither, fails as the NameNode would
+    /// (`IllegalArgumentException: Both owner and group are empty.`) without asking it.
+    /// Idempotent.
+    async fn set_owner(
+        &self,
+        path: &str,
+        owner: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<(), FsError> {
+        let mut params = Vec::with_capacity(2);
+        if let Some(owner) = owner {
+            params.push(("owner", owner));
+        }
+        if let Some(group) = group {
+            params.push(("group", group));
+        }
+        if params.is_empty() {
+            return Err(FsError::Remote {
+                op: op::SETOWNER,
+                path: path.to_owned(),
+                status: StatusCode::BAD_REQUEST.as_u16(),
+                exception: "IllegalArgumentException".to_owned(),
+                message: "Both owner and group are empty.".to_owned(),
+            });
+        }
+        self.send(op::SETOWNER, Method::PUT, path, &params).await?;
+        Ok(())
+    }
+}
+
+/// Why one attempt of a two-step operation failed.
+#[derive(Debug)]
+enum StepError {
+    /// The NameNode request (already failed over and retried by `send`).
+    NameNode(FsError),
+    /// The request to the DataNode the NameNode redirected to.
+    DataNode(FsError),
+}
+
+/// The data of a `CREATE`.
+#[derive(Debug)]
+enum Upload<'a> {
+    /// In memory (cheap to clone for a repeated attempt).
+    Bytes(Bytes),
+    /// A local file, streamed (opened anew for a repeated attempt).
+    File(&'a Path),
+}
+
+impl Upload<'_> {
+    /// A request body and its length in bytes.
+    async fn body(&self) -> Result<(reqwest::Body, u64), FsError> {
+        match self {
+            Self::Bytes(data) => Ok((reqwest::Body::from(data.clone()), data.len() as u64)),
+            Self::File(local) => {
+                let local_error = |source| FsError::Io {
+                    path: local.display().to_string(),
+                    source,
+                };
+                let file = tokio::fs::File::open(local).await.map_err(local_error)?;
+                let len = file.metadata().await.map_err(local_error)?.len();
+                let stream = tokio_util::io::ReaderStream::new(file);
+                Ok((reqwest::Body::wrap_stream(stream), len))
+            }
+        }
+    }
+}
+
+/// Permission bits as WebHDFS wants them: an octal string (`755`, `1777`).
+fn octal(permission: u32) -> String {
+    format!("{permission:o}")
+}
+
+/// Where a NameNode's answer redirects to: `Some` for a 3xx (whose `Location` must be an
+/// absolute http(s) URL), `None` for a 2xx.
+fn redirect_location(
+    op: &'static str,
+    path: &str,
+    reply: &Reply,
+) -> Result<Option<url::Url>, FsError> {
+    if !reply.status.is_redirection() {
+        return Ok(None);
+    }
+    let location = reply
+        .headers
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| FsError::InvalidResponse {
+            op,
+            path: path.to_owned(),
+            message: format!("HTTP {} without a usable Location header", reply.status),
+        })?;
+    parse_location(op, path, location).map(Some)
+}
+
+/// Parses a redirect target. The URL carries the delegation token: it is never put into
+/// an error message.
+fn parse_location(op: &'static str, path: &str, location: &str) -> Result<url::Url, FsError> {
+    match url::Url::parse(location) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(url),
+        _ => Err(FsError::InvalidResponse {
+            op,
+            path: path.to_owned(),
+            message: "the redirect Location is not an absolute http(s) URL".to_owned(),
+        }),
+    }
 }
 
 fn push_encoded(out: &mut String, value: &str) {
@@ -749,6 +1232,11 @@ fn remote_error(op: &'static str, path: &str, status: StatusCode, body: &[u8]) -
     let rex = envelope.remote_exception;
     if rex.is("FileNotFoundException") || status == StatusCode::NOT_FOUND {
         return FsError::NotFound {
+            path: path.to_owned(),
+        };
+    }
+    if rex.is("FileAlreadyExistsException") {
+        return FsError::AlreadyExists {
             path: path.to_owned(),
         };
     }

@@ -1,7 +1,8 @@
 //! WebHDFS JSON wire types (Hadoop `WebHDFS.md`, "JSON Schemas") and their lenient parsing.
 //!
 //! Owns: the response shapes of `LISTSTATUS`, `LISTSTATUS_BATCH` and `GETFILESTATUS`, the
-//! `RemoteException` error body, and the conversion of a wire `FileStatus` into the
+//! `{"boolean": ..}` answer of `MKDIRS`/`DELETE`/old-style `RENAME`, the `{"Location": ..}`
+//! answer of a `noredirect=true` request, the `RemoteException` error body, and the conversion of a wire `FileStatus` into the
 //! backend-neutral [`FileStatus`]. Everything is deserialized straight from the response
 //! bytes; optional fields may be absent (HttpFS omits `childrenNum`, `fileId`,
 //! `storagePolicy`, HDFS-14665) and unknown fields are ignored.
@@ -101,6 +102,19 @@ enum WireKind {
     #[default]
     #[serde(other)]
     File,
+}
+
+/// `{"boolean": true|false}` (MKDIRS, DELETE, RENAME without options).
+#[derive(Debug, Deserialize)]
+pub(super) struct BooleanEnvelope {
+    pub(super) boolean: bool,
+}
+
+/// `{"Location": "http://<datanode>..."}` (a redirect answered as 200, `noredirect=true`).
+#[derive(Debug, Deserialize)]
+pub(super) struct LocationEnvelope {
+    #[serde(rename = "Location")]
+    pub(super) location: String,
 }
 
 /// `{"RemoteException": {"exception": .., "javaClassName": .., "message": ..}}`.
