@@ -37,7 +37,14 @@ impl NativeWriter {
                     match seen {
                         None => seen = Some(c),
                         Some(x) if x == c => {}
-                        Some(_) => return Err(format::FormatError::MixedCompression.into()),
+                        Some(expected) => {
+                            return Err(format::FormatError::MixedCompression {
+                                file: s.name.clone(),
+                                expected,
+                                found: c,
+                            }
+                            .into());
+                        }
                     }
                 }
                 Ok(NativeFormat::Text(seen.unwrap_or(TextCompression::None)))
