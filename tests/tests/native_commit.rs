@@ -32,9 +32,9 @@ enum Store {
 }
 
 impl Store {
-    fn ns(&self) -> &Arc<Namespace> {
+    fn ns(&self) -> Arc<Namespace> {
         match self {
-            Self::WebHdfs(s) => s.handle().namespace(),
+            Self::WebHdfs(s) => Arc::clone(s.handle().namespace()),
             Self::Local(_) => unreachable!(),
         }
     }

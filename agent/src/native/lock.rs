@@ -142,7 +142,10 @@ impl PartitionLock {
                 return Ok(Self::held(fs, path, owner, me));
             }
             let age_ms = chrono::Utc::now().timestamp_millis() - status.modification_time_ms;
-            let previous_incarnation = current.agent == me.agent && current.instance != me.instance;
+            let previous_incarnation = current.agent == me.agent
+                && current.instance != me.instance
+                && current.host == hostname()
+                && !process_alive(current.pid);
             let expired = age_ms > i64::try_from(me.stale_after.as_millis()).unwrap_or(i64::MAX);
             if !(previous_incarnation || expired) {
                 return Err(LockError::Held(current));
