@@ -768,7 +768,7 @@ impl Committer {
                 let retention =
                     i64::try_from(self.settings.backup_retention.as_millis()).unwrap_or(i64::MAX);
                 Ok(Some(
-                    now_ms().saturating_sub(s.modification_time_ms) > retention,
+                    now_ms().saturating_sub(s.modification_time_ms) >= retention,
                 ))
             }
             Err(FsError::NotFound { .. }) => Ok(None),
@@ -811,10 +811,33 @@ impl Committer {
             .filter(|e| e.kind == EntryKind::Directory && is_merge_id(&e.name))
         {
             let m = area.merge(&e.name);
-            let (action, result) = match self.recover_merge(&m).await {
-                Ok(a) => (a.as_str(), Ok(())),
-                Err((a, e)) => (a.as_str(), Err(e)),
-            };
+            // Act, then look again: a merge rolled forward and committed may also be past
+            // its retention already. Every action moves towards Keep, Expire or deletion.
+            let mut first = None;
+            let mut result = Ok(());
+            for _ in 0..4 {
+                match self.recover_merge(&m).await {
+                    Ok(a) => {
+                        first.get_or_insert(a);
+                        if matches!(
+                            a,
+                            Action::Keep
+                                | Action::PartitionGone
+                                | Action::Expire
+                                | Action::DiscardStaging
+                                | Action::Abort
+                        ) {
+                            break;
+                        }
+                    }
+                    Err((a, e)) => {
+                        first.get_or_insert(a);
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            let action = first.unwrap_or(Action::Keep).as_str();
             if action != "keep" {
                 tracing::info!(merge = %m.dir, action, error = ?result.as_ref().err(), "Recovered a merge directory.");
             }
