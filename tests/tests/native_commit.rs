@@ -392,7 +392,7 @@ url = "mysql://root@127.0.0.1:3306/{db}"
         let mut cmd = self.command(&args);
         cmd.env("HIVE_SMALLFILES_FAILPOINT", failpoint)
             .env("HIVE_SMALLFILES_FAILPOINT_MARKER", &marker)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some(r) = resume {
             cmd.env("HIVE_SMALLFILES_FAILPOINT_RESUME", r);
