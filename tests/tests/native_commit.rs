@@ -449,7 +449,7 @@ const MERGE_FAILPOINTS: &[(&str, bool)] = &[
 async fn crash_at_every_step(webhdfs: bool, kind: Kind) {
     let names: Vec<String> = MERGE_FAILPOINTS
         .iter()
-        .map(|(fp, _)| format!("t_{}", fp))
+        .map(|(fp, _)| format!("t_{fp}"))
         .collect();
     let specs: Vec<(&str, Kind)> = names.iter().map(|n| (n.as_str(), kind)).collect();
     let (h, cases) = Harness::new(webhdfs, &specs).await;
@@ -775,7 +775,7 @@ async fn lock_excludes_a_second_agent() {
                 "--table",
                 "l_locked",
                 "--partition",
-                &case.parts[0].rsplit('/').next().unwrap().to_owned(),
+                case.parts[0].rsplit('/').next().unwrap(),
             ]
             .iter()
             .map(|s| (*s).to_owned())
