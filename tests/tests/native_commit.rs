@@ -248,6 +248,14 @@ impl TableCase {
             .collect()
     }
 
+    fn assert_no_staging(&self, store: &Store, context: &str) {
+        assert_eq!(
+            self.areas(store),
+            Vec::<String>::new(),
+            "{context}: staging left"
+        );
+    }
+
     fn has_success_markers(&self, store: &Store) -> bool {
         self.parts.iter().all(|d| {
             store
@@ -501,11 +509,7 @@ async fn crash_at_every_step(webhdfs: bool, kind: Kind) {
             assert_eq!(files, files_before, "{fp}: nothing merged: {files:?}");
         }
         assert!(case.has_success_markers(&h.store), "{fp}: _SUCCESS kept");
-        assert_eq!(
-            case.areas(&h.store),
-            Vec::<String>::new(),
-            "{fp}: staging left"
-        );
+        case.assert_no_staging(&h.store, fp);
 
         // And the merge can run again to the end.
         let (code, out) = h.run(&Harness::merge_args(&case.name)).await;
@@ -518,11 +522,7 @@ async fn crash_at_every_step(webhdfs: bool, kind: Kind) {
         let files: Vec<usize> = (0..2).map(|p| case.files(&h.store, p).len()).collect();
         assert_eq!(files, vec![1, 1], "{fp}: planned file count");
         h.recover().await;
-        assert_eq!(
-            case.areas(&h.store),
-            Vec::<String>::new(),
-            "{fp}: staging left at the end"
-        );
+        case.assert_no_staging(&h.store, &format!("{fp}, at the end"));
     }
     h.finish().await;
 }
@@ -630,11 +630,7 @@ async fn rollback_with_crashes(webhdfs: bool) {
     h.write_config("0s");
     h.recover().await;
     for case in &cases {
-        assert_eq!(
-            case.areas(&h.store),
-            Vec::<String>::new(),
-            "staging left after retention"
-        );
+        case.assert_no_staging(&h.store, "after retention");
     }
     h.finish().await;
 }
@@ -724,11 +720,7 @@ async fn concurrent_writer(webhdfs: bool) {
             rows_expected,
             "{fp}/{action}: after recovery"
         );
-        assert_eq!(
-            case.areas(&h.store),
-            Vec::<String>::new(),
-            "{fp}/{action}: staging left"
-        );
+        case.assert_no_staging(&h.store, &format!("{fp}/{action}"));
     }
     h.finish().await;
 }
