@@ -296,9 +296,10 @@ pub struct MergerOptions {
     /// gzip level of text outputs (0–9). Default [`DEFAULT_GZIP_LEVEL`].
     pub gzip_level: u32,
     /// Dictionary-encode Parquet outputs (default `true`). parquet-rs marks dictionary data
-    /// pages `RLE_DICTIONARY`; readers older than that encoding (Impala before 2.12 / CDH 5.15
-    /// and some non-Java readers) only read `PLAIN_DICTIONARY`, so turn this off for them:
-    /// every page is then `PLAIN`, which every reader reads, at some cost in size.
+    /// pages `RLE_DICTIONARY` (never the older `PLAIN_DICTIONARY`, even for version 1 pages);
+    /// a reader that predates that encoding (older Impala releases, some non-Java readers)
+    /// cannot read them. Turn this off for such clusters: every page is then `PLAIN`, which
+    /// every reader reads, at some cost in size.
     pub parquet_dictionary: bool,
 }
 
