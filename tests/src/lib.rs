@@ -5,6 +5,7 @@
 pub mod exporter_process;
 pub mod metastore_fixture;
 pub mod prom;
+pub mod rows;
 pub mod scenario;
 pub mod spark;
 pub mod stack;

@@ -9,8 +9,7 @@ use bytes::Bytes;
 use super::{FormatError, catch_panics};
 
 /// ORC: the rows of a file, from its footer (the whole file given). The footer's row count
-/// must equal the sum of its stripes' row counts. A zero-length file holds no rows (Hive's
-/// `OrcInputFormat` skips zero-length files when it plans splits).
+/// must equal the sum of its stripes' row counts. A zero-length file holds no rows (0).
 pub fn orc_rows(data: Bytes) -> Result<u64, FormatError> {
     if data.is_empty() {
         return Ok(0);

@@ -13,10 +13,20 @@
 //! `arrow_writer/mod.rs`: "Currently unreachable because data type not supported"), yet
 //! INT96 is what Spark writes for timestamps by default (`spark.sql.parquet.outputTimestampType`
 //! = INT96) and what Hive and Impala write; and converting through an arrow schema could change
-//! physical and logical types. The output is written with the first source's own schema
+//! physical and logical types. The output is written with the sources' own schema
 //! (`TypePtr`): physical types, logical and converted types, DECIMAL precision, scale and
-//! physical type, repetition, field ids, names and order stay as they were. Every source must
-//! have an equal schema ([`FormatError::SchemaMismatch`] otherwise).
+//! physical type, repetition, field ids, names and order stay as they were.
+//!
+//! Every source must have the first source's schema, with one exception: a node may be
+//! `REQUIRED` in one file and `OPTIONAL` in another. Spark derives each file's Parquet schema
+//! from the nullability of the data it writes (a column whose values in that insert had no
+//! NULL, e.g. a literal, is `REQUIRED`, and `OPTIONAL` in the next file; the real-engine test
+//! found 5 different schemas among the 15 files of one table). Such an output gets the
+//! widened schema (`OPTIONAL` wherever one of its sources has it), and the definition levels
+//! of the other sources are remapped: nothing is lost, and every reader reads `OPTIONAL`. An
+//! output whose sources agree keeps their schema exactly. Any other difference (type,
+//! annotation, precision, scale, `REPEATED`, name, field id, order) is refused
+//! ([`FormatError::SchemaMismatch`]).
 //!
 //! Kept from the first source: the schema, each column's compression codec (from the first
 //! row group that has column chunks) and the key-value metadata (e.g. Spark's
@@ -39,7 +49,7 @@ use std::io::BufWriter;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parquet::basic::{Compression, Type as PhysicalType};
+use parquet::basic::{Compression, Repetition, Type as PhysicalType};
 use parquet::column::reader::ColumnReaderImpl;
 use parquet::column::writer::ColumnWriterImpl;
 use parquet::data_type::{
@@ -52,7 +62,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersi
 use parquet::file::reader::FileReader;
 use parquet::file::serialized_reader::SerializedFileReader;
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::{SchemaDescPtr, Type};
+use parquet::schema::types::{ColumnPath, SchemaDescPtr, SchemaDescriptor, Type, TypePtr};
 
 use super::{FormatError, Merger, OutputNaming, SpooledOutput, catch_panics};
 
@@ -69,8 +79,8 @@ const SEMANTIC_KEYS: &[&str] = &[
     "org.apache.spark.legacyINT96",
     // Spark: the session time zone LEGACY rebasing was done in.
     "org.apache.spark.timeZone",
-    // Hive (HIVE-12192 and successors): the writer's time zone for INT96 and timestamps,
-    // the calendar of dates, legacy time zone conversion.
+    // Hive 3.1 and later: the writer's time zone for INT96 and timestamps, the calendar of
+    // dates, legacy time zone conversion (Hive's `DataWritableWriteSupport` keys).
     "writer.time.zone",
     "writer.date.proleptic",
     "writer.zone.conversion.legacy",
@@ -327,12 +337,23 @@ impl ParquetMerger {
             return Ok(());
         }
         let properties = self.properties()?;
-        let reference = self.reference.as_ref().expect("properties() checked");
-        let schema = Arc::clone(&reference.schema);
+        // The output's schema: its first source's, widened where another of its sources has
+        // an OPTIONAL node that is REQUIRED there (see `widen`).
+        let mut root = pending[0]
+            .source
+            .reader
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .root_schema_ptr();
+        for p in &pending[1..] {
+            root = widen(&root, p.source.reader.metadata().file_metadata().schema())?;
+        }
+        let schema = SchemaDescriptor::new(Arc::clone(&root));
         let (file_name, local_path, file) = self.naming.create(self.outputs.len())?;
         let mut writer = SerializedFileWriter::new(
             BufWriter::with_capacity(WRITE_BUFFER, file),
-            schema.root_schema_ptr(),
+            Arc::clone(&root),
             properties,
         )?;
         let mut row_group = writer.next_row_group()?;
@@ -341,16 +362,23 @@ impl ParquetMerger {
                 FormatError::Verification(format!("the writer has no column {index}"))
             })?;
             let writer = out.untyped();
+            let target = Target {
+                root: &root,
+                path: column.path(),
+                index,
+            };
             let written = match column.physical_type() {
-                PhysicalType::BOOLEAN => copy_column::<BoolType>(&pending, index, writer)?,
-                PhysicalType::INT32 => copy_column::<Int32Type>(&pending, index, writer)?,
-                PhysicalType::INT64 => copy_column::<Int64Type>(&pending, index, writer)?,
-                PhysicalType::INT96 => copy_column::<Int96Type>(&pending, index, writer)?,
-                PhysicalType::FLOAT => copy_column::<FloatType>(&pending, index, writer)?,
-                PhysicalType::DOUBLE => copy_column::<DoubleType>(&pending, index, writer)?,
-                PhysicalType::BYTE_ARRAY => copy_column::<ByteArrayType>(&pending, index, writer)?,
+                PhysicalType::BOOLEAN => copy_column::<BoolType>(&pending, &target, writer)?,
+                PhysicalType::INT32 => copy_column::<Int32Type>(&pending, &target, writer)?,
+                PhysicalType::INT64 => copy_column::<Int64Type>(&pending, &target, writer)?,
+                PhysicalType::INT96 => copy_column::<Int96Type>(&pending, &target, writer)?,
+                PhysicalType::FLOAT => copy_column::<FloatType>(&pending, &target, writer)?,
+                PhysicalType::DOUBLE => copy_column::<DoubleType>(&pending, &target, writer)?,
+                PhysicalType::BYTE_ARRAY => {
+                    copy_column::<ByteArrayType>(&pending, &target, writer)?
+                }
                 PhysicalType::FIXED_LEN_BYTE_ARRAY => {
-                    copy_column::<FixedLenByteArrayType>(&pending, index, writer)?
+                    copy_column::<FixedLenByteArrayType>(&pending, &target, writer)?
                 }
             };
             if written != expected {
@@ -394,13 +422,29 @@ impl ParquetMerger {
     }
 }
 
-/// Copies leaf column `index` of every pending row group into `writer`, unchanged (values,
-/// definition and repetition levels, in order); the records copied.
+/// The output column being written.
+struct Target<'a> {
+    root: &'a Type,
+    path: &'a ColumnPath,
+    index: usize,
+}
+
+/// Copies leaf column `target.index` of every pending row group into `writer`, unchanged
+/// (values, definition and repetition levels, in order; definition levels remapped where the
+/// output made a REQUIRED node OPTIONAL); the records copied.
 fn copy_column<T: DataType>(
     pending: &[Pending],
-    index: usize,
+    target: &Target<'_>,
     writer: &mut parquet::column::writer::ColumnWriter<'_>,
 ) -> Result<u64, FormatError> {
+    let index = target.index;
+    let output_path = path_repetitions(target.root, target.path).ok_or_else(|| {
+        FormatError::Verification(format!("no column `{}` in the output", target.path))
+    })?;
+    let output_max_def = output_path
+        .iter()
+        .filter(|r| **r != Repetition::REQUIRED)
+        .count() as i16;
     let writer: &mut ColumnWriterImpl<'_, T> =
         T::get_column_writer_mut(writer).ok_or_else(|| {
             FormatError::Verification(format!("column {index}: writer of another physical type"))
@@ -420,6 +464,22 @@ fn copy_column<T: DataType>(
             let chunk = row_group.metadata().column(index);
             let descr = chunk.column_descr();
             let (max_def, max_rep) = (descr.max_def_level(), descr.max_rep_level());
+            if descr.path() != target.path {
+                return Err(FormatError::Verification(format!(
+                    "column {index} is `{}` in {name}, `{}` in the output",
+                    descr.path(),
+                    target.path
+                )));
+            }
+            let source_path = path_repetitions(
+                p.source.reader.metadata().file_metadata().schema(),
+                target.path,
+            )
+            .ok_or_else(|| {
+                FormatError::Verification(format!("no column `{}` in {name}", target.path))
+            })?;
+            let level_map = definition_level_map(&source_path, &output_path);
+            let mut mapped: Vec<i16> = Vec::new();
             let column = row_group
                 .get_column_reader(index)
                 .map_err(|e| source_error(name, e))?;
@@ -462,9 +522,22 @@ fn copy_column<T: DataType>(
                 } else {
                     levels as u64
                 };
+                let def_out: Option<&[i16]> = match &level_map {
+                    None => (max_def > 0).then_some(def_levels.as_slice()),
+                    Some(map) => {
+                        mapped.clear();
+                        if max_def > 0 {
+                            mapped.extend(def_levels.iter().map(|&d| map[d as usize]));
+                        } else {
+                            // A fully REQUIRED path: every level is a present value.
+                            mapped.resize(levels, map[0]);
+                        }
+                        (output_max_def > 0).then_some(mapped.as_slice())
+                    }
+                };
                 let written = writer.write_batch(
                     &values,
-                    (max_def > 0).then_some(def_levels.as_slice()),
+                    def_out,
                     (max_rep > 0).then_some(rep_levels.as_slice()),
                 )?;
                 if written != values.len() {
@@ -502,37 +575,227 @@ fn copy_column<T: DataType>(
 }
 
 fn check_schema(reference: &Reference, file: &str, schema: &Type) -> Result<(), FormatError> {
-    let first = reference.schema.root_schema();
-    if first == schema {
-        return Ok(());
+    let mut path = Vec::new();
+    match schema_difference(reference.schema.root_schema(), schema, &mut path) {
+        None => Ok(()),
+        Some(detail) => Err(FormatError::SchemaMismatch {
+            file: file.to_owned(),
+            detail: format!("{detail} (first source: {})", reference.file),
+        }),
     }
-    let render = |t: &Type| {
-        let mut out = Vec::new();
-        parquet::schema::printer::print_schema(&mut out, t);
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    let (a, b) = (render(first), render(schema));
-    let detail = a
-        .lines()
-        .zip(b.lines())
-        .find(|(x, y)| x != y)
-        .map(|(x, y)| format!("`{}` in {}, `{}` here", x.trim(), reference.file, y.trim()))
-        .unwrap_or_else(|| {
-            if a.lines().count() != b.lines().count() {
-                format!(
-                    "{} schema lines in {}, {} here",
-                    a.lines().count(),
-                    reference.file,
-                    b.lines().count()
-                )
-            } else {
-                format!("field ids or root differ from {}", reference.file)
+}
+
+/// One line describing a schema node, as parquet-rs prints it (without children).
+fn describe(t: &Type) -> String {
+    let mut out = Vec::new();
+    let shallow = match t {
+        Type::GroupType { basic_info, .. } => {
+            let mut b = Type::group_type_builder(basic_info.name())
+                .with_converted_type(basic_info.converted_type())
+                .with_logical_type(basic_info.logical_type_ref().cloned())
+                .with_id(basic_info.has_id().then(|| basic_info.id()));
+            if basic_info.has_repetition() {
+                b = b.with_repetition(basic_info.repetition());
             }
-        });
-    Err(FormatError::SchemaMismatch {
-        file: file.to_owned(),
-        detail,
-    })
+            b.build().ok()
+        }
+        Type::PrimitiveType { .. } => Some(t.clone()),
+    };
+    if let Some(shallow) = shallow {
+        parquet::schema::printer::print_schema(&mut out, &shallow);
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let text = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .trim_end_matches(" {")
+        .trim_end_matches(';')
+        .to_owned();
+    let id = t.get_basic_info();
+    if id.has_id() {
+        format!("{text} (field id {})", id.id())
+    } else {
+        text
+    }
+}
+
+/// The first difference between two schemas that is more than a node being `REQUIRED` in one
+/// and `OPTIONAL` in the other (see [`widen`]); `None` when they are compatible.
+fn schema_difference(a: &Type, b: &Type, path: &mut Vec<String>) -> Option<String> {
+    let (ia, ib) = (a.get_basic_info(), b.get_basic_info());
+    let at = |path: &[String]| {
+        if path.is_empty() {
+            "the root".to_owned()
+        } else {
+            format!("`{}`", path.join("."))
+        }
+    };
+    let repetition_ok = match (ia.has_repetition(), ib.has_repetition()) {
+        (false, false) => true,
+        (true, true) => {
+            let (ra, rb) = (ia.repetition(), ib.repetition());
+            ra == rb || (ra != Repetition::REPEATED && rb != Repetition::REPEATED)
+        }
+        _ => false,
+    };
+    let same_node = ia.name() == ib.name()
+        && repetition_ok
+        && ia.converted_type() == ib.converted_type()
+        && ia.logical_type_ref() == ib.logical_type_ref()
+        && (ia.has_id(), ia.has_id().then(|| ia.id()))
+            == (ib.has_id(), ib.has_id().then(|| ib.id()));
+    let differs = || {
+        Some(format!(
+            "at {}: `{}` vs `{}`",
+            at(path),
+            describe(a),
+            describe(b)
+        ))
+    };
+    match (a, b) {
+        (
+            Type::PrimitiveType {
+                physical_type: pa,
+                type_length: la,
+                scale: sa,
+                precision: qa,
+                ..
+            },
+            Type::PrimitiveType {
+                physical_type: pb,
+                type_length: lb,
+                scale: sb,
+                precision: qb,
+                ..
+            },
+        ) => {
+            if same_node && (pa, la, sa, qa) == (pb, lb, sb, qb) {
+                None
+            } else {
+                differs()
+            }
+        }
+        (Type::GroupType { fields: fa, .. }, Type::GroupType { fields: fb, .. }) => {
+            if !same_node {
+                return differs();
+            }
+            if fa.len() != fb.len() {
+                return Some(format!(
+                    "at {}: {} fields vs {}",
+                    at(path),
+                    fa.len(),
+                    fb.len()
+                ));
+            }
+            for (x, y) in fa.iter().zip(fb) {
+                path.push(x.name().to_owned());
+                if let Some(d) = schema_difference(x, y, path) {
+                    return Some(d);
+                }
+                path.pop();
+            }
+            None
+        }
+        _ => differs(),
+    }
+}
+
+/// The schema holding the data of both `a` and `b` (compatible, see [`schema_difference`]):
+/// `a`, with every node that is `REQUIRED` in `a` but `OPTIONAL` in `b` made `OPTIONAL`.
+/// Spark writes each file's schema from its data's nullability (a column is `REQUIRED` in a
+/// file whose values had no NULL, and `OPTIONAL` in the next), so the files of one table
+/// differ in exactly this way; `OPTIONAL` loses nothing (definition levels are remapped).
+fn widen(a: &TypePtr, b: &Type) -> Result<TypePtr, ParquetError> {
+    if a.as_ref() == b {
+        return Ok(Arc::clone(a));
+    }
+    let info = a.get_basic_info();
+    let other = b.get_basic_info();
+    let repetition = (info.has_repetition() && other.has_repetition()).then(|| {
+        if info.repetition() == Repetition::REQUIRED && other.repetition() == Repetition::OPTIONAL {
+            Repetition::OPTIONAL
+        } else {
+            info.repetition()
+        }
+    });
+    let id = info.has_id().then(|| info.id());
+    let widened = match (a.as_ref(), b) {
+        (
+            Type::PrimitiveType {
+                physical_type,
+                type_length,
+                scale,
+                precision,
+                ..
+            },
+            _,
+        ) => Type::primitive_type_builder(info.name(), *physical_type)
+            .with_repetition(repetition.unwrap_or(Repetition::REQUIRED))
+            .with_converted_type(info.converted_type())
+            .with_logical_type(info.logical_type_ref().cloned())
+            .with_length(*type_length)
+            .with_scale(*scale)
+            .with_precision(*precision)
+            .with_id(id)
+            .build()?,
+        (Type::GroupType { fields, .. }, Type::GroupType { fields: others, .. }) => {
+            let fields = fields
+                .iter()
+                .zip(others)
+                .map(|(x, y)| widen(x, y))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut builder = Type::group_type_builder(info.name())
+                .with_converted_type(info.converted_type())
+                .with_logical_type(info.logical_type_ref().cloned())
+                .with_fields(fields)
+                .with_id(id);
+            if let Some(r) = repetition {
+                builder = builder.with_repetition(r);
+            }
+            builder.build()?
+        }
+        _ => return Err(ParquetError::General("incompatible schemas".into())),
+    };
+    Ok(Arc::new(widened))
+}
+
+/// The repetition of every node on a column's path, root excluded.
+fn path_repetitions(root: &Type, path: &ColumnPath) -> Option<Vec<Repetition>> {
+    let mut node = root;
+    let mut out = Vec::new();
+    for part in path.parts() {
+        node = node.get_fields().iter().find(|f| f.name() == part)?;
+        out.push(node.get_basic_info().repetition());
+    }
+    Some(out)
+}
+
+/// How a source column's definition levels map onto the output's, when the output made some
+/// of the column's `REQUIRED` nodes `OPTIONAL`: `map[l]` is the output level of source level
+/// `l`. A source level `l` says the nodes before the source's (l+1)-th optional-or-repeated
+/// node are defined; the output level counts the output's optional-or-repeated nodes among
+/// those. `None` when nothing changes.
+fn definition_level_map(source: &[Repetition], output: &[Repetition]) -> Option<Vec<i16>> {
+    if source == output {
+        return None;
+    }
+    let counts = |r: &Repetition| *r != Repetition::REQUIRED;
+    let max = source.iter().filter(|r| counts(r)).count();
+    let map = (0..=max)
+        .map(|level| {
+            // The defined prefix: up to the (level+1)-th counting node of the source.
+            let prefix = source
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| counts(r))
+                .nth(level)
+                .map_or(source.len(), |(i, _)| i);
+            output[..prefix].iter().filter(|r| counts(r)).count() as i16
+        })
+        .collect();
+    Some(map)
 }
 
 fn lookup<'a>(kv: Option<&'a [KeyValue]>, key: &str) -> Option<&'a str> {
@@ -680,7 +943,7 @@ mod tests {
             ),
         ]);
         let st = StructArray::try_new(
-            struct_fields.clone(),
+            struct_fields,
             vec![
                 Arc::new(Int32Array::from(
                     ids.iter()
@@ -990,7 +1253,7 @@ mod tests {
                 }
                 (values, def)
             }
-            let (v, d) = optional(chunk.iter().map(|r| r.ts.clone()));
+            let (v, d) = optional(chunk.iter().map(|r| r.ts));
             write_typed::<Int96Type>(&mut rg, &v, Some(&d), None);
             let (v, d) = optional(chunk.iter().map(|r| {
                 r.dec
@@ -1269,6 +1532,74 @@ mod tests {
     }
 
     // ---------------------------------------------------------------- tests
+
+    /// Peak resident memory since the last reset (Linux), in MiB.
+    fn peak_rss_mib() -> Option<f64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kb: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(kb / 1024.0)
+    }
+
+    /// Throughput and memory of the Parquet merge (run in release mode with `--ignored
+    /// --nocapture` to measure).
+    #[test]
+    #[ignore = "measurement"]
+    fn parquet_throughput() {
+        for (label, files, rows_per_file, target) in [
+            (
+                "nested, 64 files x 20k rows, one output",
+                64,
+                20_000,
+                u64::MAX,
+            ),
+            (
+                "nested, 64 files x 20k rows, 16 MiB outputs",
+                64,
+                20_000,
+                16 << 20,
+            ),
+        ] {
+            let sources: Vec<(String, Bytes)> = named(
+                (0..files)
+                    .map(|i| {
+                        let start = i * rows_per_file;
+                        nested_file(start..start + rows_per_file, 5000, Compression::SNAPPY, &[])
+                    })
+                    .collect(),
+            );
+            let source_bytes: usize = sources.iter().map(|s| s.1.len()).sum();
+            let _ = std::fs::write("/proc/self/clear_refs", "5");
+            let before = peak_rss_mib();
+            let dir = tempfile::tempdir().unwrap();
+            let t0 = std::time::Instant::now();
+            let mut m = merger(NativeFormat::Parquet, dir.path(), target, "bench");
+            for (name, data) in &sources {
+                m.push(name, data.clone()).unwrap();
+            }
+            let outputs = m.finish().unwrap();
+            let dt = t0.elapsed();
+            let out_bytes: u64 = outputs.iter().map(|o| o.bytes).sum();
+            let rows = (files * rows_per_file) as f64;
+            eprintln!(
+                "{label}: {:.1} MiB in {} files -> {:.1} MiB in {} outputs, {dt:.2?}: {:.1} MiB/s of input, {:.0}k rows/s; peak RSS {:.0} MiB (sources held by the test: {:.0} MiB; before merge {:.0} MiB)",
+                source_bytes as f64 / 1048576.0,
+                sources.len(),
+                out_bytes as f64 / 1048576.0,
+                outputs.len(),
+                source_bytes as f64 / 1048576.0 / dt.as_secs_f64(),
+                rows / dt.as_secs_f64() / 1000.0,
+                peak_rss_mib().unwrap_or(f64::NAN),
+                source_bytes as f64 / 1048576.0,
+                before.unwrap_or(f64::NAN),
+            );
+        }
+    }
 
     #[test]
     fn flipped_bytes_never_panic() {
@@ -1616,8 +1947,13 @@ mod tests {
                 "optional int96 ts;",
                 "optional int64 ts (TIMESTAMP(MICROS,true));",
             ),
-            // Required vs optional.
-            SPARK_SCHEMA.replace("optional binary s (UTF8)", "required binary s (UTF8)"),
+            // Repeated vs optional (required vs optional is widened, see below).
+            SPARK_SCHEMA.replace(
+                "optional int64 d64 (DECIMAL(18,2))",
+                "repeated int64 d64 (DECIMAL(18,2))",
+            ),
+            // A field id.
+            SPARK_SCHEMA.replace("optional binary s (UTF8)", "optional binary s (UTF8) = 7"),
             // Field name.
             SPARK_SCHEMA.replace("optional binary s (UTF8)", "optional binary t (UTF8)"),
             // Root name.
@@ -1631,7 +1967,7 @@ mod tests {
             let mut m = merger(NativeFormat::Parquet, dir.path(), 1 << 30, "p");
             m.push("a", legacy_file(0..10, 5, Compression::SNAPPY, SPARK_META))
                 .unwrap();
-            let other = if schema.contains("required binary s")
+            let other = if schema.contains("repeated int64 d64")
                 || schema.contains("int64 d32")
                 || schema.contains("int64 ts")
             {
@@ -1669,6 +2005,272 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(e.reason(), "schema_mismatch");
+    }
+
+    /// Rows of a table Spark wrote: which nodes are OPTIONAL depends on each file's data.
+    #[derive(Clone)]
+    struct NullableRow {
+        id: i32,
+        d1: Option<i64>,
+        arr: Option<Vec<Option<i32>>>,
+        st: Option<(Option<i32>, Option<String>)>,
+    }
+
+    const NULLABILITY_SCHEMA: &str = "
+        message spark_schema {
+          required int32 id;
+          {D1} int64 d1 (DECIMAL(10,2));
+          optional group arr (LIST) {
+            repeated group list {
+              {ELEMENT} int32 element;
+            }
+          }
+          {ST} group st {
+            {A} int32 a;
+            optional binary b (STRING);
+          }
+        }";
+
+    /// The definition level of a value whose path nodes are defined as `defined` says.
+    fn def_level(reps: &[Repetition], defined: &[bool]) -> i16 {
+        let mut level = 0;
+        for (r, d) in reps.iter().zip(defined) {
+            if !d {
+                assert_ne!(*r, Repetition::REQUIRED, "a REQUIRED node without a value");
+                break;
+            }
+            level += i16::from(*r != Repetition::REQUIRED);
+        }
+        level
+    }
+
+    /// A file of `rows` under `NULLABILITY_SCHEMA` with the placeholders set.
+    fn nullability_file(d1: &str, element: &str, st: &str, a: &str, rows: &[NullableRow]) -> Bytes {
+        let text = NULLABILITY_SCHEMA
+            .replace("{D1}", d1)
+            .replace("{ELEMENT}", element)
+            .replace("{ST}", st)
+            .replace("{A}", a);
+        let root = Arc::new(parse_message_type(&text).unwrap());
+        let descr = parquet::schema::types::SchemaDescriptor::new(Arc::clone(&root));
+        let reps = |c: usize| path_repetitions(&root, descr.column(c).path()).unwrap();
+        let mut out = Vec::new();
+        let mut w = SerializedFileWriter::new(
+            &mut out,
+            Arc::clone(&root),
+            Arc::new(
+                WriterProperties::builder()
+                    .set_key_value_metadata(kv(SPARK_META))
+                    .build(),
+            ),
+        )
+        .unwrap();
+        let mut rg = w.next_row_group().unwrap();
+        let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
+        write_typed::<Int32Type>(&mut rg, &ids, None, None);
+        // d1
+        let r = reps(1);
+        let d: Vec<i16> = rows
+            .iter()
+            .map(|x| def_level(&r, &[x.d1.is_some()]))
+            .collect();
+        let v: Vec<i64> = rows.iter().filter_map(|x| x.d1).collect();
+        write_typed::<Int64Type>(
+            &mut rg,
+            &v,
+            (descr.column(1).max_def_level() > 0).then_some(&d[..]),
+            None,
+        );
+        // arr.list.element
+        let r = reps(2);
+        let (mut v, mut d, mut rp) = (Vec::new(), Vec::new(), Vec::new());
+        for x in rows {
+            match &x.arr {
+                None => {
+                    d.push(def_level(&r, &[false, false, false]));
+                    rp.push(0);
+                }
+                Some(l) if l.is_empty() => {
+                    d.push(def_level(&r, &[true, false, false]));
+                    rp.push(0);
+                }
+                Some(l) => {
+                    for (j, e) in l.iter().enumerate() {
+                        d.push(def_level(&r, &[true, true, e.is_some()]));
+                        rp.push(i16::from(j > 0));
+                        v.extend(*e);
+                    }
+                }
+            }
+        }
+        write_typed::<Int32Type>(&mut rg, &v, Some(&d), Some(&rp));
+        // st.a, st.b
+        for c in [3, 4] {
+            let r = reps(c);
+            let (mut ints, mut strings, mut d) = (Vec::new(), Vec::new(), Vec::new());
+            for x in rows {
+                let (st_def, leaf) = match &x.st {
+                    None => (false, false),
+                    Some((a, b)) => (true, if c == 3 { a.is_some() } else { b.is_some() }),
+                };
+                d.push(def_level(&r, &[st_def, leaf]));
+                if let Some((a, b)) = &x.st {
+                    ints.extend(*a);
+                    strings.extend(b.as_deref().map(ByteArray::from));
+                }
+            }
+            let def = (descr.column(c).max_def_level() > 0).then_some(&d[..]);
+            if c == 3 {
+                write_typed::<Int32Type>(&mut rg, &ints, def, None);
+            } else {
+                write_typed::<ByteArrayType>(&mut rg, &strings, def, None);
+            }
+        }
+        rg.close().unwrap();
+        w.close().unwrap();
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn nullability_differences_are_widened_without_changing_rows() {
+        // File A: no NULL anywhere it could matter, so Spark made d1, element and st.a
+        // REQUIRED; st is OPTIONAL. File B: NULLs there, but st itself never NULL: d1,
+        // element, st.a OPTIONAL and st REQUIRED. Neither schema holds the other's data.
+        let a_rows: Vec<NullableRow> = (0..20)
+            .map(|i| NullableRow {
+                id: i,
+                d1: Some(i64::from(i) * 100 + 1),
+                arr: match i % 3 {
+                    0 => None,
+                    1 => Some(vec![]),
+                    _ => Some(vec![Some(i), Some(-i)]),
+                },
+                st: (i % 4 != 0).then(|| (Some(i), (i % 2 == 0).then(|| format!("a{i}")))),
+            })
+            .collect();
+        let b_rows: Vec<NullableRow> = (100..130)
+            .map(|i| NullableRow {
+                id: i,
+                d1: (i % 2 == 0).then_some(i64::from(i)),
+                arr: match i % 4 {
+                    0 => None,
+                    1 => Some(vec![]),
+                    2 => Some(vec![None]),
+                    _ => Some(vec![Some(i), None, Some(i * 2)]),
+                },
+                st: Some(((i % 3 != 0).then_some(i), None)),
+            })
+            .collect();
+        let file_a = |rows: &[NullableRow]| {
+            nullability_file("required", "required", "optional", "required", rows)
+        };
+        let file_b = |rows: &[NullableRow]| {
+            nullability_file("optional", "optional", "required", "optional", rows)
+        };
+        let a1 = file_a(&a_rows[..10]);
+        let a2 = file_a(&a_rows[10..]);
+        let b1 = file_b(&b_rows[..15]);
+        let b2 = file_b(&b_rows[15..]);
+        let widened_text = "
+            message spark_schema {
+              REQUIRED INT32 id;
+              OPTIONAL INT64 d1 (DECIMAL(10,2));
+              OPTIONAL group arr (LIST) {
+                REPEATED group list {
+                  OPTIONAL INT32 element;
+                }
+              }
+              OPTIONAL group st {
+                OPTIONAL INT32 a;
+                OPTIONAL BYTE_ARRAY b (STRING);
+              }
+            }";
+        let squash = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+
+        // A then B, into one output: the widened schema, the same rows in the same order.
+        let dir = tempfile::tempdir().unwrap();
+        let sources = named(vec![a1.clone(), b1.clone(), a2.clone(), b2.clone()]);
+        let merged = merge_files(dir.path(), 1 << 30, &sources).unwrap();
+        assert_eq!(merged.outputs.len(), 1);
+        let md = metadata(&merged.files[0]);
+        assert_eq!(squash(&schema_text(&md)), squash(widened_text));
+        let source_rows: Vec<String> = sources.iter().flat_map(|s| rows(&s.1)).collect();
+        assert_eq!(rows(&merged.files[0]), source_rows);
+        assert_eq!(multiset(rows(&merged.files[0])), multiset(source_rows));
+        // Values (not levels) are the same bytes.
+        let values = |files: &[Bytes]| exact(files).into_iter().map(|(_, v)| v).collect::<Vec<_>>();
+        assert_eq!(
+            values(&merged.files),
+            values(&[a1.clone(), b1.clone(), a2.clone(), b2.clone()])
+        );
+
+        // B first: widened the same way.
+        let dir = tempfile::tempdir().unwrap();
+        let sources = named(vec![b1.clone(), a1.clone()]);
+        let merged = merge_files(dir.path(), 1 << 30, &sources).unwrap();
+        let md = metadata(&merged.files[0]);
+        assert_eq!(squash(&schema_text(&md)), squash(widened_text));
+        let source_rows: Vec<String> = sources.iter().flat_map(|s| rows(&s.1)).collect();
+        assert_eq!(rows(&merged.files[0]), source_rows);
+
+        // Only A sources: A's schema exactly, no widening.
+        let dir = tempfile::tempdir().unwrap();
+        let sources = named(vec![a1.clone(), a2.clone()]);
+        let merged = merge_files(dir.path(), 1 << 30, &sources).unwrap();
+        check_merge(&sources, &merged);
+
+        // Split outputs: each output widens only for its own sources.
+        let dir = tempfile::tempdir().unwrap();
+        let sources = named(vec![a1.clone(), a2.clone(), b1.clone(), b2]);
+        let size = |f: &Bytes| metadata(f).row_group(0).compressed_size() as u64;
+        let merged = merge_files(dir.path(), size(&a1) + size(&a2), &sources).unwrap();
+        assert_eq!(merged.outputs.len(), 2);
+        assert_eq!(
+            metadata(&merged.files[0]).file_metadata().schema(),
+            metadata(&a1).file_metadata().schema()
+        );
+        assert_eq!(
+            metadata(&merged.files[1]).file_metadata().schema(),
+            metadata(&b1).file_metadata().schema()
+        );
+        let source_rows: Vec<String> = sources.iter().flat_map(|s| rows(&s.1)).collect();
+        let output_rows: Vec<String> = merged.files.iter().flat_map(rows).collect();
+        assert_eq!(output_rows, source_rows);
+    }
+
+    #[test]
+    fn definition_levels_map_through_widened_nodes() {
+        use parquet::basic::Repetition;
+        const OPTIONAL: Repetition = Repetition::OPTIONAL;
+        const REPEATED: Repetition = Repetition::REPEATED;
+        const REQUIRED: Repetition = Repetition::REQUIRED;
+        // A required column made optional: its one level (0) becomes 1.
+        assert_eq!(
+            definition_level_map(&[REQUIRED], &[OPTIONAL]),
+            Some(vec![1])
+        );
+        // A list with a required element made optional: null list 0, empty 1, element 2 → 3.
+        assert_eq!(
+            definition_level_map(
+                &[OPTIONAL, REPEATED, REQUIRED],
+                &[OPTIONAL, REPEATED, OPTIONAL]
+            ),
+            Some(vec![0, 1, 3])
+        );
+        // A required struct with an optional field, made optional: 0 (field null) → 1, 1 → 2.
+        assert_eq!(
+            definition_level_map(&[REQUIRED, OPTIONAL], &[OPTIONAL, OPTIONAL]),
+            Some(vec![1, 2])
+        );
+        // An optional struct with a required field, made optional: 0 (struct null) → 0.
+        assert_eq!(
+            definition_level_map(&[OPTIONAL, REQUIRED], &[OPTIONAL, OPTIONAL]),
+            Some(vec![0, 2])
+        );
+        assert_eq!(
+            definition_level_map(&[OPTIONAL, REPEATED], &[OPTIONAL, REPEATED]),
+            None
+        );
     }
 
     #[test]
