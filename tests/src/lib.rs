@@ -6,6 +6,7 @@ pub mod exporter_process;
 pub mod metastore_fixture;
 pub mod prom;
 pub mod rows;
+pub mod samples;
 pub mod scenario;
 pub mod spark;
 pub mod stack;

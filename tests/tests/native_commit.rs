@@ -149,29 +149,11 @@ fn text_file(part: usize, file: usize) -> Vec<u8> {
 }
 
 fn parquet_file(part: usize, file: usize) -> Vec<u8> {
-    use arrow::array::{ArrayRef, Int64Array, StringArray};
-    use arrow::record_batch::RecordBatch;
-    let n = 5 + file;
-    let ids: Vec<i64> = (0..n)
-        .map(|i| (part * 1000 + file * 50 + i) as i64)
-        .collect();
-    let names: Vec<Option<String>> = (0..n)
-        .map(|i| (i % 4 != 0).then(|| format!("p{part}-f{file}-r{i}")))
-        .collect();
-    let batch = RecordBatch::try_from_iter(vec![
-        ("id", Arc::new(Int64Array::from(ids)) as ArrayRef),
-        ("name", Arc::new(StringArray::from(names)) as ArrayRef),
-    ])
-    .unwrap();
-    let props = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::SNAPPY)
-        .build();
-    let mut out = Vec::new();
-    let mut w =
-        parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    out
+    hive_smallfiles_tests::samples::parquet_file(
+        (part * 1000 + file * 50) as i64,
+        5 + file,
+        &format!("p{part}-f{file}"),
+    )
 }
 
 const FILES_PER_PART: usize = 12;

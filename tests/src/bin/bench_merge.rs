@@ -14,8 +14,6 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
-use arrow::record_batch::RecordBatch;
 use clap::Parser;
 use hive_smallfiles_agent::native::format::{NativeFormat, TextCompression};
 use hive_smallfiles_agent::native::lock::Identity;
@@ -69,29 +67,6 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(data).unwrap();
     e.finish().unwrap()
-}
-
-fn parquet_file(i: usize, rows: usize) -> Vec<u8> {
-    let ids: Vec<i64> = (0..rows).map(|r| (i * rows + r) as i64).collect();
-    let vals: Vec<f64> = (0..rows).map(|r| r as f64 * 1.5).collect();
-    let names: Vec<Option<String>> = (0..rows)
-        .map(|r| (r % 10 != 0).then(|| format!("name-{}", r % 997)))
-        .collect();
-    let batch = RecordBatch::try_from_iter(vec![
-        ("id", Arc::new(Int64Array::from(ids)) as ArrayRef),
-        ("value", Arc::new(Float64Array::from(vals)) as ArrayRef),
-        ("name", Arc::new(StringArray::from(names)) as ArrayRef),
-    ])
-    .unwrap();
-    let props = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::SNAPPY)
-        .build();
-    let mut out = Vec::new();
-    let mut w =
-        parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    out
 }
 
 /// Writes a partition; returns its total bytes.
@@ -158,6 +133,14 @@ async fn merge_seconds(
     (started.elapsed().as_secs_f64(), report.files_after)
 }
 
+/// (label, format, file maker, number of files).
+type Case<'a> = (
+    &'a str,
+    NativeFormat,
+    Box<dyn Fn(usize) -> (String, Vec<u8>) + 'a>,
+    usize,
+);
+
 fn mb_s(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / 1e6 / secs
 }
@@ -176,12 +159,7 @@ async fn main() -> ExitCode {
         args.target_mib
     );
 
-    let cases: Vec<(
-        &str,
-        NativeFormat,
-        Box<dyn Fn(usize) -> (String, Vec<u8>)>,
-        usize,
-    )> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "text",
             NativeFormat::Text(TextCompression::None),
@@ -200,7 +178,11 @@ async fn main() -> ExitCode {
             Box::new(|i| {
                 (
                     format!("part-{i:05}.snappy.parquet"),
-                    parquet_file(i, args.parquet_rows),
+                    hive_smallfiles_tests::samples::parquet_file(
+                        (i * args.parquet_rows) as i64,
+                        args.parquet_rows,
+                        "name",
+                    ),
                 )
             }),
             args.parquet_files,
