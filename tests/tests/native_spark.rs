@@ -1,0 +1,821 @@
+//! The commit protocol (native and engine-staged executors) against the real Spark Thrift
+//! Server: Hive-format tables created through SQL (so the MetaStore rows are Spark's own),
+//! a `file:` warehouse, and the real agent binary as a child process.
+//!
+//! * Native merges, and merges killed (SIGKILL) at fail points of the protocol and then
+//!   recovered: `MSCK REPAIR TABLE` never turns the hidden staging areas into partitions,
+//!   and Spark reads exactly the original rows.
+//! * Engine-staged merges (Spark's `INSERT OVERWRITE DIRECTORY` into the staging area) of
+//!   text (non-default row format), Parquet and ORC tables: rows kept, the planned file
+//!   count, one `committed` audit event per partition, staging removed by recovery.
+//! * A file written into the partition while an engine-staged merge is paused after the
+//!   engine's write: the merge aborts and the new file (and its rows) stay.
+//!
+//! Needs the Spark Thrift Server (`tests/scripts/spark-thrift.sh start`; started here when
+//! missing). `HSF_SKIP_SPARK=1` (or `HSF_SPARK_TESTS=skip`) skips these tests; otherwise an
+//! unreachable server fails them.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hive_smallfiles_agent::hiveserver2::{Hs2Config, Hs2Session, Value};
+use hive_smallfiles_agent::sql::{Engine, string_literal};
+use hive_smallfiles_tests::exporter_process::workspace_binary;
+use hive_smallfiles_tests::spark::{ensure_server, listening, metastore_db, port, warehouse};
+use serde_json::Value as Json;
+use tokio_util::sync::CancellationToken;
+
+const AREA_PREFIX: &str = ".hive-smallfiles.";
+
+/// Whether to skip; panics with a clear message when the server is needed but unreachable.
+fn skip_spark() -> bool {
+    if std::env::var("HSF_SKIP_SPARK").is_ok_and(|v| v == "1") {
+        eprintln!("HSF_SKIP_SPARK=1: not running the Spark Thrift Server tests");
+        return true;
+    }
+    if !ensure_server() {
+        return true;
+    }
+    assert!(
+        listening(port()),
+        "the Spark Thrift Server is not reachable on 127.0.0.1:{} (start it with \
+         tests/scripts/spark-thrift.sh start, or set HSF_SKIP_SPARK=1 to skip these tests)",
+        port()
+    );
+    false
+}
+
+fn hs2_config() -> Hs2Config {
+    let mut cfg = Hs2Config::new("127.0.0.1", port(), "hsf_native_test");
+    cfg.connect_timeout = Duration::from_secs(60);
+    cfg.poll_interval = Duration::from_millis(50);
+    cfg
+}
+
+fn render(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Double(d) => format!("{d:?}"),
+        Value::String(s) => s.clone(),
+        Value::Binary(b) => format!("{b:?}"),
+    }
+}
+
+/// A session of the test (not the agent's).
+struct Spark {
+    session: Hs2Session,
+}
+
+impl Spark {
+    async fn open() -> Self {
+        let session = Hs2Session::open(&hs2_config()).await.unwrap_or_else(|e| {
+            panic!(
+                "cannot open a session on the Spark Thrift Server at 127.0.0.1:{}: {e} \
+                 (HSF_SKIP_SPARK=1 skips these tests)",
+                port()
+            )
+        });
+        Self { session }
+    }
+
+    async fn exec(&mut self, sql: &str) {
+        self.session
+            .execute_update(sql, &CancellationToken::new())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    async fn query(&mut self, sql: &str) -> Vec<Vec<String>> {
+        let r = self
+            .session
+            .execute(sql, &CancellationToken::new())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        r.rows
+            .iter()
+            .map(|row| row.iter().map(render).collect())
+            .collect()
+    }
+
+    /// `SHOW PARTITIONS`, sorted.
+    async fn partitions(&mut self, table: &str) -> Vec<String> {
+        let mut p: Vec<String> = self
+            .query(&format!("SHOW PARTITIONS {table}"))
+            .await
+            .into_iter()
+            .map(|r| r.join("|"))
+            .collect();
+        p.sort();
+        p
+    }
+
+    /// `MSCK REPAIR TABLE`, then `SHOW PARTITIONS`.
+    async fn repair_and_list(&mut self, table: &str) -> Vec<String> {
+        self.exec(&format!("MSCK REPAIR TABLE {table}")).await;
+        self.partitions(table).await
+    }
+
+    /// What Spark reads now (after `REFRESH TABLE`: this session's listings predate the
+    /// agent's changes): the row count and every row, ordered by every column.
+    async fn read(&mut self, t: &SparkTable) -> (i64, Vec<String>) {
+        let q = t.qualified();
+        self.exec(&format!("REFRESH TABLE {q}")).await;
+        let count = self.query(&format!("SELECT count(*) FROM {q}")).await[0][0]
+            .parse()
+            .expect("count(*)");
+        let rows = self
+            .query(&format!("SELECT * FROM {q} ORDER BY {}", t.order_by))
+            .await
+            .into_iter()
+            .map(|r| r.join("|"))
+            .collect();
+        (count, rows)
+    }
+
+    async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}
+
+/// A database of the Spark metastore, dropped (with everything under it) when the test ends,
+/// also when it fails.
+struct SparkDb {
+    name: String,
+}
+
+impl SparkDb {
+    async fn create(spark: &mut Spark, tag: &str) -> Self {
+        let name = format!("hsf_ns_{tag}_{:08x}", rand::random::<u32>());
+        spark
+            .exec(&format!("DROP DATABASE IF EXISTS {name} CASCADE"))
+            .await;
+        spark.exec(&format!("CREATE DATABASE {name}")).await;
+        Self { name }
+    }
+}
+
+impl Drop for SparkDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Its own thread and runtime: this runs inside the test's runtime, maybe unwinding.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut s = Hs2Session::open(&hs2_config()).await.ok()?;
+                let _ = s
+                    .execute_update(
+                        &format!("DROP DATABASE IF EXISTS {name} CASCADE"),
+                        &CancellationToken::new(),
+                    )
+                    .await;
+                let _ = s.close().await;
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
+/// A partitioned table created through Spark: `(id INT, name STRING, amount DOUBLE)`
+/// partitioned by `dt STRING`.
+struct SparkTable {
+    db: String,
+    name: String,
+    dir: PathBuf,
+    order_by: &'static str,
+}
+
+impl SparkTable {
+    /// Creates the table and fills every partition value with small files: `inserts`
+    /// statements, each spread over 3 tasks, so each statement writes 3 files into every
+    /// partition. Some names and amounts are NULL.
+    async fn create(
+        spark: &mut Spark,
+        db: &SparkDb,
+        name: &str,
+        storage: &str,
+        values: &[&str],
+        inserts: usize,
+    ) -> Self {
+        let t = Self {
+            db: db.name.clone(),
+            name: name.to_owned(),
+            dir: warehouse().join(format!("{}.db/{name}", db.name)),
+            order_by: "id, name, amount, dt",
+        };
+        spark
+            .exec(&format!(
+                "CREATE TABLE {} (id INT, name STRING, amount DOUBLE) PARTITIONED BY (dt STRING) {storage}",
+                t.qualified()
+            ))
+            .await;
+        spark
+            .exec("SET hive.exec.dynamic.partition.mode=nonstrict")
+            .await;
+        let literals: Vec<String> = values
+            .iter()
+            .map(|v| string_literal(v, Engine::Spark))
+            .collect();
+        // 4 rows per task and partition; gcd(3, partitions) = 1 unless there are 3k of them.
+        let n = (values.len() * 12) as i64;
+        for i in 0..inserts as i64 {
+            let (from, to) = (i * 1000, i * 1000 + n);
+            spark
+                .exec(&format!(
+                    "INSERT INTO {} PARTITION (dt) SELECT /*+ REPARTITION(3) */ CAST(id AS INT), \
+                     CASE WHEN id % 5 = 0 THEN NULL ELSE concat('name ', id) END, \
+                     CASE WHEN id % 7 = 0 THEN NULL ELSE id * 1.25 END, \
+                     element_at(array({}), CAST(id % {} AS INT) + 1) FROM range({from}, {to})",
+                    t.qualified(),
+                    literals.join(", "),
+                    values.len()
+                ))
+                .await;
+        }
+        t
+    }
+
+    fn qualified(&self) -> String {
+        format!("{}.{}", self.db, self.name)
+    }
+
+    /// Visible files of a partition (names starting with `.` or `_` are not data).
+    fn files(&self, part: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.dir.join(part))
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.') && !n.starts_with('_'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Staging areas beside the partitions.
+    fn areas(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(AREA_PREFIX))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+/// What Spark shows of a table.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    partitions: Vec<String>,
+    count: i64,
+    rows: Vec<String>,
+}
+
+async fn seen(spark: &mut Spark, t: &SparkTable) -> Seen {
+    let partitions = spark.partitions(&t.qualified()).await;
+    let (count, rows) = spark.read(t).await;
+    Seen {
+        partitions,
+        count,
+        rows,
+    }
+}
+
+/// `MSCK REPAIR TABLE` adds no partition, and Spark reads exactly the original rows.
+async fn assert_same_through_spark(spark: &mut Spark, t: &SparkTable, original: &Seen, when: &str) {
+    let partitions = spark.repair_and_list(&t.qualified()).await;
+    assert_eq!(
+        partitions, original.partitions,
+        "{when}: MSCK REPAIR TABLE must find exactly the original partitions"
+    );
+    let (count, rows) = spark.read(t).await;
+    assert_eq!(count, original.count, "{when}: count(*)");
+    if let Some(i) = (0..rows.len().max(original.rows.len()))
+        .find(|i| rows.get(*i) != original.rows.get(*i))
+    {
+        panic!(
+            "{when}: the rows differ ({} now, {} before); first difference at {i}: {:?} now, {:?} before",
+            rows.len(),
+            original.rows.len(),
+            rows.get(i),
+            original.rows.get(i)
+        );
+    }
+}
+
+/// The agent binary with its own configuration, audit log and agent id.
+struct Agent {
+    dir: tempfile::TempDir,
+    db: String,
+}
+
+impl Agent {
+    fn new(db: &str, executor: &str, retention: &str) -> Self {
+        let a = Self {
+            dir: tempfile::tempdir().unwrap(),
+            db: db.to_owned(),
+        };
+        a.write_config(executor, retention);
+        a
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("agent.toml")
+    }
+
+    fn write_config(&self, executor: &str, retention: &str) {
+        let text = format!(
+            r#"audit_log = "audit.jsonl"
+[native]
+agent_id = "spark-test-{db}"
+backup_retention = "{retention}"
+spool_dir = "spool"
+[policy]
+quiet_period = "0s"
+min_excess_files = 1
+allow = ["{db}.*"]
+[[cluster]]
+name = "spark"
+engine = "spark"
+executor = "{executor}"
+target_file_bytes = "128MiB"
+[cluster.metastore]
+url = "mysql://root@127.0.0.1:3306/{ms}"
+[cluster.storage]
+type = "local"
+root = "{root}"
+[cluster.hiveserver2]
+host = "127.0.0.1"
+port = {port}
+user = "hsf_agent"
+"#,
+            db = self.db,
+            ms = metastore_db(),
+            root = warehouse().display(),
+            port = port(),
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    fn command(&self, args: &[String]) -> Command {
+        let mut cmd = Command::new(workspace_binary("hive-smallfiles-agent"));
+        cmd.arg("--config.file")
+            .arg(self.config_path())
+            .arg("--log.level")
+            .arg("warn")
+            .args(args)
+            .env_remove("HIVE_SMALLFILES_FAILPOINT")
+            .env_remove("HIVE_SMALLFILES_FAILPOINT_MARKER")
+            .env_remove("HIVE_SMALLFILES_FAILPOINT_RESUME")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn merge_args(&self, table: &str, partition: Option<&str>) -> Vec<String> {
+        let mut v: Vec<String> = [
+            "merge",
+            "--cluster",
+            "spark",
+            "--database",
+            &self.db,
+            "--table",
+            table,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        if let Some(p) = partition {
+            v.push("--partition".to_owned());
+            v.push(p.to_owned());
+        }
+        v
+    }
+
+    /// Runs to completion; (exit code, stdout).
+    async fn run(&self, args: &[String]) -> (i32, String) {
+        let mut cmd = self.command(args);
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !stderr.trim().is_empty() {
+            eprintln!("agent {args:?} stderr:\n{stderr}");
+        }
+        (out.status.code().unwrap_or(-1), stdout)
+    }
+
+    /// Starts the child with a fail point and returns once it stands there.
+    async fn run_to_failpoint(&self, args: &[String], failpoint: &str, resume: Option<&Path>) -> Child {
+        let marker = self.dir.path().join(format!("reached-{failpoint}"));
+        let _ = std::fs::remove_file(&marker);
+        let mut cmd = self.command(args);
+        cmd.env("HIVE_SMALLFILES_FAILPOINT", failpoint)
+            .env("HIVE_SMALLFILES_FAILPOINT_MARKER", &marker)
+            .stderr(Stdio::inherit());
+        if let Some(r) = resume {
+            cmd.env("HIVE_SMALLFILES_FAILPOINT_RESUME", r);
+        } else {
+            cmd.stdout(Stdio::null());
+        }
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !marker.exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut out = String::new();
+                if let Some(mut s) = child.stdout.take() {
+                    let _ = std::io::Read::read_to_string(&mut s, &mut out);
+                }
+                panic!("agent exited with {status} before reaching fail point {failpoint}: {out}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("fail point {failpoint} not reached in 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        child
+    }
+
+    /// `recover`; every merge directory must be recovered without error.
+    async fn recover(&self) -> Json {
+        let (code, out) = self.run(&["recover".to_owned()]).await;
+        assert_eq!(code, 0, "recover failed: {out}");
+        let v: Json = serde_json::from_str(&out).unwrap();
+        assert!(
+            v.as_array().unwrap().iter().all(|r| r["error"].is_null()),
+            "recover reported errors: {v}"
+        );
+        v
+    }
+
+    fn audit(&self) -> Vec<Json> {
+        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The latest `planned` event (the plan of the latest merge).
+    fn last_plan(&self) -> Json {
+        self.audit()
+            .into_iter()
+            .rev()
+            .find(|e| e["event"] == "planned")
+            .expect("a planned event in the audit log")
+    }
+}
+
+fn kill9(mut child: Child) {
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+}
+
+fn planned_files(plan: &Json, partition: &str) -> u64 {
+    plan["plan"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == partition)
+        .unwrap_or_else(|| panic!("{partition} is not in the plan: {plan}"))["expected_files"]
+        .as_u64()
+        .expect("expected_files")
+}
+
+/// Fail points of a merge, and whether the partition is merged after recovery.
+const CRASHES: &[(&str, bool)] = &[
+    ("after_stage", false),
+    ("after_manifest", false),
+    ("after_relist", false),
+    ("between_renames", true),
+    ("after_swap", true),
+    ("after_reconcile", true),
+    ("after_commit", true),
+];
+
+/// Native merges of a Spark table: one runs to the end, the others are killed at a fail
+/// point (each in its own partition) and recovered; Spark's view stays exactly the same
+/// after each, and MSCK never turns a staging area into a partition.
+async fn native_merges_and_crashes(kind: &str, storage: &str) {
+    if skip_spark() {
+        return;
+    }
+    let started = Instant::now();
+    let mut spark = Spark::open().await;
+    let db = SparkDb::create(&mut spark, &format!("native_{kind}")).await;
+    let mut values: Vec<String> = vec!["it's a b=c%".to_owned()];
+    values.extend((1..=CRASHES.len()).map(|i| format!("p {i}")));
+    let value_refs: Vec<&str> = values.iter().map(String::as_str).collect();
+    let t = SparkTable::create(&mut spark, &db, kind, storage, &value_refs, 3).await;
+    let original = seen(&mut spark, &t).await;
+    eprintln!(
+        "{kind}: table created in {:.1?}: {} partitions, {} rows",
+        started.elapsed(),
+        original.partitions.len(),
+        original.count
+    );
+    assert_eq!(original.partitions.len(), values.len(), "{original:?}");
+    let files_before: Vec<usize> = original.partitions.iter().map(|p| t.files(p).len()).collect();
+    assert!(
+        files_before.iter().all(|n| *n >= 3),
+        "small files were created: {files_before:?}"
+    );
+    let agent = Agent::new(&db.name, "native", "1h");
+
+    // A merge that runs to the end, with the agent's REFRESH TABLE afterwards.
+    let t1 = Instant::now();
+    let normal = &original.partitions[0];
+    let (code, out) = agent.run(&agent.merge_args(&t.name, Some(normal))).await;
+    assert_eq!(code, 0, "merge: {out}");
+    let outcome: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(outcome["result"], "merged", "{outcome}");
+    assert_eq!(outcome["strategy"], "native", "{outcome}");
+    let plan = agent.last_plan();
+    let planned = planned_files(&plan, normal);
+    assert_eq!(planned, 1, "128 MiB target: one file per partition");
+    assert_eq!(t.files(normal).len() as u64, planned, "{normal}: planned file count");
+    assert!(
+        agent.audit().iter().any(|e| e["event"] == "statement"
+            && e["sql"].as_str().is_some_and(|s| s.starts_with("REFRESH TABLE"))),
+        "the agent refreshes Spark's listings after the merge"
+    );
+    assert_same_through_spark(&mut spark, &t, &original, "after a native merge").await;
+    eprintln!("{kind}: normal merge checked in {:.1?}", t1.elapsed());
+
+    for (i, (fp, merged)) in CRASHES.iter().enumerate() {
+        let t1 = Instant::now();
+        let part = &original.partitions[i + 1];
+        let child = agent
+            .run_to_failpoint(&agent.merge_args(&t.name, Some(part)), fp, None)
+            .await;
+        kill9(child);
+        assert!(
+            !t.areas().is_empty(),
+            "{fp}: the crash leaves a staging area"
+        );
+        // Before recovery, with the staging area at its fullest: still no new partition.
+        assert_eq!(
+            spark.repair_and_list(&t.qualified()).await,
+            original.partitions,
+            "{fp}: MSCK REPAIR TABLE right after the crash"
+        );
+        agent.recover().await;
+        assert_same_through_spark(&mut spark, &t, &original, &format!("{fp}: after recovery"))
+            .await;
+        let files = t.files(part).len();
+        if *merged {
+            assert_eq!(
+                files as u64,
+                planned_files(&agent.last_plan(), part),
+                "{fp}: rolled forward to the planned file count"
+            );
+        } else {
+            assert_eq!(files, files_before[i + 1], "{fp}: rolled back: the original files");
+        }
+        eprintln!("{kind}: crash at {fp} checked in {:.1?}", t1.elapsed());
+    }
+    // Every partition that was not touched still has its original files.
+    assert_eq!(t.files(&original.partitions[0]).len(), 1);
+
+    // Rolling the first merge back (its backup is kept for the retention).
+    let committed: Vec<String> = agent
+        .audit()
+        .iter()
+        .filter(|e| e["event"] == "committed" && e["partition"] == normal.as_str())
+        .filter_map(|e| e["report"]["merge_dir"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(committed.len(), 1, "one committed merge of {normal}");
+    let args: Vec<String> = ["rollback", "--cluster", "spark", "--merge-dir", &committed[0]]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let (code, out) = agent.run(&args).await;
+    assert_eq!(code, 0, "rollback: {out}");
+    assert_eq!(t.files(normal).len(), files_before[0], "rollback: originals back");
+    assert_same_through_spark(&mut spark, &t, &original, "after a rollback").await;
+
+    // Expired backups are removed; nothing of the protocol is left.
+    agent.write_config("native", "0s");
+    agent.recover().await;
+    assert_eq!(t.areas(), Vec::<String>::new(), "staging left after retention");
+    assert_same_through_spark(&mut spark, &t, &original, "after the backups expired").await;
+    spark.close().await;
+    drop(db);
+    eprintln!("{kind}: done in {:.1?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_text_merges_and_crashes_keep_msck_and_rows() {
+    native_merges_and_crashes("text", "STORED AS TEXTFILE").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_parquet_merges_and_crashes_keep_msck_and_rows() {
+    native_merges_and_crashes("parquet", "STORED AS PARQUET").await;
+}
+
+/// Engine-staged merges of text (comma-delimited, NULLs), Parquet and ORC tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_staged_merges_keep_rows_and_format() {
+    if skip_spark() {
+        return;
+    }
+    let started = Instant::now();
+    let mut spark = Spark::open().await;
+    let db = SparkDb::create(&mut spark, "staged").await;
+    let values = ["2024-01-01", "it's a b=c%"];
+    let tables = [
+        (
+            "txt",
+            "ROW FORMAT DELIMITED FIELDS TERMINATED BY ',' STORED AS TEXTFILE",
+        ),
+        ("pq", "STORED AS PARQUET"),
+        ("orc", "STORED AS ORC"),
+    ];
+    let mut created = Vec::new();
+    for (name, storage) in tables {
+        created.push(SparkTable::create(&mut spark, &db, name, storage, &values, 3).await);
+    }
+    eprintln!("staged: tables created in {:.1?}", started.elapsed());
+    let agent = Agent::new(&db.name, "engine_staged", "0s");
+    for t in &created {
+        let t1 = Instant::now();
+        let original = seen(&mut spark, t).await;
+        assert_eq!(original.partitions.len(), 2, "{original:?}");
+        for p in &original.partitions {
+            assert!(t.files(p).len() >= 3, "{}/{p}: small files", t.name);
+        }
+        let (code, out) = agent.run(&agent.merge_args(&t.name, None)).await;
+        assert_eq!(code, 0, "{}: merge: {out}", t.name);
+        let outcome: Json = serde_json::from_str(&out).unwrap();
+        assert_eq!(outcome["result"], "merged", "{outcome}");
+        assert_eq!(outcome["strategy"], "engine_staged", "{outcome}");
+        assert_eq!(outcome["partitions"], 2, "{outcome}");
+        let plan = agent.last_plan();
+        let job = plan["job"].as_u64().unwrap();
+        for p in &original.partitions {
+            let planned = planned_files(&plan, p);
+            assert_eq!(planned, 1, "128 MiB target: one file per partition");
+            assert_eq!(
+                t.files(p).len() as u64,
+                planned,
+                "{}/{p}: the planned file count: {:?}",
+                t.name,
+                t.files(p)
+            );
+        }
+        // One `committed` event per partition.
+        let committed: BTreeSet<String> = agent
+            .audit()
+            .iter()
+            .filter(|e| e["job"] == job && e["event"] == "committed")
+            .map(|e| e["partition"].as_str().unwrap().to_owned())
+            .collect();
+        let want: BTreeSet<String> = original.partitions.iter().cloned().collect();
+        assert_eq!(committed, want, "{}: committed events", t.name);
+        if t.name == "txt" {
+            // The table's row format, not Hive's default: comma-separated, NULL as \N.
+            let mut lines = Vec::new();
+            for p in &original.partitions {
+                for f in t.files(p) {
+                    let text = std::fs::read_to_string(t.dir.join(p).join(f)).unwrap();
+                    lines.extend(text.lines().map(str::to_owned));
+                }
+            }
+            assert_eq!(lines.len() as i64, original.count);
+            assert!(
+                lines.iter().all(|l| l.split(',').count() == 3 && !l.contains('\x01')),
+                "comma-delimited rows: {:?}",
+                &lines[..3]
+            );
+            assert!(
+                lines.iter().any(|l| l.contains("\\N")),
+                "NULL written as \\N: {:?}",
+                &lines[..3]
+            );
+        }
+        assert_same_through_spark(&mut spark, t, &original, &format!("{}: merged", t.name))
+            .await;
+        // The backups stay until recovery finds them expired.
+        assert_eq!(t.areas().len(), 2, "{}: one staging area per partition", t.name);
+        agent.recover().await;
+        assert_eq!(
+            t.areas(),
+            Vec::<String>::new(),
+            "{}: staging left after recovery",
+            t.name
+        );
+        assert_same_through_spark(&mut spark, t, &original, &format!("{}: recovered", t.name))
+            .await;
+        eprintln!("staged: {} checked in {:.1?}", t.name, t1.elapsed());
+    }
+    spark.close().await;
+    drop(db);
+    eprintln!("staged: done in {:.1?}", started.elapsed());
+}
+
+/// Rows of a data file written by Spark (text: lines; Parquet: the footer's row count).
+fn rows_in_file(path: &Path) -> i64 {
+    let data = std::fs::read(path).unwrap();
+    if path.to_string_lossy().ends_with(".parquet") {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let r = SerializedFileReader::new(bytes::Bytes::from(data)).unwrap();
+        r.metadata().file_metadata().num_rows()
+    } else {
+        data.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as i64
+    }
+}
+
+/// A file written into the partition after the engine wrote the staging output and before
+/// the agent's last look: the merge aborts, and the file and its rows stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_staged_merge_aborts_when_a_file_arrives() {
+    if skip_spark() {
+        return;
+    }
+    let started = Instant::now();
+    let mut spark = Spark::open().await;
+    let db = SparkDb::create(&mut spark, "staged_cw").await;
+    let values = ["2024-01-01", "2024-01-02"];
+    let mut created = Vec::new();
+    for (name, storage) in [("txt", "STORED AS TEXTFILE"), ("pq", "STORED AS PARQUET")] {
+        created.push(SparkTable::create(&mut spark, &db, name, storage, &values, 2).await);
+    }
+    let agent = Agent::new(&db.name, "engine_staged", "0s");
+    for t in &created {
+        let t1 = Instant::now();
+        let original = seen(&mut spark, t).await;
+        let part = &original.partitions[0];
+        let files_before = t.files(part);
+        assert!(files_before.len() >= 3, "{files_before:?}");
+        let resume = agent.dir.path().join(format!("resume-{}", t.name));
+        let child = agent
+            .run_to_failpoint(
+                &agent.merge_args(&t.name, Some(part)),
+                "after_verify",
+                Some(&resume),
+            )
+            .await;
+        // The engine has written the staging output; a writer adds a file meanwhile.
+        let source = t.dir.join(part).join(&files_before[0]);
+        let added_name = if t.name == "pq" {
+            "part-99999-arrived.c000.snappy.parquet"
+        } else {
+            "part-99999-arrived-c000"
+        };
+        let added = t.dir.join(part).join(added_name);
+        std::fs::copy(&source, &added).unwrap();
+        let added_rows = rows_in_file(&added);
+        assert!(added_rows > 0);
+        std::fs::write(&resume, b"go").unwrap();
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{}: the merge aborts: {stdout}", t.name);
+        assert!(
+            stdout.contains("new_file_arrived"),
+            "{}: the result says why: {stdout}",
+            t.name
+        );
+        let mut want = files_before.clone();
+        want.push(added_name.to_owned());
+        want.sort();
+        assert_eq!(t.files(part), want, "{}: every file kept, the new one too", t.name);
+        assert_eq!(
+            t.areas(),
+            Vec::<String>::new(),
+            "{}: the aborted merge removed its staging",
+            t.name
+        );
+        let (count, _) = spark.read(t).await;
+        assert_eq!(count, original.count + added_rows, "{}: no row lost", t.name);
+        assert_eq!(
+            spark.repair_and_list(&t.qualified()).await,
+            original.partitions,
+            "{}: partitions",
+            t.name
+        );
+        agent.recover().await;
+        assert_eq!(t.areas(), Vec::<String>::new());
+        eprintln!("staged_cw: {} checked in {:.1?}", t.name, t1.elapsed());
+    }
+    spark.close().await;
+    drop(db);
+    eprintln!("staged_cw: done in {:.1?}", started.elapsed());
+}
