@@ -303,8 +303,8 @@ async fn assert_same_through_spark(spark: &mut Spark, t: &SparkTable, original: 
     );
     let (count, rows) = spark.read(t).await;
     assert_eq!(count, original.count, "{when}: count(*)");
-    if let Some(i) = (0..rows.len().max(original.rows.len()))
-        .find(|i| rows.get(*i) != original.rows.get(*i))
+    if let Some(i) =
+        (0..rows.len().max(original.rows.len())).find(|i| rows.get(*i) != original.rows.get(*i))
     {
         panic!(
             "{when}: the rows differ ({} now, {} before); first difference at {i}: {:?} now, {:?} before",
@@ -420,7 +420,12 @@ user = "hsf_agent"
     }
 
     /// Starts the child with a fail point and returns once it stands there.
-    async fn run_to_failpoint(&self, args: &[String], failpoint: &str, resume: Option<&Path>) -> Child {
+    async fn run_to_failpoint(
+        &self,
+        args: &[String],
+        failpoint: &str,
+        resume: Option<&Path>,
+    ) -> Child {
         let marker = self.dir.path().join(format!("reached-{failpoint}"));
         let _ = std::fs::remove_file(&marker);
         let mut cmd = self.command(args);
@@ -530,7 +535,11 @@ async fn native_merges_and_crashes(kind: &str, storage: &str) {
         original.count
     );
     assert_eq!(original.partitions.len(), values.len(), "{original:?}");
-    let files_before: Vec<usize> = original.partitions.iter().map(|p| t.files(p).len()).collect();
+    let files_before: Vec<usize> = original
+        .partitions
+        .iter()
+        .map(|p| t.files(p).len())
+        .collect();
     assert!(
         files_before.iter().all(|n| *n >= 3),
         "small files were created: {files_before:?}"
@@ -548,10 +557,16 @@ async fn native_merges_and_crashes(kind: &str, storage: &str) {
     let plan = agent.last_plan();
     let planned = planned_files(&plan, normal);
     assert_eq!(planned, 1, "128 MiB target: one file per partition");
-    assert_eq!(t.files(normal).len() as u64, planned, "{normal}: planned file count");
+    assert_eq!(
+        t.files(normal).len() as u64,
+        planned,
+        "{normal}: planned file count"
+    );
     assert!(
         agent.audit().iter().any(|e| e["event"] == "statement"
-            && e["sql"].as_str().is_some_and(|s| s.starts_with("REFRESH TABLE"))),
+            && e["sql"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("REFRESH TABLE"))),
         "the agent refreshes Spark's listings after the merge"
     );
     assert_same_through_spark(&mut spark, &t, &original, "after a native merge").await;
@@ -585,7 +600,11 @@ async fn native_merges_and_crashes(kind: &str, storage: &str) {
                 "{fp}: rolled forward to the planned file count"
             );
         } else {
-            assert_eq!(files, files_before[i + 1], "{fp}: rolled back: the original files");
+            assert_eq!(
+                files,
+                files_before[i + 1],
+                "{fp}: rolled back: the original files"
+            );
         }
         eprintln!("{kind}: crash at {fp} checked in {:.1?}", t1.elapsed());
     }
@@ -600,19 +619,33 @@ async fn native_merges_and_crashes(kind: &str, storage: &str) {
         .filter_map(|e| e["report"]["merge_dir"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(committed.len(), 1, "one committed merge of {normal}");
-    let args: Vec<String> = ["rollback", "--cluster", "spark", "--merge-dir", &committed[0]]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+    let args: Vec<String> = [
+        "rollback",
+        "--cluster",
+        "spark",
+        "--merge-dir",
+        &committed[0],
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
     let (code, out) = agent.run(&args).await;
     assert_eq!(code, 0, "rollback: {out}");
-    assert_eq!(t.files(normal).len(), files_before[0], "rollback: originals back");
+    assert_eq!(
+        t.files(normal).len(),
+        files_before[0],
+        "rollback: originals back"
+    );
     assert_same_through_spark(&mut spark, &t, &original, "after a rollback").await;
 
     // Expired backups are removed; nothing of the protocol is left.
     agent.write_config("native", "0s");
     agent.recover().await;
-    assert_eq!(t.areas(), Vec::<String>::new(), "staging left after retention");
+    assert_eq!(
+        t.areas(),
+        Vec::<String>::new(),
+        "staging left after retention"
+    );
     assert_same_through_spark(&mut spark, &t, &original, "after the backups expired").await;
     spark.close().await;
     drop(db);
@@ -699,7 +732,9 @@ async fn engine_staged_merges_keep_rows_and_format() {
             }
             assert_eq!(lines.len() as i64, original.count);
             assert!(
-                lines.iter().all(|l| l.split(',').count() == 3 && !l.contains('\x01')),
+                lines
+                    .iter()
+                    .all(|l| l.split(',').count() == 3 && !l.contains('\x01')),
                 "comma-delimited rows: {:?}",
                 &lines[..3]
             );
@@ -709,10 +744,14 @@ async fn engine_staged_merges_keep_rows_and_format() {
                 &lines[..3]
             );
         }
-        assert_same_through_spark(&mut spark, t, &original, &format!("{}: merged", t.name))
-            .await;
+        assert_same_through_spark(&mut spark, t, &original, &format!("{}: merged", t.name)).await;
         // The backups stay until recovery finds them expired.
-        assert_eq!(t.areas().len(), 2, "{}: one staging area per partition", t.name);
+        assert_eq!(
+            t.areas().len(),
+            2,
+            "{}: one staging area per partition",
+            t.name
+        );
         agent.recover().await;
         assert_eq!(
             t.areas(),
@@ -737,7 +776,9 @@ fn rows_in_file(path: &Path) -> i64 {
         let r = SerializedFileReader::new(bytes::Bytes::from(data)).unwrap();
         r.metadata().file_metadata().num_rows()
     } else {
-        data.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as i64
+        data.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count() as i64
     }
 }
 
@@ -787,7 +828,12 @@ async fn engine_staged_merge_aborts_when_a_file_arrives() {
             .await
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert_eq!(out.status.code(), Some(1), "{}: the merge aborts: {stdout}", t.name);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}: the merge aborts: {stdout}",
+            t.name
+        );
         assert!(
             stdout.contains("new_file_arrived"),
             "{}: the result says why: {stdout}",
@@ -796,7 +842,12 @@ async fn engine_staged_merge_aborts_when_a_file_arrives() {
         let mut want = files_before.clone();
         want.push(added_name.to_owned());
         want.sort();
-        assert_eq!(t.files(part), want, "{}: every file kept, the new one too", t.name);
+        assert_eq!(
+            t.files(part),
+            want,
+            "{}: every file kept, the new one too",
+            t.name
+        );
         assert_eq!(
             t.areas(),
             Vec::<String>::new(),
@@ -804,7 +855,12 @@ async fn engine_staged_merge_aborts_when_a_file_arrives() {
             t.name
         );
         let (count, _) = spark.read(t).await;
-        assert_eq!(count, original.count + added_rows, "{}: no row lost", t.name);
+        assert_eq!(
+            count,
+            original.count + added_rows,
+            "{}: no row lost",
+            t.name
+        );
         assert_eq!(
             spark.repair_and_list(&t.qualified()).await,
             original.partitions,
