@@ -467,43 +467,75 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<MergePlan, Skip> {
     })
 }
 
-/// The table's storage as a `ROW FORMAT ... STORED AS ...` clause: Parquet and ORC by name
-/// (their serdes take no properties that change the bytes), text with its serde, serde
-/// properties and input/output formats, so delimiters, escapes and NULL markers stay the same.
+/// Table properties (`TBLPROPERTIES`) that choose the codec of Parquet and ORC files. The
+/// engines honour them when they write into the table itself; a write into a directory knows
+/// no table, so a staged rewrite repeats them as serde properties.
+const PARQUET_CODEC_KEYS: &[&str] = &["parquet.compression", "compression"];
+const ORC_CODEC_KEYS: &[&str] = &["orc.compress", "compression"];
+
+/// The table's storage as a `ROW FORMAT ... STORED AS ...` clause: text with its serde, serde
+/// properties and input/output formats, so delimiters, escapes and NULL markers stay the same;
+/// Parquet and ORC by name, or — when the table declares a codec — with their serde and
+/// input/output formats and the codec as a serde property (`STORED AS PARQUET` would write
+/// the engine's default codec, e.g. ZSTD ORC files that older readers cannot open).
 fn storage_clause(table: &TableMeta, engine: Engine) -> String {
     let lit = |v: &str| sql::string_literal(v, engine);
+    let generic = |serde: &str, props: Vec<(&String, &String)>, input: &str, output: &str| {
+        let props = props
+            .iter()
+            .map(|(k, v)| format!("{}={}", lit(k), lit(v)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let with = if props.is_empty() {
+            String::new()
+        } else {
+            format!(" WITH SERDEPROPERTIES ({props})")
+        };
+        format!(
+            "ROW FORMAT SERDE {}{with} STORED AS INPUTFORMAT {} OUTPUTFORMAT {}",
+            lit(table.serde_lib.as_deref().unwrap_or(serde)),
+            lit(table.input_format.as_deref().unwrap_or(input)),
+            lit(table.output_format.as_deref().unwrap_or(output))
+        )
+    };
+    let codec = |keys: &[&str]| -> Vec<(&String, &String)> {
+        table
+            .params
+            .iter()
+            .filter(|(k, _)| keys.contains(&k.as_str()))
+            .collect()
+    };
     match table.class().format {
-        FileFormat::Parquet => "STORED AS PARQUET".to_owned(),
-        FileFormat::Orc => "STORED AS ORC".to_owned(),
-        _ => {
-            let serde = table
-                .serde_lib
-                .as_deref()
-                .unwrap_or("org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe");
-            let props = table
-                .serde_params
-                .iter()
-                .map(|(k, v)| format!("{}={}", lit(k), lit(v)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let with = if props.is_empty() {
-                String::new()
-            } else {
-                format!(" WITH SERDEPROPERTIES ({props})")
-            };
-            format!(
-                "ROW FORMAT SERDE {}{with} STORED AS INPUTFORMAT {} OUTPUTFORMAT {}",
-                lit(serde),
-                lit(table
-                    .input_format
-                    .as_deref()
-                    .unwrap_or("org.apache.hadoop.mapred.TextInputFormat")),
-                lit(table
-                    .output_format
-                    .as_deref()
-                    .unwrap_or("org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"))
+        FileFormat::Parquet => {
+            let props = codec(PARQUET_CODEC_KEYS);
+            if props.is_empty() {
+                return "STORED AS PARQUET".to_owned();
+            }
+            generic(
+                "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+                props,
+                "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+                "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
             )
         }
+        FileFormat::Orc => {
+            let props = codec(ORC_CODEC_KEYS);
+            if props.is_empty() {
+                return "STORED AS ORC".to_owned();
+            }
+            generic(
+                "org.apache.hadoop.hive.ql.io.orc.OrcSerde",
+                props,
+                "org.apache.hadoop.hive.ql.io.orc.OrcInputFormat",
+                "org.apache.hadoop.hive.ql.io.orc.OrcOutputFormat",
+            )
+        }
+        _ => generic(
+            "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe",
+            table.serde_params.iter().collect(),
+            "org.apache.hadoop.mapred.TextInputFormat",
+            "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+        ),
     }
 }
 
@@ -1139,6 +1171,46 @@ mod tests {
                 .starts_with(
                     "INSERT OVERWRITE DIRECTORY 'hdfs://ns/x' STORED AS PARQUET SELECT `id`"
                 )
+        );
+    }
+
+    #[test]
+    fn staged_statement_keeps_the_declared_codec() {
+        let mut t = table(ORC, "MANAGED_TABLE", &[("orc.compress", "ZLIB")], &["dt"]);
+        t.serde_lib = Some("org.apache.hadoop.hive.ql.io.orc.OrcSerde".into());
+        t.output_format = Some("org.apache.hadoop.hive.ql.io.orc.OrcOutputFormat".into());
+        let p = run(&t, Engine::Spark, false, vec![part("1", 10, MIB)]).unwrap();
+        let sql = p.staged_statement(&p.partitions[0], "hdfs://ns/x");
+        assert!(
+            sql.starts_with(
+                "INSERT OVERWRITE DIRECTORY 'hdfs://ns/x' ROW FORMAT SERDE \
+                 'org.apache.hadoop.hive.ql.io.orc.OrcSerde' WITH SERDEPROPERTIES \
+                 ('orc.compress'='ZLIB') STORED AS INPUTFORMAT \
+                 'org.apache.hadoop.hive.ql.io.orc.OrcInputFormat' OUTPUTFORMAT \
+                 'org.apache.hadoop.hive.ql.io.orc.OrcOutputFormat' SELECT"
+            ),
+            "{sql}"
+        );
+        let pq = run(
+            &table(
+                PARQUET,
+                "MANAGED_TABLE",
+                &[("parquet.compression", "GZIP"), ("numFiles", "10")],
+                &["dt"],
+            ),
+            Engine::Hive,
+            false,
+            vec![part("1", 10, MIB)],
+        )
+        .unwrap();
+        let sql = pq.staged_statement(&pq.partitions[0], "hdfs://ns/x");
+        assert!(
+            sql.contains(
+                "'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe' WITH \
+                 SERDEPROPERTIES ('parquet.compression'='GZIP') STORED AS INPUTFORMAT \
+                 'org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat'"
+            ),
+            "{sql}"
         );
     }
 }
