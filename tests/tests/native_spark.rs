@@ -136,6 +136,24 @@ impl Spark {
         (count, rows)
     }
 
+    /// `SELECT * ... ORDER BY` every column, or the engine's error.
+    async fn try_rows(&mut self, t: &SparkTable) -> Result<Vec<String>, String> {
+        let q = t.qualified();
+        self.exec(&format!("REFRESH TABLE {q}")).await;
+        let r = self
+            .session
+            .execute(
+                &format!("SELECT * FROM {q} ORDER BY {}", t.order_by),
+                &CancellationToken::new(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(r.rows
+            .iter()
+            .map(|row| row.iter().map(render).collect::<Vec<_>>().join("|"))
+            .collect())
+    }
+
     async fn close(self) {
         let _ = self.session.close().await;
     }
@@ -562,6 +580,18 @@ async fn native_merges_and_crashes(kind: &str, storage: &str) {
         planned,
         "{normal}: planned file count"
     );
+    let codecs_before: BTreeSet<String> = t
+        .files(&original.partitions[1])
+        .iter()
+        .flat_map(|f| codecs(&t.dir.join(&original.partitions[1]).join(f)))
+        .collect();
+    for f in t.files(normal) {
+        assert_eq!(
+            codecs(&t.dir.join(normal).join(&f)),
+            codecs_before,
+            "{normal}/{f}: the sources' codec"
+        );
+    }
     assert!(
         agent.audit().iter().any(|e| e["event"] == "statement"
             && e["sql"]
@@ -583,6 +613,43 @@ async fn native_merges_and_crashes(kind: &str, storage: &str) {
             !t.areas().is_empty(),
             "{fp}: the crash leaves a staging area"
         );
+        // What a reader sees before recovery: the old rows or the new ones, never both. Between
+        // the renames the partition directory does not exist: its rows are missing, or the
+        // engine fails the query.
+        let now = spark.try_rows(&t).await;
+        if *fp == "between_renames" {
+            // `p <n>`: no character of the value is escaped in the directory name.
+            let value = part.strip_prefix("dt=").unwrap();
+            let without: Vec<String> = original
+                .rows
+                .iter()
+                .filter(|r| r.rsplit('|').next() != Some(value))
+                .cloned()
+                .collect();
+            match &now {
+                Ok(rows) => assert!(
+                    *rows == without,
+                    "{fp}: a reader sees the other partitions' rows only ({} rows, {} expected)",
+                    rows.len(),
+                    without.len()
+                ),
+                Err(e) => eprintln!("{kind}: {fp}: Spark fails the query: {e}"),
+            }
+            eprintln!(
+                "{kind}: {fp}: measured: Spark {}",
+                if now.is_ok() {
+                    "reads no rows of the absent partition"
+                } else {
+                    "fails the query"
+                }
+            );
+        } else {
+            assert!(
+                now.as_ref() == Ok(&original.rows),
+                "{fp}: a reader right after the crash sees exactly the original rows: {:?}",
+                now.as_ref().map(Vec::len)
+            );
+        }
         // Before recovery, with the staging area at its fullest: still no new partition.
         assert_eq!(
             spark.repair_and_list(&t.qualified()).await,
@@ -659,7 +726,12 @@ async fn native_text_merges_and_crashes_keep_msck_and_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_parquet_merges_and_crashes_keep_msck_and_rows() {
-    native_merges_and_crashes("parquet", "STORED AS PARQUET").await;
+    // Not Spark's default codec: the merged files must keep it.
+    native_merges_and_crashes(
+        "parquet",
+        "STORED AS PARQUET TBLPROPERTIES ('parquet.compression'='GZIP')",
+    )
+    .await;
 }
 
 /// Engine-staged merges of text (comma-delimited, NULLs), Parquet and ORC tables.
@@ -677,8 +749,12 @@ async fn engine_staged_merges_keep_rows_and_format() {
             "txt",
             "ROW FORMAT DELIMITED FIELDS TERMINATED BY ',' STORED AS TEXTFILE",
         ),
-        ("pq", "STORED AS PARQUET"),
-        ("orc", "STORED AS ORC"),
+        // Codecs the tables declare (not Spark's defaults): the merged files must keep them.
+        (
+            "pq",
+            "STORED AS PARQUET TBLPROPERTIES ('parquet.compression'='GZIP')",
+        ),
+        ("orc", "STORED AS ORC TBLPROPERTIES ('orc.compress'='ZLIB')"),
     ];
     let mut created = Vec::new();
     for (name, storage) in tables {
@@ -690,8 +766,12 @@ async fn engine_staged_merges_keep_rows_and_format() {
         let t1 = Instant::now();
         let original = seen(&mut spark, t).await;
         assert_eq!(original.partitions.len(), 2, "{original:?}");
+        let mut codecs_before = BTreeSet::new();
         for p in &original.partitions {
             assert!(t.files(p).len() >= 3, "{}/{p}: small files", t.name);
+            for f in t.files(p) {
+                codecs_before.extend(codecs(&t.dir.join(p).join(f)));
+            }
         }
         let (code, out) = agent.run(&agent.merge_args(&t.name, None)).await;
         assert_eq!(code, 0, "{}: merge: {out}", t.name);
@@ -711,6 +791,23 @@ async fn engine_staged_merges_keep_rows_and_format() {
                 t.name,
                 t.files(p)
             );
+        }
+        // The codec the table declares, as Spark's own writes used it.
+        let declared: BTreeSet<String> = match t.name.as_str() {
+            "pq" => ["GZIP".to_owned()].into(),
+            "orc" => ["ZLIB".to_owned()].into(),
+            _ => BTreeSet::new(),
+        };
+        assert_eq!(codecs_before, declared, "{}: Spark's own files", t.name);
+        for p in &original.partitions {
+            for f in t.files(p) {
+                assert_eq!(
+                    codecs(&t.dir.join(p).join(&f)),
+                    codecs_before,
+                    "{}/{p}/{f}: the table's codec",
+                    t.name
+                );
+            }
         }
         // One `committed` event per partition.
         let committed: BTreeSet<String> = agent
@@ -782,8 +879,76 @@ fn rows_in_file(path: &Path) -> i64 {
     }
 }
 
-/// A file written into the partition after the engine wrote the staging output and before
-/// the agent's last look: the merge aborts, and the file and its rows stay.
+/// The codecs of a Parquet file's column chunks (`GZIP`, `SNAPPY`...).
+fn parquet_codecs(path: &Path) -> BTreeSet<String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let r = SerializedFileReader::new(bytes::Bytes::from(std::fs::read(path).unwrap())).unwrap();
+    r.metadata()
+        .row_groups()
+        .iter()
+        .flat_map(|g| g.columns().iter())
+        .map(|c| {
+            let name = format!("{:?}", c.compression());
+            name.split('(').next().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+/// A protobuf varint: (value, bytes used).
+fn varint(b: &[u8]) -> (u64, usize) {
+    let mut v = 0u64;
+    for (i, byte) in b.iter().enumerate().take(10) {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return (v, i + 1);
+        }
+    }
+    panic!("bad varint")
+}
+
+/// The compression kind in an ORC file's postscript (its last byte is the postscript's
+/// length; field 2 is the kind: NONE, ZLIB, SNAPPY, LZO, LZ4, ZSTD).
+fn orc_codec(path: &Path) -> &'static str {
+    let data = std::fs::read(path).unwrap();
+    let len = usize::from(*data.last().unwrap());
+    let ps = &data[data.len() - 1 - len..data.len() - 1];
+    let mut i = 0;
+    while i < ps.len() {
+        let (key, n) = varint(&ps[i..]);
+        i += n;
+        let (v, n) = varint(&ps[i..]);
+        i += n;
+        match key & 7 {
+            0 if key >> 3 == 2 => {
+                return ["NONE", "ZLIB", "SNAPPY", "LZO", "LZ4", "ZSTD"]
+                    .get(usize::try_from(v).unwrap())
+                    .copied()
+                    .unwrap_or("?");
+            }
+            0 => {}
+            2 => i += usize::try_from(v).unwrap(),
+            w => panic!("wire type {w} in an ORC postscript"),
+        }
+    }
+    "NONE"
+}
+
+/// Codecs of a data file (Parquet column chunks, ORC postscript; text: none).
+fn codecs(path: &Path) -> BTreeSet<String> {
+    let name = path.to_string_lossy();
+    if name.ends_with(".parquet") {
+        parquet_codecs(path)
+    } else if name.ends_with(".orc") {
+        [orc_codec(path).to_owned()].into()
+    } else {
+        BTreeSet::new()
+    }
+}
+
+/// A file written into the partition while an engine-staged merge waits: after the engine
+/// wrote the staging output (before the agent's last look) the merge aborts; after the last
+/// look (before the swap) the file travels into the merged directory. Either way the file
+/// and its rows stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_staged_merge_aborts_when_a_file_arrives() {
     if skip_spark() {
@@ -801,72 +966,96 @@ async fn engine_staged_merge_aborts_when_a_file_arrives() {
     for t in &created {
         let t1 = Instant::now();
         let original = seen(&mut spark, t).await;
-        let part = &original.partitions[0];
-        let files_before = t.files(part);
-        assert!(files_before.len() >= 3, "{files_before:?}");
-        let resume = agent.dir.path().join(format!("resume-{}", t.name));
-        let child = agent
-            .run_to_failpoint(
-                &agent.merge_args(&t.name, Some(part)),
-                "after_verify",
-                Some(&resume),
-            )
-            .await;
-        // The engine has written the staging output; a writer adds a file meanwhile.
-        let source = t.dir.join(part).join(&files_before[0]);
-        let added_name = if t.name == "pq" {
-            "part-99999-arrived.c000.snappy.parquet"
-        } else {
-            "part-99999-arrived-c000"
-        };
-        let added = t.dir.join(part).join(added_name);
-        std::fs::copy(&source, &added).unwrap();
-        let added_rows = rows_in_file(&added);
-        assert!(added_rows > 0);
-        std::fs::write(&resume, b"go").unwrap();
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{}: the merge aborts: {stdout}",
-            t.name
-        );
-        assert!(
-            stdout.contains("new_file_arrived"),
-            "{}: the result says why: {stdout}",
-            t.name
-        );
-        let mut want = files_before.clone();
-        want.push(added_name.to_owned());
-        want.sort();
-        assert_eq!(
-            t.files(part),
-            want,
-            "{}: every file kept, the new one too",
-            t.name
-        );
-        assert_eq!(
-            t.areas(),
-            Vec::<String>::new(),
-            "{}: the aborted merge removed its staging",
-            t.name
-        );
-        let (count, _) = spark.read(t).await;
-        assert_eq!(
-            count,
-            original.count + added_rows,
-            "{}: no row lost",
-            t.name
-        );
-        assert_eq!(
-            spark.repair_and_list(&t.qualified()).await,
-            original.partitions,
-            "{}: partitions",
-            t.name
-        );
+        let mut rows_now = original.count;
+        // After the engine wrote the staging output the merge must abort; in the instant
+        // between the last look and the swap the file travels into the new directory.
+        for (part, failpoint, aborts) in [
+            (&original.partitions[0], "after_verify", true),
+            (&original.partitions[1], "after_relist", false),
+        ] {
+            let files_before = t.files(part);
+            assert!(files_before.len() >= 3, "{files_before:?}");
+            let resume = agent
+                .dir
+                .path()
+                .join(format!("resume-{}-{failpoint}", t.name));
+            let child = agent
+                .run_to_failpoint(
+                    &agent.merge_args(&t.name, Some(part)),
+                    failpoint,
+                    Some(&resume),
+                )
+                .await;
+            // A writer adds a file (a copy of a data file: more rows) while the merge waits.
+            let source = t.dir.join(part).join(&files_before[0]);
+            let added_name = if t.name == "pq" {
+                "part-99999-arrived.c000.snappy.parquet"
+            } else {
+                "part-99999-arrived-c000"
+            };
+            let added = t.dir.join(part).join(added_name);
+            std::fs::copy(&source, &added).unwrap();
+            let added_rows = rows_in_file(&added);
+            assert!(added_rows > 0);
+            rows_now += added_rows;
+            std::fs::write(&resume, b"go").unwrap();
+            let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+                .await
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let what = format!("{}/{part} at {failpoint}", t.name);
+            if aborts {
+                assert_eq!(
+                    out.status.code(),
+                    Some(1),
+                    "{what}: the merge aborts: {stdout}"
+                );
+                assert!(
+                    stdout.contains("new_file_arrived"),
+                    "{what}: the result says why: {stdout}"
+                );
+                let mut want = files_before.clone();
+                want.push(added_name.to_owned());
+                want.sort();
+                assert_eq!(
+                    t.files(part),
+                    want,
+                    "{what}: every file kept, the new one too"
+                );
+                assert_eq!(
+                    t.areas(),
+                    Vec::<String>::new(),
+                    "{what}: the aborted merge removed its staging"
+                );
+            } else {
+                assert_eq!(out.status.code(), Some(0), "{what}: merged: {stdout}");
+                let files = t.files(part);
+                assert_eq!(
+                    files.len(),
+                    2,
+                    "{what}: the merged file and the new one: {files:?}"
+                );
+                assert!(files.iter().any(|f| f == added_name), "{what}: {files:?}");
+                let report = agent
+                    .audit()
+                    .into_iter()
+                    .rev()
+                    .find(|e| e["event"] == "committed")
+                    .expect("committed event");
+                assert_eq!(
+                    report["report"]["arrived_during_swap"],
+                    serde_json::json!([added_name]),
+                    "{what}: {report}"
+                );
+            }
+            let (count, _) = spark.read(t).await;
+            assert_eq!(count, rows_now, "{what}: no row lost or doubled");
+            assert_eq!(
+                spark.repair_and_list(&t.qualified()).await,
+                original.partitions,
+                "{what}: partitions"
+            );
+        }
         agent.recover().await;
         assert_eq!(t.areas(), Vec::<String>::new());
         eprintln!("staged_cw: {} checked in {:.1?}", t.name, t1.elapsed());
