@@ -201,8 +201,8 @@ impl Drop for SparkDb {
     }
 }
 
-/// A partitioned table created through Spark: `(id INT, name STRING, amount DOUBLE)`
-/// partitioned by `dt STRING`.
+/// A partitioned table created through Spark: `(id INT, name STRING, amount DOUBLE,
+/// price DECIMAL(10,2), ts TIMESTAMP, tags ARRAY<STRING>)` partitioned by `dt STRING`.
 struct SparkTable {
     db: String,
     name: String,
@@ -213,7 +213,7 @@ struct SparkTable {
 impl SparkTable {
     /// Creates the table and fills every partition value with small files: `inserts`
     /// statements, each spread over 3 tasks, so each statement writes 3 files into every
-    /// partition. Some names and amounts are NULL.
+    /// partition. Every column but `id` has NULLs.
     async fn create(
         spark: &mut Spark,
         db: &SparkDb,
@@ -226,11 +226,12 @@ impl SparkTable {
             db: db.name.clone(),
             name: name.to_owned(),
             dir: warehouse().join(format!("{}.db/{name}", db.name)),
-            order_by: "id, name, amount, dt",
+            order_by: "id, name, amount, price, ts, tags, dt",
         };
         spark
             .exec(&format!(
-                "CREATE TABLE {} (id INT, name STRING, amount DOUBLE) PARTITIONED BY (dt STRING) {storage}",
+                "CREATE TABLE {} (id INT, name STRING, amount DOUBLE, price DECIMAL(10,2), ts TIMESTAMP, \
+                 tags ARRAY<STRING>) PARTITIONED BY (dt STRING) {storage}",
                 t.qualified()
             ))
             .await;
@@ -250,6 +251,9 @@ impl SparkTable {
                     "INSERT INTO {} PARTITION (dt) SELECT /*+ REPARTITION(3) */ CAST(id AS INT), \
                      CASE WHEN id % 5 = 0 THEN NULL ELSE concat('name ', id) END, \
                      CASE WHEN id % 7 = 0 THEN NULL ELSE id * 1.25 END, \
+                     CASE WHEN id % 3 = 0 THEN NULL ELSE CAST(id / 4 AS DECIMAL(10,2)) END, \
+                     CASE WHEN id % 4 = 0 THEN NULL ELSE timestamp_seconds(1700000000 + id * 3601) END, \
+                     CASE WHEN id % 6 = 0 THEN NULL ELSE array(concat('t', id % 3), 'x y') END, \
                      element_at(array({}), CAST(id % {} AS INT) + 1) FROM range({from}, {to})",
                     t.qualified(),
                     literals.join(", "),
@@ -831,7 +835,7 @@ async fn engine_staged_merges_keep_rows_and_format() {
             assert!(
                 lines
                     .iter()
-                    .all(|l| l.split(',').count() == 3 && !l.contains('\x01')),
+                    .all(|l| l.split(',').count() == 6 && !l.contains('\x01')),
                 "comma-delimited rows: {:?}",
                 &lines[..3]
             );
@@ -957,7 +961,7 @@ async fn engine_staged_merge_aborts_when_a_file_arrives() {
     let started = Instant::now();
     let mut spark = Spark::open().await;
     let db = SparkDb::create(&mut spark, "staged_cw").await;
-    let values = ["2024-01-01", "2024-01-02"];
+    let values = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"];
     let mut created = Vec::new();
     for (name, storage) in [("txt", "STORED AS TEXTFILE"), ("pq", "STORED AS PARQUET")] {
         created.push(SparkTable::create(&mut spark, &db, name, storage, &values, 2).await);
@@ -1056,6 +1060,96 @@ async fn engine_staged_merge_aborts_when_a_file_arrives() {
                 "{what}: partitions"
             );
         }
+
+        // A writer through Spark while the partition directory is absent (between the two
+        // renames): its INSERT re-creates the directory. The merged files move in beside the
+        // writer's (never as a subdirectory), at once, and no row is lost or doubled.
+        let part = &original.partitions[2];
+        let resume = agent.dir.path().join(format!("resume-{}-swap", t.name));
+        let child = agent
+            .run_to_failpoint(
+                &agent.merge_args(&t.name, Some(part)),
+                "between_renames",
+                Some(&resume),
+            )
+            .await;
+        assert!(!t.dir.join(part).exists(), "between the renames");
+        let value = part.strip_prefix("dt=").unwrap();
+        spark
+            .exec(&format!(
+                "INSERT INTO {} PARTITION (dt='{value}') SELECT 900000 + CAST(id AS INT), \
+                 'late', NULL, NULL, NULL, NULL FROM range(0, 3)",
+                t.qualified()
+            ))
+            .await;
+        rows_now += 3;
+        let written = t.files(part);
+        assert!(!written.is_empty(), "Spark re-created {part}");
+        std::fs::write(&resume, b"go").unwrap();
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!(
+            "staged_cw: {}: a Spark INSERT between the renames: merge exit {:?}: {stdout}",
+            t.name,
+            out.status.code()
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}/{part}: the merge finishes in the re-created directory: {stdout}",
+            t.name
+        );
+        let report = agent
+            .audit()
+            .into_iter()
+            .rev()
+            .find(|e| e["event"] == "committed")
+            .expect("committed event");
+        let arrived = report["report"]["arrived_during_swap"].to_string();
+        assert!(
+            written.iter().all(|w| arrived.contains(w.as_str())),
+            "{}/{part}: Spark's files are reported: {report}",
+            t.name
+        );
+        // Right after the merge returned, before any recovery, readers see every row.
+        let (count, _) = spark.read(t).await;
+        assert_eq!(
+            count, rows_now,
+            "{}/{part}: rows right after the merge returned: {stdout}",
+            t.name
+        );
+        let recovered = agent.recover().await;
+        eprintln!("staged_cw: {}: recovery: {recovered}", t.name);
+        let subdirs: Vec<String> = std::fs::read_dir(t.dir.join(part))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(subdirs, Vec::<String>::new(), "{part}: no subdirectory");
+        let files = t.files(part);
+        assert!(
+            written.iter().all(|w| files.contains(w)),
+            "{part}: Spark's new files kept: {files:?}"
+        );
+        let (count, _) = spark.read(t).await;
+        assert_eq!(count, rows_now, "{}/{part}: no row lost or doubled", t.name);
+        let late = spark
+            .query(&format!(
+                "SELECT count(*) FROM {} WHERE name = 'late'",
+                t.qualified()
+            ))
+            .await;
+        assert_eq!(late[0][0], "3", "{}/{part}: the late rows", t.name);
+        assert_eq!(
+            spark.repair_and_list(&t.qualified()).await,
+            original.partitions,
+            "{}: partitions",
+            t.name
+        );
+        agent.write_config("engine_staged", "0s");
         agent.recover().await;
         assert_eq!(t.areas(), Vec::<String>::new());
         eprintln!("staged_cw: {} checked in {:.1?}", t.name, t1.elapsed());

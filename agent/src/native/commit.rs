@@ -141,7 +141,8 @@ pub struct MergeReport {
     pub bytes_after: u64,
     /// Rows (or lines).
     pub rows: u64,
-    /// Files that arrived during the swap and were moved into the new directory.
+    /// Files that arrived during the swap: moved from the backup into the new directory, or
+    /// written into a partition directory a writer re-created between the two renames.
     pub arrived_during_swap: Vec<String>,
 }
 
@@ -480,21 +481,43 @@ impl Committer {
         // The swap: two renames, nothing in between.
         fs.rename(&target.path, &m.backup).await?;
         failpoint::hit("between_renames").await;
+        let mut recreated = Vec::new();
         if let Err(e) = fs.rename(&m.output, &target.path).await {
-            // Put the original back; if even that fails, recovery finishes the job.
-            if let Err(back) = fs.rename(&m.backup, &target.path).await {
+            if matches!(e, FsError::AlreadyExists { .. })
+                && exists(fs.as_ref(), &target.path).await?
+            {
+                // A writer re-created the partition directory in the instant between the
+                // renames (Hive's and Spark's INSERT create a missing partition directory).
+                // Its files stay; the verified output moves in beside them file by file, as
+                // recovery would — now, not at the next recovery: until then readers would
+                // see the writer's rows only.
+                tracing::warn!(partition = %target.path, "The partition directory was re-created during the swap; moving the merged files into it.");
+                recreated = list_all(fs.as_ref(), &target.path)
+                    .await?
+                    .into_iter()
+                    .map(|e| e.name)
+                    .collect();
+                for o in list_all(fs.as_ref(), &m.output).await? {
+                    self.move_in(&join_path(&m.output, &o.name), &target.path, &o.name)
+                        .await?;
+                }
+                fs.delete(&m.output, true).await?;
+            } else if let Err(back) = fs.rename(&m.backup, &target.path).await {
+                // Put the original back; if even that fails, recovery finishes the job.
                 return Err(NativeError::Inconsistent(format!(
                     "second rename failed ({e}) and restoring failed ({back}); \
                      recovery will roll {} forward",
                     m.dir
                 )));
+            } else {
+                let _ = fs.delete(&m.dir, true).await;
+                return Err(e.into());
             }
-            let _ = fs.delete(&m.dir, true).await;
-            return Err(e.into());
         }
         failpoint::hit("after_swap").await;
 
-        let arrived = self.reconcile_and_commit(&manifest, m).await?;
+        let mut arrived = self.reconcile_and_commit(&manifest, m).await?;
+        arrived.extend(recreated);
         Ok(MergeReport {
             merge_id: m.merge_id.clone(),
             merge_dir: m.dir.clone(),
