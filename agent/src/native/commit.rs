@@ -497,11 +497,7 @@ impl Committer {
                     .into_iter()
                     .map(|e| e.name)
                     .collect();
-                for o in list_all(fs.as_ref(), &m.output).await? {
-                    self.move_in(&join_path(&m.output, &o.name), &target.path, &o.name)
-                        .await?;
-                }
-                fs.delete(&m.output, true).await?;
+                self.move_files_in(&m.output, &target.path).await?;
             } else if let Err(back) = fs.rename(&m.backup, &target.path).await {
                 // Put the original back; if even that fails, recovery finishes the job.
                 return Err(NativeError::Inconsistent(format!(
@@ -654,6 +650,23 @@ impl Committer {
         }
     }
 
+    /// Moves every file of `from` into the directory `dir` that someone re-created while it
+    /// was absent, then deletes `from`. A hidden marker (`_SUCCESS`) whose name the writer
+    /// already put there is dropped: the writer's own marker stands, and it carries no rows.
+    async fn move_files_in(&self, from: &str, dir: &str) -> Result<(), NativeError> {
+        let fs = self.fs.as_ref();
+        for e in list_all(fs, from).await? {
+            let src = join_path(from, &e.name);
+            if e.is_hidden() && exists(fs, &join_path(dir, &e.name)).await? {
+                fs.delete(&src, true).await?;
+                continue;
+            }
+            self.move_in(&src, dir, &e.name).await?;
+        }
+        fs.delete(from, true).await?;
+        Ok(())
+    }
+
     /// A rename that tolerates its own retry: done when `src` is gone and `dst` is there.
     async fn rename_once(&self, src: &str, dst: &str) -> Result<(), NativeError> {
         match self.fs.rename(src, dst).await {
@@ -737,11 +750,7 @@ impl Committer {
             }
             if exists(fs.as_ref(), &m.partition).await? {
                 // Re-created while absent: move the backup's files in one by one.
-                for e in list_all(fs.as_ref(), &m.backup).await? {
-                    self.move_in(&join_path(&m.backup, &e.name), &m.partition, &e.name)
-                        .await?;
-                }
-                fs.delete(&m.backup, true).await?;
+                self.move_files_in(&m.backup, &m.partition).await?;
             } else {
                 self.rename_once(&m.backup, &m.partition).await?;
             }
@@ -896,11 +905,7 @@ impl Committer {
                     self.reconcile_and_commit(&man, m).await?;
                 }
                 (Action::ForwardFileByFile, Some(man)) => {
-                    for e in list_all(fs.as_ref(), &m.output).await? {
-                        self.move_in(&join_path(&m.output, &e.name), &m.partition, &e.name)
-                            .await?;
-                    }
-                    fs.delete(&m.output, true).await?;
+                    self.move_files_in(&m.output, &m.partition).await?;
                     self.reconcile_and_commit(&man, m).await?;
                 }
                 (
