@@ -158,6 +158,7 @@ async fn main() -> ExitCode {
         "native merge throughput vs cat (source bytes / wall time), target {} MiB",
         args.target_mib
     );
+    println!("(text.gz counts compressed source bytes; the merge decompresses and recompresses)");
 
     let cases: Vec<Case<'_>> = vec![
         (
