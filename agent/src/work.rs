@@ -91,7 +91,8 @@ pub enum JobState {
 pub enum JobOutcome {
     /// Merged and verified.
     Merged {
-        /// Strategy label (`insert_overwrite`, `concatenate`, `compact_major`).
+        /// Strategy label (`native`, `engine_staged`, `insert_overwrite`, `concatenate`,
+        /// `compact_major`).
         strategy: String,
         /// Partitions merged.
         partitions: u32,

@@ -264,8 +264,11 @@ async fn main() -> anyhow::Result<()> {
                     let o = &j["outcome"];
                     let detail = match o["result"].as_str() {
                         Some("merged") => format!(
-                            "{} partitions, files {} -> {}",
-                            o["partitions"], o["files_before"], o["files_after"]
+                            "({}) {} partitions, files {} -> {}",
+                            o["strategy"].as_str().unwrap_or("?"),
+                            o["partitions"],
+                            o["files_before"],
+                            o["files_after"]
                         ),
                         _ => o["detail"]
                             .as_str()
