@@ -2,6 +2,7 @@
 //! server written from the Hadoop documentation, `file:` warehouses, independent ground truth,
 //! and exposition helpers. Used by the integration tests, the demo and the benchmark.
 
+pub mod agent_process;
 pub mod exporter_process;
 pub mod metastore_fixture;
 pub mod prom;

@@ -1,10 +1,15 @@
 //! The real Spark Thrift Server (HiveServer2 protocol) for tests: started once through
-//! `tests/scripts/spark-thrift.sh` (which installs pyspark on first use) and shared.
+//! `tests/scripts/spark-thrift.sh` (which installs pyspark on first use) and shared; and the
+//! tests' own sessions on it (through the agent's HiveServer2 client), with rows rendered as
+//! text so that they compare before and after a merge.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use hive_smallfiles_agent::hiveserver2::{Hs2Config, Hs2Session, Value};
+use tokio_util::sync::CancellationToken;
 
 /// The server's port (`HSF_SPARK_PORT`, default 10000).
 pub fn port() -> u16 {
@@ -69,4 +74,90 @@ pub fn warehouse() -> PathBuf {
 /// The MariaDB database holding the server's metastore.
 pub fn metastore_db() -> String {
     std::env::var("HSF_SPARK_METASTORE_DB").unwrap_or_else(|_| "hsf_spark_metastore".to_owned())
+}
+
+/// The configuration of a test's own session (not the agent's) as `user`.
+pub fn hs2_config(user: &str) -> Hs2Config {
+    let mut cfg = Hs2Config::new("127.0.0.1", port(), user);
+    cfg.connect_timeout = Duration::from_secs(60);
+    cfg.poll_interval = Duration::from_millis(50);
+    cfg
+}
+
+/// Opens a test's own session as `user`; panics saying where and why when it cannot.
+pub async fn session(user: &str) -> Hs2Session {
+    Hs2Session::open(&hs2_config(user))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot open a session on the Spark Thrift Server at 127.0.0.1:{}: {e}",
+                port()
+            )
+        })
+}
+
+/// Runs a statement; panics with the statement and the server's error.
+pub async fn exec(s: &mut Hs2Session, sql: &str) {
+    s.execute_update(sql, &CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// One value as text: `NULL`, numbers and booleans as written, strings as they are (NaN
+/// compares by its text, not by `==`).
+pub fn render(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Double(d) => format!("{d:?}"),
+        Value::String(s) => s.clone(),
+        Value::Binary(b) => format!("{b:?}"),
+    }
+}
+
+/// The rows of a query, every value rendered, or the server's error.
+pub async fn try_query(s: &mut Hs2Session, sql: &str) -> Result<Vec<Vec<String>>, String> {
+    let r = s
+        .execute(sql, &CancellationToken::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(r.rows
+        .iter()
+        .map(|row| row.iter().map(render).collect())
+        .collect())
+}
+
+/// The rows of a query, every value rendered; panics with the query on an error.
+pub async fn query(s: &mut Hs2Session, sql: &str) -> Vec<Vec<String>> {
+    try_query(s, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// `REFRESH TABLE` (the session's file listings may predate a merge made elsewhere).
+async fn refresh(s: &mut Hs2Session, table: &str) {
+    exec(s, &format!("REFRESH TABLE {table}")).await;
+}
+
+/// `count(*)` of a table, read afresh.
+pub async fn count(s: &mut Hs2Session, table: &str) -> u64 {
+    refresh(s, table).await;
+    let rows = query(s, &format!("SELECT count(*) FROM {table}")).await;
+    rows[0][0]
+        .parse()
+        .unwrap_or_else(|e| panic!("count(*) of {table} = {:?}: {e}", rows[0][0]))
+}
+
+/// Every row of a table, read afresh, as `|`-joined lines, sorted: the multiset compared
+/// before and after a merge.
+pub async fn sorted_rows(s: &mut Hs2Session, table: &str) -> Vec<String> {
+    refresh(s, table).await;
+    let mut rows: Vec<String> = query(s, &format!("SELECT * FROM {table}"))
+        .await
+        .into_iter()
+        .map(|r| r.join("|"))
+        .collect();
+    rows.sort();
+    rows
 }

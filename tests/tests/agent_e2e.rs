@@ -6,30 +6,12 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hive_smallfiles_agent::hiveserver2::{Hs2Config, Hs2Session};
 use hive_smallfiles_tests::exporter_process::{free_port, workspace_binary};
-use hive_smallfiles_tests::spark::{ensure_server, metastore_db, port, warehouse};
+use hive_smallfiles_tests::spark::{
+    count, ensure_server, exec, metastore_db, port, session, warehouse,
+};
 use hive_smallfiles_tests::stack::Killed;
 use hive_smallfiles_tests::truth::{Truth, walk_partition};
-use tokio_util::sync::CancellationToken;
-
-async fn exec(s: &mut Hs2Session, sql: &str) {
-    s.execute_update(sql, &CancellationToken::new())
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-async fn count(s: &mut Hs2Session, table: &str) -> i64 {
-    exec(s, &format!("REFRESH TABLE {table}")).await;
-    let r = s
-        .execute(
-            &format!("SELECT count(*) FROM {table}"),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
-    r.rows[0][0].as_i64().unwrap()
-}
 
 async fn wait_http(url: &str, token: &str) {
     let client = reqwest::Client::builder()
@@ -55,9 +37,7 @@ async fn alertmanager_to_agent_to_spark_merge() {
         return;
     }
     let db = format!("hsf_e2e_{}", std::process::id());
-    let mut cfg = Hs2Config::new("127.0.0.1", port(), "hsf_test");
-    cfg.connect_timeout = Duration::from_secs(60);
-    let mut s = Hs2Session::open(&cfg).await.unwrap();
+    let mut s = session("hsf_test").await;
     exec(&mut s, &format!("DROP DATABASE IF EXISTS {db} CASCADE")).await;
     exec(&mut s, &format!("CREATE DATABASE {db}")).await;
     exec(&mut s, &format!("CREATE TABLE {db}.clicks (id INT, url STRING) PARTITIONED BY (dt STRING) STORED AS TEXTFILE")).await;

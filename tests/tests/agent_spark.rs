@@ -12,55 +12,17 @@ use std::time::{Duration, SystemTime};
 use hive_smallfiles_agent::audit::AuditLog;
 use hive_smallfiles_agent::config::AgentConfig;
 use hive_smallfiles_agent::executor::MergeRunner;
-use hive_smallfiles_agent::hiveserver2::{Hs2Config, Hs2Session, Value};
 use hive_smallfiles_agent::metrics::AgentMetrics;
 use hive_smallfiles_agent::sql::{Engine, string_literal};
 use hive_smallfiles_agent::work::{
     JobOutcome, JobRecord, JobRunner, JobState, Source, TableKey, Unlimited, WorkItem,
 };
 use hive_smallfiles_exporter::fs::webhdfs::WebHdfsMetrics;
-use hive_smallfiles_tests::spark::{ensure_server, metastore_db, port, warehouse};
+use hive_smallfiles_tests::spark::{
+    ensure_server, exec, metastore_db, port, session, sorted_rows, warehouse,
+};
 use hive_smallfiles_tests::truth::{Truth, walk_partition};
 use tokio_util::sync::CancellationToken;
-
-async fn session() -> Hs2Session {
-    let mut cfg = Hs2Config::new("127.0.0.1", port(), "hsf_test");
-    cfg.connect_timeout = Duration::from_secs(60);
-    cfg.poll_interval = Duration::from_millis(100);
-    Hs2Session::open(&cfg).await.expect("open session")
-}
-
-async fn exec(s: &mut Hs2Session, sql: &str) {
-    s.execute_update(sql, &CancellationToken::new())
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-/// All rows as sorted text lines (the multiset compared before and after).
-async fn rows(s: &mut Hs2Session, table: &str) -> Vec<String> {
-    // This session's file listings predate the merge (made in another session).
-    exec(s, &format!("REFRESH TABLE {table}")).await;
-    let r = s
-        .execute(&format!("SELECT * FROM {table}"), &CancellationToken::new())
-        .await
-        .expect("select");
-    let mut out: Vec<String> = r
-        .rows
-        .iter()
-        .map(|row| {
-            row.iter()
-                .map(|v| match v {
-                    Value::Null => "NULL".to_owned(),
-                    Value::String(s) => s.clone(),
-                    other => format!("{other:?}"),
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect();
-    out.sort();
-    out
-}
 
 fn agent_config(dir: &Path) -> AgentConfig {
     let text = format!(
@@ -128,7 +90,7 @@ async fn merges_text_and_parquet_partitions_through_spark() {
         return;
     }
     let db = format!("hsf_merge_{}", std::process::id());
-    let mut s = session().await;
+    let mut s = session("hsf_test").await;
     exec(&mut s, &format!("DROP DATABASE IF EXISTS {db} CASCADE")).await;
     exec(&mut s, &format!("CREATE DATABASE {db}")).await;
     exec(&mut s, &format!("CREATE TABLE {db}.events (id INT, name STRING, amount DOUBLE) PARTITIONED BY (dt STRING) STORED AS TEXTFILE")).await;
@@ -145,8 +107,8 @@ async fn merges_text_and_parquet_partitions_through_spark() {
     for i in 0..6 {
         exec(&mut s, &format!("INSERT INTO {db}.pq PARTITION (k='x') VALUES ({i}, 'l{i}', {i}.25, TIMESTAMP '2024-01-0{} 10:00:00')", i + 1)).await;
     }
-    let events_before = rows(&mut s, &format!("{db}.events")).await;
-    let pq_before = rows(&mut s, &format!("{db}.pq")).await;
+    let events_before = sorted_rows(&mut s, &format!("{db}.events")).await;
+    let pq_before = sorted_rows(&mut s, &format!("{db}.pq")).await;
     let wh = warehouse();
     let events_dir = wh.join(format!("{db}.db/events"));
     let parts_before: Vec<Truth> = std::fs::read_dir(&events_dir)
@@ -217,7 +179,10 @@ async fn merges_text_and_parquet_partitions_through_spark() {
     {
         assert_eq!(walk(&e.path()).files, 1, "{}", e.path().display());
     }
-    assert_eq!(rows(&mut s, &format!("{db}.events")).await, events_before);
+    assert_eq!(
+        sorted_rows(&mut s, &format!("{db}.events")).await,
+        events_before
+    );
 
     let pq_files = walk(&wh.join(format!("{db}.db/pq/k=x"))).files;
     assert!(pq_files >= 6);
@@ -228,7 +193,7 @@ async fn merges_text_and_parquet_partitions_through_spark() {
         matches!(&outcome, JobOutcome::Merged { files_before, files_after: 1, .. } if *files_before == pq_files),
         "{outcome:?}"
     );
-    assert_eq!(rows(&mut s, &format!("{db}.pq")).await, pq_before);
+    assert_eq!(sorted_rows(&mut s, &format!("{db}.pq")).await, pq_before);
     assert_eq!(walk(&wh.join(format!("{db}.db/pq/k=x"))).files, 1);
 
     // Nothing left to merge: a second job is skipped, not failed.
@@ -272,7 +237,7 @@ async fn a_writer_during_an_in_place_overwrite() {
         return;
     }
     let db = format!("hsf_cw_{}", std::process::id());
-    let mut s = session().await;
+    let mut s = session("hsf_test").await;
     exec(&mut s, &format!("DROP DATABASE IF EXISTS {db} CASCADE")).await;
     exec(&mut s, &format!("CREATE DATABASE {db}")).await;
     exec(
@@ -287,7 +252,7 @@ async fn a_writer_during_an_in_place_overwrite() {
         )
         .await;
     }
-    let before = rows(&mut s, &format!("{db}.cw")).await;
+    let before = sorted_rows(&mut s, &format!("{db}.cw")).await;
     let dir = tempfile::tempdir().unwrap();
     let config = agent_config(dir.path());
     let audit = Arc::new(AuditLog::open(&config.audit_log).unwrap());
@@ -326,7 +291,7 @@ async fn a_writer_during_an_in_place_overwrite() {
     let late = warehouse().join(format!("{db}.db/cw/dt=1/late-writer-00000"));
     std::fs::write(&late, "999999\n").unwrap();
     let outcome = merge.await.unwrap();
-    let after = rows(&mut s, &format!("{db}.cw")).await;
+    let after = sorted_rows(&mut s, &format!("{db}.cw")).await;
     let late_row_kept = after
         .iter()
         .any(|r| r.starts_with("Int(999999)") || r.starts_with("999999"));

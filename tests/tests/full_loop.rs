@@ -8,29 +8,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hive_smallfiles_agent::hiveserver2::{Hs2Config, Hs2Session};
 use hive_smallfiles_tests::exporter_process::free_port;
-use hive_smallfiles_tests::spark::{ensure_server, metastore_db, port, warehouse};
+use hive_smallfiles_tests::spark::{
+    count, ensure_server, exec, metastore_db, port, session, warehouse,
+};
 use hive_smallfiles_tests::stack::{Ports, Stack, StackOptions, query};
-use tokio_util::sync::CancellationToken;
-
-async fn exec(s: &mut Hs2Session, sql: &str) {
-    s.execute_update(sql, &CancellationToken::new())
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-async fn count(s: &mut Hs2Session, table: &str) -> i64 {
-    exec(s, &format!("REFRESH TABLE {table}")).await;
-    let r = s
-        .execute(
-            &format!("SELECT count(*) FROM {table}"),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
-    r.rows[0][0].as_i64().unwrap()
-}
 
 async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Option<serde_json::Value> {
     client
@@ -54,9 +36,7 @@ async fn alert_to_merge_to_fewer_files() {
         .build()
         .unwrap();
     let db = format!("hsf_loop_{}", std::process::id());
-    let mut cfg = Hs2Config::new("127.0.0.1", port(), "hsf_test");
-    cfg.connect_timeout = Duration::from_secs(60);
-    let mut s = Hs2Session::open(&cfg).await.unwrap();
+    let mut s = session("hsf_test").await;
     exec(&mut s, &format!("DROP DATABASE IF EXISTS {db} CASCADE")).await;
     exec(&mut s, &format!("CREATE DATABASE {db}")).await;
     exec(&mut s, &format!("CREATE TABLE {db}.logs (id INT, msg STRING) PARTITIONED BY (dt STRING) STORED AS TEXTFILE")).await;

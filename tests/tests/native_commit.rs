@@ -10,11 +10,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use hive_smallfiles_tests::exporter_process::workspace_binary;
+use hive_smallfiles_tests::agent_process::{AgentProcess, kill9};
 use hive_smallfiles_tests::metastore_fixture::{
     DbKind, FixtureDb, FixtureTable, Format, SchemaVersion, unique_db_name,
 };
@@ -251,6 +249,7 @@ impl TableCase {
 
 struct Harness {
     dir: tempfile::TempDir,
+    agent: AgentProcess,
     store: Store,
     db: Option<FixtureDb>,
 }
@@ -286,16 +285,13 @@ impl Harness {
         }
         db.insert(&fixtures).await.unwrap();
         let h = Self {
+            agent: AgentProcess::in_dir(dir.path()),
             dir,
             store,
             db: Some(db),
         };
         h.write_config("0s");
         (h, cases)
-    }
-
-    fn config_path(&self) -> PathBuf {
-        self.dir.path().join("agent.toml")
     }
 
     fn write_config(&self, retention: &str) {
@@ -321,20 +317,7 @@ url = "mysql://root@127.0.0.1:3306/{db}"
 "#,
             self.store.storage_toml()
         );
-        std::fs::write(self.config_path(), text).unwrap();
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(workspace_binary("hive-smallfiles-agent"));
-        cmd.arg("--config.file")
-            .arg(self.config_path())
-            .arg("--log.level")
-            .arg("warn")
-            .args(args)
-            .env_remove("HIVE_SMALLFILES_FAILPOINT")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
+        std::fs::write(self.agent.config_path(), text).unwrap();
     }
 
     fn merge_args(table: &str) -> Vec<String> {
@@ -352,62 +335,6 @@ url = "mysql://root@127.0.0.1:3306/{db}"
         .collect()
     }
 
-    /// Runs to completion; (exit code, stdout).
-    async fn run(&self, args: &[String]) -> (i32, String) {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = tokio::task::spawn_blocking({
-            let mut cmd = self.command(&args);
-            move || cmd.output().unwrap()
-        })
-        .await
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !stderr.trim().is_empty() {
-            eprintln!("agent {args:?} stderr:\n{stderr}");
-        }
-        (out.status.code().unwrap_or(-1), stdout)
-    }
-
-    /// Starts the child with a fail point and waits until it is reached.
-    async fn run_to_failpoint(
-        &self,
-        args: &[String],
-        failpoint: &str,
-        resume: Option<&Path>,
-    ) -> std::process::Child {
-        let marker = self.dir.path().join(format!("reached-{failpoint}"));
-        let _ = std::fs::remove_file(&marker);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut cmd = self.command(&args);
-        cmd.env("HIVE_SMALLFILES_FAILPOINT", failpoint)
-            .env("HIVE_SMALLFILES_FAILPOINT_MARKER", &marker)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(r) = resume {
-            cmd.env("HIVE_SMALLFILES_FAILPOINT_RESUME", r);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !marker.exists() {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("agent exited with {status} before reaching fail point {failpoint}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "fail point {failpoint} not reached in 60 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        child
-    }
-
-    async fn recover(&self) -> serde_json::Value {
-        let (code, out) = self.run(&["recover".to_owned()]).await;
-        assert_eq!(code, 0, "recover failed: {out}");
-        serde_json::from_str(&out).unwrap()
-    }
-
     async fn finish(mut self) {
         if let Some(db) = self.db.take() {
             let _ = db.drop_database().await;
@@ -416,11 +343,6 @@ url = "mysql://root@127.0.0.1:3306/{db}"
             s.shutdown().await;
         }
     }
-}
-
-fn kill9(mut child: std::process::Child) {
-    child.kill().unwrap(); // SIGKILL
-    let _ = child.wait();
 }
 
 /// Fail points of a merge and whether the merge is done (new files) after recovery.
@@ -449,6 +371,7 @@ async fn crash_at_every_step(webhdfs: bool, kind: Kind) {
         assert_eq!(files_before, vec![FILES_PER_PART; 2]);
 
         let child = h
+            .agent
             .run_to_failpoint(&Harness::merge_args(&case.name), fp, None)
             .await;
         // The first partition's merge is stopped; the second never started.
@@ -462,7 +385,7 @@ async fn crash_at_every_step(webhdfs: bool, kind: Kind) {
                 "{fp}: rows right after the crash"
             );
         }
-        let recovered = h.recover().await;
+        let recovered = h.agent.recover().await;
         assert!(
             recovered
                 .as_array()
@@ -494,7 +417,7 @@ async fn crash_at_every_step(webhdfs: bool, kind: Kind) {
         case.assert_no_staging(&h.store, fp);
 
         // And the merge can run again to the end.
-        let (code, out) = h.run(&Harness::merge_args(&case.name)).await;
+        let (code, out) = h.agent.run(&Harness::merge_args(&case.name)).await;
         assert_eq!(code, 0, "{fp}: merge after recovery: {out}");
         assert_eq!(
             case.rows(&h.store),
@@ -503,7 +426,7 @@ async fn crash_at_every_step(webhdfs: bool, kind: Kind) {
         );
         let files: Vec<usize> = (0..2).map(|p| case.files(&h.store, p).len()).collect();
         assert_eq!(files, vec![1, 1], "{fp}: planned file count");
-        h.recover().await;
+        h.agent.recover().await;
         case.assert_no_staging(&h.store, &format!("{fp}, at the end"));
     }
     h.finish().await;
@@ -559,7 +482,7 @@ async fn rollback_with_crashes(webhdfs: bool) {
         Some("rollback_after_swap"),
     ]) {
         let rows_before = case.rows(&h.store);
-        let (code, out) = h.run(&Harness::merge_args(&case.name)).await;
+        let (code, out) = h.agent.run(&Harness::merge_args(&case.name)).await;
         assert_eq!(code, 0, "merge: {out}");
         assert_eq!(case.files(&h.store, 0).len(), 1);
         // Written after the merge: must survive the rollback.
@@ -579,7 +502,7 @@ async fn rollback_with_crashes(webhdfs: bool) {
         }
         assert_eq!(case.rows(&h.store), rows_expected);
         // Recovery keeps committed merges within retention.
-        h.recover().await;
+        h.agent.recover().await;
         let dirs = merge_dirs(&h.store, case, 0);
         assert_eq!(dirs.len(), 1, "one kept merge directory");
         let args: Vec<String> = ["rollback", "--cluster", "c", "--merge-dir", &dirs[0]]
@@ -588,13 +511,13 @@ async fn rollback_with_crashes(webhdfs: bool) {
             .collect();
         match fp {
             None => {
-                let (code, out) = h.run(&args).await;
+                let (code, out) = h.agent.run(&args).await;
                 assert_eq!(code, 0, "rollback: {out}");
             }
             Some(fp) => {
-                let child = h.run_to_failpoint(&args, fp, None).await;
+                let child = h.agent.run_to_failpoint(&args, fp, None).await;
                 kill9(child);
-                h.recover().await;
+                h.agent.recover().await;
             }
         }
         assert_eq!(
@@ -610,7 +533,7 @@ async fn rollback_with_crashes(webhdfs: bool) {
         assert!(case.has_success_markers(&h.store));
     }
     h.write_config("0s");
-    h.recover().await;
+    h.agent.recover().await;
     for case in &cases {
         case.assert_no_staging(&h.store, "after retention");
     }
@@ -647,6 +570,7 @@ async fn concurrent_writer(webhdfs: bool) {
         let mut rows_expected = case.rows(&h.store);
         let resume = h.dir.path().join(format!("resume-{}", case.name));
         let child = h
+            .agent
             .run_to_failpoint(&Harness::merge_args(&case.name), fp, Some(&resume))
             .await;
         let dir = &case.parts[0];
@@ -696,7 +620,7 @@ async fn concurrent_writer(webhdfs: bool) {
             rows_expected,
             "{fp}/{action}: no row lost or doubled"
         );
-        h.recover().await;
+        h.agent.recover().await;
         assert_eq!(
             case.rows(&h.store),
             rows_expected,
@@ -725,6 +649,7 @@ async fn lock_excludes_a_second_agent() {
     let case = &cases[0];
     let resume = h.dir.path().join("resume-lock");
     let first = h
+        .agent
         .run_to_failpoint(
             &Harness::merge_args(&case.name),
             "after_lock",
@@ -732,13 +657,14 @@ async fn lock_excludes_a_second_agent() {
         )
         .await;
     // Another agent id: the lock is fresh, so it is held.
-    let cfg = std::fs::read_to_string(h.config_path()).unwrap();
+    let cfg = std::fs::read_to_string(h.agent.config_path()).unwrap();
     std::fs::write(
-        h.config_path(),
+        h.agent.config_path(),
         cfg.replace("crash-test-agent", "other-agent"),
     )
     .unwrap();
     let (code, out) = h
+        .agent
         .run(
             &[
                 "merge",
@@ -761,7 +687,7 @@ async fn lock_excludes_a_second_agent() {
         "second agent must not merge a locked partition: {out}"
     );
     assert!(out.contains("locked"), "{out}");
-    std::fs::write(h.config_path(), cfg).unwrap();
+    std::fs::write(h.agent.config_path(), cfg).unwrap();
     std::fs::write(&resume, b"go").unwrap();
     let out = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap())
         .await

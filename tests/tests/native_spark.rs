@@ -22,13 +22,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use hive_smallfiles_agent::hiveserver2::{Hs2Config, Hs2Session, Value};
+use hive_smallfiles_agent::hiveserver2::Hs2Session;
 use hive_smallfiles_agent::sql::{Engine, string_literal};
-use hive_smallfiles_tests::exporter_process::workspace_binary;
-use hive_smallfiles_tests::spark::{ensure_server, listening, metastore_db, port, warehouse};
+use hive_smallfiles_tests::agent_process::{AgentProcess, kill9};
+use hive_smallfiles_tests::spark::{self, ensure_server, listening, metastore_db, port, warehouse};
 use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
 
@@ -52,23 +51,8 @@ fn skip_spark() -> bool {
     false
 }
 
-fn hs2_config() -> Hs2Config {
-    let mut cfg = Hs2Config::new("127.0.0.1", port(), "hsf_native_test");
-    cfg.connect_timeout = Duration::from_secs(60);
-    cfg.poll_interval = Duration::from_millis(50);
-    cfg
-}
-
-fn render(v: &Value) -> String {
-    match v {
-        Value::Null => "NULL".to_owned(),
-        Value::Bool(b) => b.to_string(),
-        Value::Int(i) => i.to_string(),
-        Value::Double(d) => format!("{d:?}"),
-        Value::String(s) => s.clone(),
-        Value::Binary(b) => format!("{b:?}"),
-    }
-}
+/// The user of the test's own sessions.
+const TEST_USER: &str = "hsf_native_test";
 
 /// A session of the test (not the agent's).
 struct Spark {
@@ -77,33 +61,17 @@ struct Spark {
 
 impl Spark {
     async fn open() -> Self {
-        let session = Hs2Session::open(&hs2_config()).await.unwrap_or_else(|e| {
-            panic!(
-                "cannot open a session on the Spark Thrift Server at 127.0.0.1:{}: {e} \
-                 (HSF_SKIP_SPARK=1 skips these tests)",
-                port()
-            )
-        });
-        Self { session }
+        Self {
+            session: spark::session(TEST_USER).await,
+        }
     }
 
     async fn exec(&mut self, sql: &str) {
-        self.session
-            .execute_update(sql, &CancellationToken::new())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        spark::exec(&mut self.session, sql).await;
     }
 
     async fn query(&mut self, sql: &str) -> Vec<Vec<String>> {
-        let r = self
-            .session
-            .execute(sql, &CancellationToken::new())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        r.rows
-            .iter()
-            .map(|row| row.iter().map(render).collect())
-            .collect()
+        spark::query(&mut self.session, sql).await
     }
 
     /// `SHOW PARTITIONS`, sorted.
@@ -126,12 +94,9 @@ impl Spark {
 
     /// What Spark reads now (after `REFRESH TABLE`: this session's listings predate the
     /// agent's changes): the row count and every row, ordered by every column.
-    async fn read(&mut self, t: &SparkTable) -> (i64, Vec<String>) {
+    async fn read(&mut self, t: &SparkTable) -> (u64, Vec<String>) {
         let q = t.qualified();
-        self.exec(&format!("REFRESH TABLE {q}")).await;
-        let count = self.query(&format!("SELECT count(*) FROM {q}")).await[0][0]
-            .parse()
-            .expect("count(*)");
+        let count = spark::count(&mut self.session, &q).await;
         let rows = self
             .query(&format!("SELECT * FROM {q} ORDER BY {}", t.order_by))
             .await
@@ -145,18 +110,12 @@ impl Spark {
     async fn try_rows(&mut self, t: &SparkTable) -> Result<Vec<String>, String> {
         let q = t.qualified();
         self.exec(&format!("REFRESH TABLE {q}")).await;
-        let r = self
-            .session
-            .execute(
-                &format!("SELECT * FROM {q} ORDER BY {}", t.order_by),
-                &CancellationToken::new(),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(r.rows
-            .iter()
-            .map(|row| row.iter().map(render).collect::<Vec<_>>().join("|"))
-            .collect())
+        let rows = spark::try_query(
+            &mut self.session,
+            &format!("SELECT * FROM {q} ORDER BY {}", t.order_by),
+        )
+        .await?;
+        Ok(rows.into_iter().map(|r| r.join("|")).collect())
     }
 
     async fn close(self) {
@@ -191,7 +150,7 @@ impl Drop for SparkDb {
                 .build()
                 .ok()?;
             rt.block_on(async {
-                let mut s = Hs2Session::open(&hs2_config()).await.ok()?;
+                let mut s = Hs2Session::open(&spark::hs2_config(TEST_USER)).await.ok()?;
                 let _ = s
                     .execute_update(
                         &format!("DROP DATABASE IF EXISTS {name} CASCADE"),
@@ -307,7 +266,7 @@ impl SparkTable {
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
     partitions: Vec<String>,
-    count: i64,
+    count: u64,
     rows: Vec<String>,
 }
 
@@ -346,21 +305,20 @@ async fn assert_same_through_spark(spark: &mut Spark, t: &SparkTable, original: 
 /// The agent binary with its own configuration, audit log and agent id.
 struct Agent {
     dir: tempfile::TempDir,
+    process: AgentProcess,
     db: String,
 }
 
 impl Agent {
     fn new(db: &str, executor: &str, retention: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
         let a = Self {
-            dir: tempfile::tempdir().unwrap(),
+            process: AgentProcess::in_dir(dir.path()),
+            dir,
             db: db.to_owned(),
         };
         a.write_config(executor, retention);
         a
-    }
-
-    fn config_path(&self) -> PathBuf {
-        self.dir.path().join("agent.toml")
     }
 
     fn write_config(&self, executor: &str, retention: &str) {
@@ -394,22 +352,7 @@ user = "hsf_agent"
             root = warehouse().display(),
             port = port(),
         );
-        std::fs::write(self.config_path(), text).unwrap();
-    }
-
-    fn command(&self, args: &[String]) -> Command {
-        let mut cmd = Command::new(workspace_binary("hive-smallfiles-agent"));
-        cmd.arg("--config.file")
-            .arg(self.config_path())
-            .arg("--log.level")
-            .arg("warn")
-            .args(args)
-            .env_remove("HIVE_SMALLFILES_FAILPOINT")
-            .env_remove("HIVE_SMALLFILES_FAILPOINT_MARKER")
-            .env_remove("HIVE_SMALLFILES_FAILPOINT_RESUME")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
+        std::fs::write(self.process.config_path(), text).unwrap();
     }
 
     fn merge_args(&self, table: &str, partition: Option<&str>) -> Vec<String> {
@@ -432,69 +375,6 @@ user = "hsf_agent"
         v
     }
 
-    /// Runs to completion; (exit code, stdout).
-    async fn run(&self, args: &[String]) -> (i32, String) {
-        let mut cmd = self.command(args);
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !stderr.trim().is_empty() {
-            eprintln!("agent {args:?} stderr:\n{stderr}");
-        }
-        (out.status.code().unwrap_or(-1), stdout)
-    }
-
-    /// Starts the child with a fail point and returns once it stands there.
-    async fn run_to_failpoint(
-        &self,
-        args: &[String],
-        failpoint: &str,
-        resume: Option<&Path>,
-    ) -> Child {
-        let marker = self.dir.path().join(format!("reached-{failpoint}"));
-        let _ = std::fs::remove_file(&marker);
-        let mut cmd = self.command(args);
-        cmd.env("HIVE_SMALLFILES_FAILPOINT", failpoint)
-            .env("HIVE_SMALLFILES_FAILPOINT_MARKER", &marker)
-            .stderr(Stdio::inherit());
-        if let Some(r) = resume {
-            cmd.env("HIVE_SMALLFILES_FAILPOINT_RESUME", r);
-        } else {
-            cmd.stdout(Stdio::null());
-        }
-        let mut child = cmd.spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !marker.exists() {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut out = String::new();
-                if let Some(mut s) = child.stdout.take() {
-                    let _ = std::io::Read::read_to_string(&mut s, &mut out);
-                }
-                panic!("agent exited with {status} before reaching fail point {failpoint}: {out}");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("fail point {failpoint} not reached in 120 s");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        child
-    }
-
-    /// `recover`; every merge directory must be recovered without error.
-    async fn recover(&self) -> Json {
-        let (code, out) = self.run(&["recover".to_owned()]).await;
-        assert_eq!(code, 0, "recover failed: {out}");
-        let v: Json = serde_json::from_str(&out).unwrap();
-        assert!(
-            v.as_array().unwrap().iter().all(|r| r["error"].is_null()),
-            "recover reported errors: {v}"
-        );
-        v
-    }
-
     fn audit(&self) -> Vec<Json> {
         std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
             .unwrap_or_default()
@@ -511,11 +391,6 @@ user = "hsf_agent"
             .find(|e| e["event"] == "planned")
             .expect("a planned event in the audit log")
     }
-}
-
-fn kill9(mut child: Child) {
-    child.kill().unwrap(); // SIGKILL
-    let _ = child.wait();
 }
 
 fn planned_files(plan: &Json, partition: &str) -> u64 {
@@ -576,7 +451,10 @@ async fn native_merges_and_crashes(kind: &str, storage: &str) {
     // A merge that runs to the end, with the agent's REFRESH TABLE afterwards.
     let t1 = Instant::now();
     let normal = &original.partitions[0];
-    let (code, out) = agent.run(&agent.merge_args(&t.name, Some(normal))).await;
+    let (code, out) = agent
+        .process
+        .run(&agent.merge_args(&t.name, Some(normal)))
+        .await;
     assert_eq!(code, 0, "merge: {out}");
     let outcome: Json = serde_json::from_str(&out).unwrap();
     assert_eq!(outcome["result"], "merged", "{outcome}");
@@ -622,6 +500,7 @@ async fn native_merges_and_crashes(kind: &str, storage: &str) {
         let t1 = Instant::now();
         let part = &original.partitions[i + 1];
         let child = agent
+            .process
             .run_to_failpoint(&agent.merge_args(&t.name, Some(part)), fp, None)
             .await;
         kill9(child);
@@ -672,7 +551,7 @@ async fn native_merges_and_crashes(kind: &str, storage: &str) {
             original.partitions,
             "{fp}: MSCK REPAIR TABLE right after the crash"
         );
-        agent.recover().await;
+        agent.process.recover().await;
         assert_same_through_spark(&mut spark, &t, &original, &format!("{fp}: after recovery"))
             .await;
         let files = t.files(part).len();
@@ -712,7 +591,7 @@ async fn native_merges_and_crashes(kind: &str, storage: &str) {
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    let (code, out) = agent.run(&args).await;
+    let (code, out) = agent.process.run(&args).await;
     assert_eq!(code, 0, "rollback: {out}");
     assert_eq!(
         t.files(normal).len(),
@@ -723,7 +602,7 @@ async fn native_merges_and_crashes(kind: &str, storage: &str) {
 
     // Expired backups are removed; nothing of the protocol is left.
     agent.write_config("native", "0s");
-    agent.recover().await;
+    agent.process.recover().await;
     assert_eq!(
         t.areas(),
         Vec::<String>::new(),
@@ -789,7 +668,7 @@ async fn engine_staged_merges_keep_rows_and_format() {
                 codecs_before.extend(codecs(&t.dir.join(p).join(f)));
             }
         }
-        let (code, out) = agent.run(&agent.merge_args(&t.name, None)).await;
+        let (code, out) = agent.process.run(&agent.merge_args(&t.name, None)).await;
         assert_eq!(code, 0, "{}: merge: {out}", t.name);
         let outcome: Json = serde_json::from_str(&out).unwrap();
         assert_eq!(outcome["result"], "merged", "{outcome}");
@@ -843,7 +722,7 @@ async fn engine_staged_merges_keep_rows_and_format() {
                     lines.extend(text.lines().map(str::to_owned));
                 }
             }
-            assert_eq!(lines.len() as i64, original.count);
+            assert_eq!(lines.len() as u64, original.count);
             assert!(
                 lines
                     .iter()
@@ -865,7 +744,7 @@ async fn engine_staged_merges_keep_rows_and_format() {
             "{}: one staging area per partition",
             t.name
         );
-        agent.recover().await;
+        agent.process.recover().await;
         assert_eq!(
             t.areas(),
             Vec::<String>::new(),
@@ -882,16 +761,16 @@ async fn engine_staged_merges_keep_rows_and_format() {
 }
 
 /// Rows of a data file written by Spark (text: lines; Parquet: the footer's row count).
-fn rows_in_file(path: &Path) -> i64 {
+fn rows_in_file(path: &Path) -> u64 {
     let data = std::fs::read(path).unwrap();
     if path.to_string_lossy().ends_with(".parquet") {
         use parquet::file::reader::{FileReader, SerializedFileReader};
         let r = SerializedFileReader::new(bytes::Bytes::from(data)).unwrap();
-        r.metadata().file_metadata().num_rows()
+        u64::try_from(r.metadata().file_metadata().num_rows()).expect("row count")
     } else {
         data.split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
-            .count() as i64
+            .count() as u64
     }
 }
 
@@ -996,6 +875,7 @@ async fn engine_staged_merge_aborts_when_a_file_arrives() {
                 .path()
                 .join(format!("resume-{}-{failpoint}", t.name));
             let child = agent
+                .process
                 .run_to_failpoint(
                     &agent.merge_args(&t.name, Some(part)),
                     failpoint,
@@ -1079,6 +959,7 @@ async fn engine_staged_merge_aborts_when_a_file_arrives() {
         let part = &original.partitions[2];
         let resume = agent.dir.path().join(format!("resume-{}-swap", t.name));
         let child = agent
+            .process
             .run_to_failpoint(
                 &agent.merge_args(&t.name, Some(part)),
                 "between_renames",
@@ -1132,7 +1013,7 @@ async fn engine_staged_merge_aborts_when_a_file_arrives() {
             "{}/{part}: rows right after the merge returned: {stdout}",
             t.name
         );
-        let recovered = agent.recover().await;
+        let recovered = agent.process.recover().await;
         eprintln!("staged_cw: {}: recovery: {recovered}", t.name);
         let subdirs: Vec<String> = std::fs::read_dir(t.dir.join(part))
             .unwrap()
@@ -1162,7 +1043,7 @@ async fn engine_staged_merge_aborts_when_a_file_arrives() {
             t.name
         );
         agent.write_config("engine_staged", "0s");
-        agent.recover().await;
+        agent.process.recover().await;
         assert_eq!(t.areas(), Vec::<String>::new());
         eprintln!("staged_cw: {} checked in {:.1?}", t.name, t1.elapsed());
     }

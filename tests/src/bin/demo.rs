@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use std::collections::BTreeSet;
 
-use hive_smallfiles_agent::hiveserver2::{Hs2Config, Hs2Session};
+use hive_smallfiles_agent::hiveserver2::Hs2Session;
 use hive_smallfiles_tests::exporter_process::binary;
 use hive_smallfiles_tests::metastore_fixture::{
     DbKind, FixtureDb, FixtureTable, Format, SchemaVersion,
@@ -122,9 +122,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     println!("Creating tables with small files through Spark's Thrift Server ...");
-    let mut hs2 = Hs2Config::new("127.0.0.1", spark::port(), "demo");
-    hs2.connect_timeout = Duration::from_secs(60);
-    let mut s = Hs2Session::open(&hs2)
+    let mut s = Hs2Session::open(&spark::hs2_config("demo"))
         .await
         .context("connecting to the Spark Thrift Server (tests/scripts/spark-thrift.sh start)")?;
     let never = CancellationToken::new();
