@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use hive_smallfiles_tests::exporter_process::free_port;
 use hive_smallfiles_tests::spark::{
-    count, ensure_server, exec, metastore_db, port, session, warehouse,
+    ensure_server, exec, metastore_db, port, session, sorted_rows, warehouse,
 };
 use hive_smallfiles_tests::stack::{Ports, Stack, StackOptions, query};
 
@@ -43,7 +43,8 @@ async fn alert_to_merge_to_fewer_files() {
     for i in 0..5 {
         exec(&mut s, &format!("INSERT INTO {db}.logs PARTITION (dt='2024-06-01') VALUES ({i}, 'm{i}'), ({i}, 'n{i}')")).await;
     }
-    let rows_before = count(&mut s, &format!("{db}.logs")).await;
+    let rows_before = sorted_rows(&mut s, &format!("{db}.logs")).await;
+    assert_eq!(rows_before.len(), 10, "the rows inserted");
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -121,7 +122,11 @@ async fn alert_to_merge_to_fewer_files() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_eq!(count(&mut s, &format!("{db}.logs")).await, rows_before);
+    // The same rows, as a multiset.
+    assert_eq!(
+        sorted_rows(&mut s, &format!("{db}.logs")).await,
+        rows_before
+    );
 
     // Every dashboard panel's PromQL runs against this Prometheus without errors; the
     // overview's core panels return data.
