@@ -39,8 +39,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use hive_smallfiles_exporter::metrics::Format;
-use hive_smallfiles_exporter::server::WebConfig;
+use hive_smallfiles_core::exposition::Format;
+use hive_smallfiles_core::web::WebConfig;
 
 use crate::alertmanager::WebhookPayload;
 use crate::intake::valid_partition;

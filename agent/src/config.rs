@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{NaiveTime, Weekday};
-use hive_smallfiles_exporter::config::{
+use hive_smallfiles_core::config::{
     ByteSize, ConfigError, Environment, RawMetastore, RawStorage, StorageConfig, TableFilter,
     read_secret_file, resolve,
 };
-use hive_smallfiles_exporter::metastore::MetastoreConfig;
-use hive_smallfiles_exporter::secret::Secret;
+use hive_smallfiles_core::metastore::MetastoreConfig;
+use hive_smallfiles_core::secret::Secret;
 use serde::Deserialize;
 
 use crate::hiveserver2::{Hs2Auth, Hs2Config};

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use futures::StreamExt;
-use hive_smallfiles_exporter::config::StorageConfig;
-use hive_smallfiles_exporter::fs::local::LocalFs;
-use hive_smallfiles_exporter::fs::webhdfs::{WebHdfs, WebHdfsMetrics};
-use hive_smallfiles_exporter::fs::{FileSystem, FsError, ResolvedLocation, resolve_location};
-use hive_smallfiles_exporter::metastore::{Metastore, MetastoreError, TableMeta};
-use hive_smallfiles_exporter::scan::walk::{DirCache, walk_tree};
+use hive_smallfiles_core::fs::factory::write_filesystem;
+use hive_smallfiles_core::fs::webhdfs::WebHdfsMetrics;
+use hive_smallfiles_core::fs::write::FileSystemWrite;
+use hive_smallfiles_core::fs::{FsError, ResolvedLocation, resolve_location};
+use hive_smallfiles_core::metastore::{Metastore, MetastoreError, TableMeta};
+use hive_smallfiles_core::walk::{DirCache, walk_tree};
 use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -43,7 +43,7 @@ use crate::work::{ByteBudget, JobOutcome, JobRecord, JobRunner, TableKey};
 #[derive(Debug)]
 struct ClusterRuntime {
     config: AgentCluster,
-    fs: Arc<dyn FileSystem>,
+    fs: Arc<dyn FileSystemWrite>,
     committer: Committer,
     metastore: Mutex<Option<Arc<Metastore>>>,
 }
@@ -95,19 +95,6 @@ impl ClusterRuntime {
     }
 }
 
-/// Builds a cluster's filesystem client from its storage settings.
-pub fn filesystem(
-    storage: &StorageConfig,
-    metrics: &WebHdfsMetrics,
-) -> Result<Arc<dyn FileSystem>, String> {
-    Ok(match storage {
-        StorageConfig::WebHdfs { client, .. } => {
-            Arc::new(WebHdfs::new(client.clone(), metrics.clone()).map_err(|e| e.to_string())?)
-        }
-        StorageConfig::Local { root } => Arc::new(LocalFs::new(root.clone())),
-    })
-}
-
 /// Carries out merges through HiveServer2-protocol engines.
 #[derive(Debug)]
 pub struct MergeRunner {
@@ -120,7 +107,7 @@ pub struct MergeRunner {
 /// A table as read and listed now.
 struct TableNow {
     table: TableMeta,
-    columns: Vec<hive_smallfiles_exporter::metastore::Column>,
+    columns: Vec<hive_smallfiles_core::metastore::Column>,
     partitions: Vec<PartitionState>,
     hive3: bool,
 }
@@ -160,7 +147,7 @@ impl MergeRunner {
         let mut runtimes = BTreeMap::new();
         let identity = Identity::new(&native.agent_id, native.lock_stale_after);
         for (name, c) in clusters {
-            let fs = filesystem(&c.storage, webhdfs_metrics)
+            let fs = write_filesystem(&c.storage, webhdfs_metrics)
                 .map_err(|e| format!("cluster {name}: {e}"))?;
             let committer = Committer::new(
                 Arc::clone(&fs),
@@ -186,6 +173,11 @@ impl MergeRunner {
             audit,
             metrics,
         })
+    }
+
+    /// The agent's metrics this runner records into.
+    pub fn metrics(&self) -> Arc<AgentMetrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// The id after the highest one in the audit log.
@@ -464,8 +456,8 @@ impl MergeRunner {
                         session: &session,
                         uri_prefix: uri_prefix(location.as_deref().unwrap_or_default()),
                         verify_as: match now.table.class().format {
-                            hive_smallfiles_exporter::metastore::FileFormat::Parquet => VerifyAs::Parquet,
-                            hive_smallfiles_exporter::metastore::FileFormat::Orc => VerifyAs::Orc,
+                            hive_smallfiles_core::metastore::FileFormat::Parquet => VerifyAs::Parquet,
+                            hive_smallfiles_core::metastore::FileFormat::Orc => VerifyAs::Orc,
                             _ => VerifyAs::Text,
                         },
                     };
@@ -562,7 +554,7 @@ impl MergeRunner {
             };
             for l in locations.into_iter().flatten() {
                 if let ResolvedLocation::Path(p) = resolve_location(l, &scheme) {
-                    parents.insert(hive_smallfiles_exporter::fs::parent_path(&p).to_owned());
+                    parents.insert(hive_smallfiles_core::fs::parent_path(&p).to_owned());
                 }
             }
         }
@@ -788,7 +780,7 @@ struct EngineWriter<'a> {
 impl StageWriter for EngineWriter<'_> {
     async fn write(
         &self,
-        _fs: &Arc<dyn FileSystem>,
+        _fs: &Arc<dyn FileSystemWrite>,
         _target: &Target,
         _listing: &Listing,
         output: &str,

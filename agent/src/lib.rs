@@ -9,6 +9,7 @@
 pub mod alertmanager;
 pub mod api;
 pub mod audit;
+pub mod cli;
 pub mod config;
 pub mod executor;
 pub mod hiveserver2;
@@ -18,5 +19,6 @@ pub mod native;
 pub mod plan;
 pub mod policy;
 pub mod queue;
+pub mod service;
 pub mod sql;
 pub mod work;

@@ -1,29 +1,5 @@
-//! `hive-smallfiles-agent`: parse flags, set up logging, hand over to the library.
+//! `hive-smallfiles-agent`: everything is in the library's `cli`.
 
-use std::process::ExitCode;
-
-use clap::Parser;
-
-mod cli;
-
-fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    hive_smallfiles_exporter::service::init_logging(&cli.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("hive-smallfiles-agent: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(cli::run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("hive-smallfiles-agent: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> std::process::ExitCode {
+    hive_smallfiles_agent::cli::main()
 }

@@ -9,7 +9,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use hive_smallfiles_exporter::metrics::{Format, openmetrics_to_text};
+use hive_smallfiles_core::exposition::{Format, openmetrics_to_text};
 
 /// `{status}` label set (alert status: firing, resolved).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -20,9 +20,7 @@
 use std::collections::BTreeSet;
 use std::time::SystemTime;
 
-use hive_smallfiles_exporter::metastore::{
-    Column, FileFormat, TableMeta, TableType, Transactional,
-};
+use hive_smallfiles_core::metastore::{Column, FileFormat, TableMeta, TableType, Transactional};
 use serde::Serialize;
 
 use crate::config::ExecutorChoice;
@@ -665,7 +663,7 @@ impl MergePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hive_smallfiles_exporter::metastore::PartitionKey;
+    use hive_smallfiles_core::metastore::PartitionKey;
     use std::time::{Duration, UNIX_EPOCH};
 
     const MIB: u64 = 1 << 20;

@@ -9,8 +9,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{Datelike, NaiveTime, TimeZone, Timelike, Weekday};
-use hive_smallfiles_exporter::config::TableFilter;
-use hive_smallfiles_exporter::metastore::{TableMeta, TableType};
+use hive_smallfiles_core::config::TableFilter;
+use hive_smallfiles_core::metastore::{TableMeta, TableType};
 
 /// Hive's default partition name (`hive.exec.default.partition.name`): a NULL value.
 pub const DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";

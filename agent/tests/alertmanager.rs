@@ -21,8 +21,8 @@ use hive_smallfiles_agent::queue::{Queue, QueueSettings};
 use hive_smallfiles_agent::work::{
     ByteBudget, JobOutcome, JobRecord, JobRunner, JobState, Source, TableKey,
 };
-use hive_smallfiles_exporter::metrics::Format;
-use hive_smallfiles_exporter::server::{WebConfig, bind, serve};
+use hive_smallfiles_core::exposition::Format;
+use hive_smallfiles_core::web::{WebConfig, bind, serve};
 
 // === helpers ===
 

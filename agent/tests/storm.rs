@@ -277,7 +277,7 @@ async fn alert_storm_respects_limits() {
     assert_eq!(finished, starts.len());
     let text = queue
         .metrics()
-        .render(hive_smallfiles_exporter::metrics::Format::Text);
+        .render(hive_smallfiles_core::exposition::Format::Text);
     assert!(text.contains("hive_merge_alerts_received_total{status=\"firing\"} 10000"));
     assert!(text.contains("hive_merge_rate_limited_total{limit=\"global_rate\"}"));
     eprintln!(

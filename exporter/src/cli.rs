@@ -1,5 +1,5 @@
 //! Command-line interface: flags in exporter-toolkit style, subcommands, and what each
-//! subcommand does. `main.rs` only parses and dispatches.
+//! subcommand does. The binary's `main` only calls [`main`].
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -9,25 +9,36 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use hive_smallfiles_exporter::config::{Config, ProcessEnv};
-use hive_smallfiles_exporter::fs::EndpointState;
-use hive_smallfiles_exporter::metastore::Metastore;
-use hive_smallfiles_exporter::metrics::Metrics;
-use hive_smallfiles_exporter::report::{self, ReportFormat};
-use hive_smallfiles_exporter::server::{self, AppState, WebConfig};
-use hive_smallfiles_exporter::service;
+use hive_smallfiles_core::config::ProcessEnv;
+use hive_smallfiles_core::fs::EndpointState;
+use hive_smallfiles_core::fs::factory::read_filesystem;
+use hive_smallfiles_core::metastore::Metastore;
+use hive_smallfiles_core::service::{cancel_on_signal, run_main};
+use hive_smallfiles_core::web::{self, WebConfig};
 
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::report::{self, ReportFormat};
+use crate::service::{self, ServeOptions};
+
+/// What a subcommand fails with beyond its exit code: printed with its causes by [`main`].
+type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The `hive-smallfiles-exporter` program: parses the flags and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = cli.log_level.clone();
+    run_main("hive-smallfiles-exporter", &level, run(cli))
+}
 /// Exit code of configuration errors (sysexits `EX_USAGE`... `EX_CONFIG` is 78; 64 is what
 /// operators' wrappers usually expect from a bad invocation or file).
-pub(crate) const EXIT_CONFIG: u8 = 64;
+pub const EXIT_CONFIG: u8 = 64;
 
 /// Prometheus exporter of small-file statistics for Hive/Impala warehouses.
 #[derive(Debug, Parser)]
 #[command(name = "hive-smallfiles-exporter", version, about)]
-pub(crate) struct Cli {
+pub struct Cli {
     /// Configuration file (TOML).
     #[arg(
         long = "config.file",
@@ -35,33 +46,33 @@ pub(crate) struct Cli {
         default_value = "/etc/hive-smallfiles/exporter.toml",
         global = true
     )]
-    pub(crate) config_file: PathBuf,
+    pub config_file: PathBuf,
     /// Validate the configuration file and exit.
     #[arg(long = "check-config", global = true)]
-    pub(crate) check_config: bool,
+    pub check_config: bool,
     /// Address to listen on for HTTP (`:9878`, `127.0.0.1:9878`).
     #[arg(long = "web.listen-address", default_value = ":9878", global = true)]
-    pub(crate) listen_address: String,
+    pub listen_address: String,
     /// exporter-toolkit style web config file (TLS, basic auth, headers).
     #[arg(long = "web.config.file", global = true)]
-    pub(crate) web_config_file: Option<PathBuf>,
+    pub web_config_file: Option<PathBuf>,
     /// Path of the metrics endpoint.
     #[arg(long = "web.telemetry-path", default_value = "/metrics", global = true)]
-    pub(crate) telemetry_path: String,
+    pub telemetry_path: String,
     /// Log filter (`info`, `debug`, `hive_smallfiles_exporter=debug`...).
     #[arg(long = "log.level", default_value = "info", global = true)]
-    pub(crate) log_level: String,
+    pub log_level: String,
     /// Seconds to let HTTP requests finish after SIGTERM/SIGINT.
     #[arg(long = "shutdown.grace-period", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
-    pub(crate) grace_period: Duration,
+    pub grace_period: Duration,
     /// What to do (default: serve).
     #[command(subcommand)]
-    pub(crate) command: Option<Command>,
+    pub command: Option<Command>,
 }
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub(crate) enum Command {
+pub enum Command {
     /// Scan on each cluster's interval and serve /metrics (the default).
     Serve,
     /// Scan every cluster once and print the report, sorted by excess files.
@@ -81,7 +92,7 @@ pub(crate) enum Command {
 }
 
 /// Runs the CLI; errors are printed by the caller.
-pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub async fn run(cli: Cli) -> CliResult {
     let config = match Config::load(&cli.config_file, &ProcessEnv) {
         Ok(c) => c,
         Err(e) => {
@@ -140,41 +151,19 @@ async fn serve(
     listen: &str,
     telemetry_path: String,
     grace: Duration,
-) -> anyhow::Result<ExitCode> {
+) -> CliResult {
+    let listener = web::bind(listen).await?;
+    let options = ServeOptions {
+        web,
+        telemetry_path,
+        grace,
+    };
     let metrics = Arc::new(Metrics::new());
-    let scanners = service::build_scanners(&config, &metrics)?;
-    let listener = server::bind(listen).await?;
-    let local = listener.local_addr()?;
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    service::spawn_scan_loops(scanners, &metrics, &tracker, &shutdown);
-    let router = server::router(AppState::new(
-        Arc::clone(&metrics),
-        telemetry_path.clone(),
-        web.clone(),
-    ));
-    let scheme = if web.tls_enabled() { "https" } else { "http" };
-    tracing::info!(address = %local, "Listening; metrics at {scheme}://{local}{telemetry_path}");
-    let http = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { server::serve(listener, router, &web, shutdown, grace).await }
-    });
-    service::shutdown_signal().await;
-    tracing::info!("Shutting down.");
-    shutdown.cancel();
-    tracker.close();
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!("Scans did not stop within the grace period.");
-    }
-    let _ = http.await;
+    service::run(config, options, metrics, listener, cancel_on_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn scan_once(
-    config: Config,
-    format: ReportFormat,
-    only: Option<&str>,
-) -> anyhow::Result<ExitCode> {
+async fn scan_once(config: Config, format: ReportFormat, only: Option<&str>) -> CliResult {
     let metrics = Metrics::new();
     let mut scanners = service::build_scanners(&config, &metrics)?;
     if let Some(name) = only {
@@ -184,14 +173,7 @@ async fn scan_once(
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     }
-    let cancel = CancellationToken::new();
-    tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            service::shutdown_signal().await;
-            cancel.cancel();
-        }
-    });
+    let cancel = cancel_on_signal();
     let mut snapshots = Vec::new();
     let mut ok = true;
     for mut scanner in scanners {
@@ -237,7 +219,7 @@ async fn scan_once(
     })
 }
 
-async fn check(config: Config) -> anyhow::Result<ExitCode> {
+async fn check(config: Config) -> CliResult {
     let metrics = Metrics::new();
     let mut failed = false;
     for cluster in &config.clusters {
@@ -269,7 +251,7 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
                 println!("{} metastore {target}: FAILED: {e}", cluster.name);
             }
         }
-        let fs = hive_smallfiles_exporter::scan::build_filesystem(cluster, &metrics.webhdfs)?;
+        let fs = read_filesystem(&cluster.storage, &metrics.webhdfs)?;
         let probes = fs.probe().await;
         let any_active = probes.iter().any(|p| p.state == EndpointState::Active);
         for p in probes {

@@ -6,52 +6,16 @@
 //! environment, globs compiled, sizes and durations checked). Secrets never come from URLs.
 //! The annotated example file `deploy/exporter.example.toml` mirrors this module.
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::path::Path;
 use std::time::Duration;
 
-use globset::{GlobSet, GlobSetBuilder};
+use hive_smallfiles_core::config::{
+    ByteSize, ConfigError, DEFAULT_SMALL_FILE_BYTES, Environment, RawMetastore, RawStorage,
+    StorageConfig, TableFilter, invalid,
+};
+use hive_smallfiles_core::metastore::MetastoreConfig;
 use serde::Deserialize;
-
-use crate::fs::LocationScheme;
-use crate::fs::webhdfs::WebHdfsConfig;
-use crate::metastore::{Backend, MetastoreConfig};
-use crate::secret::Secret;
-
-/// 128 MiB, the original platform's small-file threshold and a typical HDFS block size.
-pub const DEFAULT_SMALL_FILE_BYTES: u64 = 128 * 1024 * 1024;
-
-/// Errors in the configuration: always fatal at start-up (exit code 64).
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The TOML is malformed or has unknown fields.
-    #[error("invalid configuration: {0}")]
-    Parse(String),
-    /// A value is out of range or inconsistent.
-    #[error("cluster {cluster:?}: {message}")]
-    Invalid {
-        /// Cluster name (or `-` for global settings).
-        cluster: String,
-        /// What is wrong.
-        message: String,
-    },
-}
-
-impl ConfigError {
-    /// Configuration errors never go away by retrying.
-    pub fn is_retryable(&self) -> bool {
-        false
-    }
-}
 
 // === raw config ===
 
@@ -102,76 +66,6 @@ pub struct RawCluster {
     pub list_concurrency: usize,
 }
 
-/// `[cluster.metastore]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMetastore {
-    /// `mysql://user@host:3306/metastore` or `postgres://user@host:5432/metastore`, without a
-    /// password.
-    pub url: String,
-    /// File whose first line is the password.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    /// Environment variable holding the password.
-    #[serde(default)]
-    pub password_env: Option<String>,
-    /// Connections in the pool. Default 4.
-    #[serde(default = "default_pool")]
-    pub pool_size: usize,
-    /// Server-side timeout of one statement. Default 60s.
-    #[serde(default = "default_statement_timeout", with = "humantime_serde")]
-    pub statement_timeout: Duration,
-    /// Timeout of connecting. Default 10s.
-    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
-    pub connect_timeout: Duration,
-    /// Hive 3 catalogs to scan. Default `["hive"]`. Tables of other catalogs get the
-    /// database label `@<catalog>#<database>` (Hive's own catalog-qualified form).
-    #[serde(default = "default_catalogs")]
-    pub catalogs: Vec<String>,
-    /// Partitions per keyset page. Default 10000.
-    #[serde(default = "default_page")]
-    pub partition_page_size: u32,
-}
-
-/// `[cluster.storage]`: `type = "webhdfs"` or `type = "local"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum RawStorage {
-    /// HDFS through WebHDFS.
-    Webhdfs {
-        /// NameNode HTTP(S) URLs, e.g. `["http://nn1:9870", "http://nn2:9870"]`.
-        namenodes: Vec<String>,
-        /// `user.name` for clusters without Kerberos. Default `hive`.
-        #[serde(default = "default_user")]
-        user: Option<String>,
-        /// File holding a delegation token (clusters with Kerberos).
-        #[serde(default)]
-        delegation_token_file: Option<PathBuf>,
-        /// `hdfs://` authorities (nameservices, `host:port`) that belong to this cluster.
-        /// Empty: every `hdfs://` location is this cluster's.
-        #[serde(default)]
-        authorities: Vec<String>,
-        /// Timeout of one request. Default 30s.
-        #[serde(default = "default_request_timeout", with = "humantime_serde")]
-        request_timeout: Duration,
-        /// Requests in flight at once (keep well below the NameNode's handler count).
-        /// Default 16.
-        #[serde(default = "default_max_requests")]
-        max_concurrent_requests: usize,
-        /// Retries of a retryable failure. Default 3.
-        #[serde(default = "default_retries")]
-        max_retries: u32,
-        /// Extra CA certificates (PEM) for HTTPS NameNodes.
-        #[serde(default)]
-        ca_file: Option<PathBuf>,
-    },
-    /// A local directory tree holding `file:` locations.
-    Local {
-        /// Only locations under this directory are listed.
-        root: PathBuf,
-    },
-}
-
 fn default_small() -> ByteSize {
     ByteSize(DEFAULT_SMALL_FILE_BYTES)
 }
@@ -190,80 +84,6 @@ fn default_full_rescan() -> Duration {
 fn default_list_concurrency() -> usize {
     64
 }
-fn default_pool() -> usize {
-    4
-}
-fn default_statement_timeout() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_catalogs() -> Vec<String> {
-    vec!["hive".to_owned()]
-}
-fn default_page() -> u32 {
-    10_000
-}
-#[allow(clippy::unnecessary_wraps)]
-fn default_user() -> Option<String> {
-    Some("hive".to_owned())
-}
-fn default_request_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_max_requests() -> usize {
-    16
-}
-fn default_retries() -> u32 {
-    3
-}
-
-/// A byte count written as an integer or as a string with a unit (`"128MiB"`, `"64 MB"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Repr {
-            Int(u64),
-            Text(String),
-        }
-        match Repr::deserialize(d)? {
-            Repr::Int(n) => Ok(Self(n)),
-            Repr::Text(s) => parse_byte_size(&s)
-                .map(Self)
-                .map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// Parses `"128MiB"`, `"1 GiB"`, `"64MB"`, `"1000"`.
-pub fn parse_byte_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("not a byte size: {text:?}"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        "t" | "tb" => 1_000_000_000_000,
-        "tib" => 1 << 40,
-        other => return Err(format!("unknown unit {other:?} in {text:?}")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("byte size too large: {text:?}"))
-}
-
 // === validated config ===
 
 /// The validated configuration.
@@ -296,92 +116,6 @@ pub struct ClusterConfig {
     pub full_rescan_interval: Duration,
     /// Directory listings in flight.
     pub list_concurrency: usize,
-}
-
-/// Validated storage settings.
-#[derive(Debug, Clone)]
-pub enum StorageConfig {
-    /// WebHDFS.
-    WebHdfs {
-        /// Client settings.
-        client: WebHdfsConfig,
-        /// Accepted `hdfs://` authorities.
-        authorities: Vec<String>,
-    },
-    /// Local directory tree.
-    Local {
-        /// Root directory.
-        root: PathBuf,
-    },
-}
-
-impl StorageConfig {
-    /// Which locations this storage owns.
-    pub fn location_scheme(&self) -> LocationScheme {
-        match self {
-            Self::WebHdfs { authorities, .. } => LocationScheme::Hdfs {
-                authorities: authorities.clone(),
-            },
-            Self::Local { .. } => LocationScheme::Local,
-        }
-    }
-}
-
-/// Include/exclude globs on `database.table`.
-#[derive(Debug, Clone)]
-pub struct TableFilter {
-    include: GlobSet,
-    exclude: GlobSet,
-}
-
-impl TableFilter {
-    /// Compiles the globs.
-    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, String> {
-        Ok(Self {
-            include: build_globs(include)?,
-            exclude: build_globs(exclude)?,
-        })
-    }
-
-    /// Whether `database.table` is scanned.
-    pub fn matches(&self, database: &str, table: &str) -> bool {
-        let name = format!("{database}.{table}");
-        self.include.is_match(&name) && !self.exclude.is_match(&name)
-    }
-}
-
-fn build_globs(patterns: &[String]) -> Result<GlobSet, String> {
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        let glob = globset::GlobBuilder::new(p)
-            .literal_separator(false)
-            .build()
-            .map_err(|e| format!("bad glob {p:?}: {e}"))?;
-        b.add(glob);
-    }
-    b.build().map_err(|e| e.to_string())
-}
-
-/// Where secrets and files come from: the real process environment, or a map in tests.
-pub trait Environment {
-    /// The value of an environment variable.
-    fn var(&self, name: &str) -> Option<String>;
-}
-
-/// The process environment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessEnv;
-
-impl Environment for ProcessEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
-    }
-}
-
-impl Environment for BTreeMap<String, String> {
-    fn var(&self, name: &str) -> Option<String> {
-        self.get(name).cloned()
-    }
 }
 
 impl Config {
@@ -419,40 +153,6 @@ impl RawConfig {
         }
         Ok(Config { clusters })
     }
-}
-
-fn invalid(cluster: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        cluster: cluster.to_owned(),
-        message: message.into(),
-    }
-}
-
-/// Resolves a path relative to the configuration file's directory.
-pub fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_owned()
-    } else {
-        base.join(p)
-    }
-}
-
-/// Reads the first line of a secret file.
-pub fn read_secret_file(cluster: &str, what: &str, path: &Path) -> Result<Secret, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        invalid(
-            cluster,
-            format!("cannot read {what} file {}: {e}", path.display()),
-        )
-    })?;
-    let first = text.lines().next().unwrap_or("").trim_end_matches('\r');
-    if first.is_empty() {
-        return Err(invalid(
-            cluster,
-            format!("{what} file {} is empty", path.display()),
-        ));
-    }
-    Ok(Secret::new(first))
 }
 
 impl RawCluster {
@@ -495,168 +195,12 @@ impl RawCluster {
     }
 }
 
-impl RawMetastore {
-    /// Validates into a [`MetastoreConfig`] (the agent reuses this section).
-    pub fn validate(
-        self,
-        cluster: &str,
-        base: &Path,
-        env: &dyn Environment,
-    ) -> Result<MetastoreConfig, ConfigError> {
-        let url = url::Url::parse(&self.url)
-            .map_err(|e| invalid(cluster, format!("metastore.url is not a URL: {e}")))?;
-        if url.password().is_some() {
-            return Err(invalid(
-                cluster,
-                "metastore.url must not contain a password; use password_file or password_env",
-            ));
-        }
-        let (backend, default_port) = match url.scheme() {
-            "mysql" | "mariadb" => (Backend::Mysql, 3306),
-            "postgres" | "postgresql" => (Backend::Postgres, 5432),
-            other => {
-                return Err(invalid(
-                    cluster,
-                    format!("metastore.url scheme {other:?}: expected mysql:// or postgres://"),
-                ));
-            }
-        };
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| invalid(cluster, "metastore.url has no host"))?;
-        let database = url.path().trim_start_matches('/').to_owned();
-        if database.is_empty() {
-            return Err(invalid(
-                cluster,
-                "metastore.url has no database name (…/metastore)",
-            ));
-        }
-        let user = if url.username().is_empty() {
-            "hive".to_owned()
-        } else {
-            percent_encoding::percent_decode_str(url.username())
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        let password = match (&self.password_file, &self.password_env) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    cluster,
-                    "set only one of password_file and password_env",
-                ));
-            }
-            (Some(f), None) => Some(read_secret_file(cluster, "password", &resolve(base, f))?),
-            (None, Some(var)) => Some(Secret::new(env.var(var).ok_or_else(|| {
-                invalid(
-                    cluster,
-                    format!("password_env: environment variable {var} is not set"),
-                )
-            })?)),
-            (None, None) => None,
-        };
-        if self.pool_size == 0 {
-            return Err(invalid(cluster, "metastore.pool_size must be > 0"));
-        }
-        if self.catalogs.is_empty() {
-            return Err(invalid(cluster, "metastore.catalogs must not be empty"));
-        }
-        if self.partition_page_size == 0 {
-            return Err(invalid(
-                cluster,
-                "metastore.partition_page_size must be > 0",
-            ));
-        }
-        Ok(MetastoreConfig {
-            backend,
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            port: url.port().unwrap_or(default_port),
-            user,
-            password,
-            database,
-            pool_size: self.pool_size,
-            statement_timeout: self.statement_timeout,
-            connect_timeout: self.connect_timeout,
-            catalogs: self.catalogs,
-            partition_page_size: self.partition_page_size,
-        })
-    }
-}
-
-impl RawStorage {
-    /// Validates into a [`StorageConfig`] (the agent reuses this section).
-    pub fn validate(self, cluster: &str, base: &Path) -> Result<StorageConfig, ConfigError> {
-        match self {
-            Self::Webhdfs {
-                namenodes,
-                user,
-                delegation_token_file,
-                authorities,
-                request_timeout,
-                max_concurrent_requests,
-                max_retries,
-                ca_file,
-            } => {
-                if namenodes.is_empty() {
-                    return Err(invalid(cluster, "storage.namenodes is empty"));
-                }
-                let mut urls = Vec::with_capacity(namenodes.len());
-                for nn in &namenodes {
-                    let u = url::Url::parse(nn)
-                        .map_err(|e| invalid(cluster, format!("namenode {nn:?}: {e}")))?;
-                    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-                        return Err(invalid(
-                            cluster,
-                            format!("namenode {nn:?}: expected http(s)://host:port"),
-                        ));
-                    }
-                    if !u.username().is_empty() || u.password().is_some() || u.query().is_some() {
-                        return Err(invalid(
-                            cluster,
-                            format!("namenode {nn:?}: no credentials or query in the URL"),
-                        ));
-                    }
-                    urls.push(u);
-                }
-                if max_concurrent_requests == 0 {
-                    return Err(invalid(
-                        cluster,
-                        "storage.max_concurrent_requests must be > 0",
-                    ));
-                }
-                let delegation_token = delegation_token_file
-                    .map(|f| read_secret_file(cluster, "delegation token", &resolve(base, &f)))
-                    .transpose()?;
-                Ok(StorageConfig::WebHdfs {
-                    client: WebHdfsConfig {
-                        cluster: cluster.to_owned(),
-                        namenodes: urls,
-                        user: user.filter(|u| !u.is_empty()),
-                        delegation_token,
-                        request_timeout,
-                        connect_timeout: request_timeout.min(Duration::from_secs(10)),
-                        max_concurrent_requests,
-                        max_retries,
-                        retry_initial_backoff: Duration::from_millis(200),
-                        retry_max_backoff: Duration::from_secs(10),
-                        ca_file: ca_file.map(|f| resolve(base, &f)),
-                    },
-                    authorities,
-                })
-            }
-            Self::Local { root } => {
-                let root = resolve(base, &root);
-                Ok(StorageConfig::Local { root })
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use hive_smallfiles_core::metastore::Backend;
+
     use super::*;
 
     fn env() -> BTreeMap<String, String> {
@@ -724,20 +268,6 @@ mod tests {
     }
 
     #[test]
-    fn byte_sizes_and_globs() {
-        assert_eq!(parse_byte_size("128MiB").unwrap(), 128 << 20);
-        assert_eq!(parse_byte_size("64 MB").unwrap(), 64_000_000);
-        assert_eq!(parse_byte_size("1000").unwrap(), 1000);
-        assert!(parse_byte_size("12 parsecs").is_err());
-        let f =
-            TableFilter::new(&["sales.*".into(), "ods_*.*".into()], &["*.tmp_*".into()]).unwrap();
-        assert!(f.matches("sales", "orders"));
-        assert!(f.matches("ods_x", "t"));
-        assert!(!f.matches("sales", "tmp_1"));
-        assert!(!f.matches("hr", "people"));
-    }
-
-    #[test]
     fn local_storage_and_postgres() {
         let text = r#"
             [[cluster]]
@@ -776,6 +306,8 @@ mod tests {
 
 #[cfg(test)]
 mod example_file {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     /// The documented example must stay valid.

@@ -1,27 +1,24 @@
 //! # hive-smallfiles exporter
 //!
 //! Finds the small-file problem of Hive/Impala warehouses and exports it as Prometheus gauges.
+//! Depends on the core's read side only: it never changes a file.
 //!
 //! ## Layout
-//! * [`config`] — the TOML file, validated at start-up into typed values.
-//! * [`metastore`] — reads the Hive MetaStore's backing database (MySQL/MariaDB, PostgreSQL).
-//! * [`fs`] — lists directories over WebHDFS or on a local `file:` warehouse.
+//! * [`config`] — the TOML file, validated at start-up into typed values (the shared
+//!   `metastore` and `storage` sections are the core's).
 //! * [`scan`] — one scan of one cluster: MetaStore snapshot + listings → [`snapshot`].
 //! * [`metrics`] — renders snapshots and live counters in Prometheus formats.
-//! * [`server`] — HTTP endpoints (`/metrics`, `/healthz`, `/ready`), TLS and basic auth.
+//! * [`server`] — HTTP endpoints (`/metrics`, `/healthz`, `/ready`, landing page).
 //! * [`report`] — the operator's report of `scan --once` (table, JSON, CSV).
-//! * [`service`] — the long-running exporter: scan loops, shutdown.
-//!
-//! The library is public: the merge agent reuses the MetaStore readers, the filesystem
-//! clients and the scanner.
+//! * [`service`] — the long-running exporter: [`service::run`] (scan loops + HTTP server on
+//!   a bound listener until a shutdown token fires).
+//! * [`cli`] — flags and subcommands; `main` only hands over to [`cli::main`].
 
+pub mod cli;
 pub mod config;
-pub mod fs;
-pub mod metastore;
 pub mod metrics;
 pub mod report;
 pub mod scan;
-pub mod secret;
 pub mod server;
 pub mod service;
 pub mod snapshot;

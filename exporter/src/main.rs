@@ -1,30 +1,5 @@
-//! `hive-smallfiles-exporter`: parse flags, set up logging, hand over to the library.
+//! `hive-smallfiles-exporter`: everything is in the library's `cli`.
 
-use std::process::ExitCode;
-
-use clap::Parser;
-mod cli;
-
-use cli::Cli;
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    hive_smallfiles_exporter::service::init_logging(&cli.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("hive-smallfiles-exporter: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(cli::run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("hive-smallfiles-exporter: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> std::process::ExitCode {
+    hive_smallfiles_exporter::cli::main()
 }

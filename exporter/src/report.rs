@@ -295,7 +295,7 @@ fn csv(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::aggregate::FileCounts;
+    use hive_smallfiles_core::walk::counts::FileCounts;
 
     fn t(name: &str, files: u64, excess: u64) -> TableStats {
         let mut counts = FileCounts::default();

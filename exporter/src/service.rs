@@ -1,5 +1,6 @@
-//! The long-running exporter: one scan loop per cluster on its own interval, publishing each
-//! finished snapshot, and one shutdown path.
+//! The long-running exporter: [`run`] serves HTTP on a bound listener and runs one scan loop
+//! per cluster on its own interval, publishing each finished snapshot, until its shutdown
+//! token fires (one shutdown path; tests run it in-process).
 //!
 //! Scans never run on scrape. A loop waits `scan_interval` between scan *starts*; a scan that
 //! overruns its interval is followed immediately by the next one (and shows in
@@ -9,12 +10,82 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use hive_smallfiles_core::web::{self, WebConfig};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::metrics::{Metrics, ScanLabels};
-use crate::scan::{ClusterScanner, ScanError, ScanProgress, build_filesystem};
+use crate::scan::{ClusterScanner, ScanError, ScanProgress};
+use crate::server::{self, AppState};
+use hive_smallfiles_core::fs::factory::read_filesystem;
+
+/// How the exporter serves HTTP.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// TLS, basic auth and headers (`--web.config.file`).
+    pub web: WebConfig,
+    /// Path of the metrics endpoint (`--web.telemetry-path`).
+    pub telemetry_path: String,
+    /// Time for HTTP requests and scans to finish after shutdown.
+    pub grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            web: WebConfig::default(),
+            telemetry_path: "/metrics".to_owned(),
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs the exporter: scan loops for every cluster and the HTTP endpoints on `listener`,
+/// until `shutdown` is cancelled; then lets scans stop and requests finish for up to
+/// `options.grace`. The registry is the caller's (`metrics`), so an embedding test can read
+/// it.
+pub async fn run(
+    config: Config,
+    options: ServeOptions,
+    metrics: Arc<Metrics>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ScanError> {
+    let scanners = build_scanners(&config, &metrics)?;
+    let tracker = TaskTracker::new();
+    spawn_scan_loops(scanners, &metrics, &tracker, &shutdown);
+    let router = server::router(AppState::new(
+        Arc::clone(&metrics),
+        options.telemetry_path.clone(),
+        options.web.clone(),
+    ));
+    if let Ok(local) = listener.local_addr() {
+        let scheme = if options.web.tls_enabled() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(address = %local, "Listening; metrics at {scheme}://{local}{}", options.telemetry_path);
+    }
+    let http = tokio::spawn({
+        let shutdown = shutdown.clone();
+        let web = options.web.clone();
+        async move { web::serve(listener, router, &web, shutdown, options.grace).await }
+    });
+    shutdown.cancelled().await;
+    tracing::info!("Shutting down.");
+    tracker.close();
+    if tokio::time::timeout(options.grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("Scans did not stop within the grace period.");
+    }
+    let _ = http.await;
+    Ok(())
+}
 
 /// How often a running scan logs its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
@@ -30,7 +101,7 @@ pub fn build_scanners(
         .map(|c| {
             Ok(ClusterScanner::new(
                 c.clone(),
-                build_filesystem(c, &metrics.webhdfs)?,
+                read_filesystem(&c.storage, &metrics.webhdfs)?,
             ))
         })
         .collect()
@@ -109,37 +180,4 @@ async fn log_progress(cluster: String, progress: Arc<ScanProgress>) {
         let rate = partitions as f64 / started.elapsed().as_secs_f64().max(0.001);
         tracing::info!(%cluster, tables_done = done, tables_total = total, partitions, partitions_per_second = format!("{rate:.0}"), "Scan in progress.");
     }
-}
-
-/// A future that completes on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            let _ = ctrl_c.await;
-            return;
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
-/// Logging to stderr with an `EnvFilter` directive (`info`, `debug`, `crate=debug`...); an
-/// invalid directive falls back to `info`. For the binaries' `main`.
-pub fn init_logging(directive: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(directive)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::fs::EndpointProbe;
-use crate::metastore::SchemaInfo;
-use crate::scan::aggregate::FileCounts;
+use hive_smallfiles_core::fs::EndpointProbe;
+use hive_smallfiles_core::metastore::SchemaInfo;
+use hive_smallfiles_core::walk::counts::FileCounts;
 
 /// Statistics of one scanned table.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,7 +26,7 @@ mod transport;
 use std::fmt;
 use std::time::Duration;
 
-use hive_smallfiles_exporter::secret::Secret;
+use hive_smallfiles_core::secret::Secret;
 use tokio_util::sync::CancellationToken;
 
 pub use messages::Value;

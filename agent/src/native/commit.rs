@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hive_smallfiles_exporter::fs::{EntryKind, FileStatus, FileSystem, FsError, join_path};
+use hive_smallfiles_core::fs::write::FileSystemWrite;
+use hive_smallfiles_core::fs::{EntryKind, FileStatus, FileSystem, FsError, join_path};
 use serde::Serialize;
 
 use super::error::{NativeError, aborted, refused};
@@ -116,7 +117,7 @@ pub trait StageWriter: Send + Sync {
     /// exist yet, in the staging area). Must not touch the partition.
     async fn write(
         &self,
-        fs: &Arc<dyn FileSystem>,
+        fs: &Arc<dyn FileSystemWrite>,
         target: &Target,
         listing: &Listing,
         output: &str,
@@ -160,7 +161,7 @@ pub struct Recovered {
 /// The protocol on one cluster's filesystem.
 #[derive(Debug, Clone)]
 pub struct Committer {
-    fs: Arc<dyn FileSystem>,
+    fs: Arc<dyn FileSystemWrite>,
     settings: CommitSettings,
 }
 
@@ -231,12 +232,12 @@ pub async fn read_file(fs: &dyn FileSystem, path: &str, length: u64) -> Result<B
 
 impl Committer {
     /// The protocol over `fs`.
-    pub fn new(fs: Arc<dyn FileSystem>, settings: CommitSettings) -> Self {
+    pub fn new(fs: Arc<dyn FileSystemWrite>, settings: CommitSettings) -> Self {
         Self { fs, settings }
     }
 
     /// The filesystem.
-    pub fn fs(&self) -> &Arc<dyn FileSystem> {
+    pub fn fs(&self) -> &Arc<dyn FileSystemWrite> {
         &self.fs
     }
 
@@ -684,7 +685,7 @@ impl Committer {
     /// Rolls a committed merge back (the partition gets its original files again, plus any
     /// file written into it since the merge). Takes the partition's lock.
     pub async fn rollback(&self, merge_dir: &str) -> Result<Recovered, NativeError> {
-        let area_path = hive_smallfiles_exporter::fs::parent_path(merge_dir);
+        let area_path = hive_smallfiles_core::fs::parent_path(merge_dir);
         let area = AreaLayout::for_area(area_path).ok_or_else(|| {
             refused(
                 "not_a_merge",

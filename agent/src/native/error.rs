@@ -1,6 +1,6 @@
 //! Errors of the native executor and the commit protocol.
 
-use hive_smallfiles_exporter::fs::FsError;
+use hive_smallfiles_core::fs::FsError;
 
 use super::format::FormatError;
 use super::lock::{LockError, LockOwner};

@@ -19,7 +19,7 @@
 //!     rolled-back             marker: rollback finished
 //! ```
 
-use hive_smallfiles_exporter::fs::{join_path, parent_path};
+use hive_smallfiles_core::fs::{join_path, parent_path};
 
 /// Prefix of staging area names.
 pub const AREA_PREFIX: &str = ".hive-smallfiles.";

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hive_smallfiles_exporter::fs::{FileSystem, FsError};
+use hive_smallfiles_core::fs::write::FileSystemWrite;
+use hive_smallfiles_core::fs::{FileSystem, FsError};
 use serde::{Deserialize, Serialize};
 
 /// Contents of a lock file.
@@ -91,7 +92,7 @@ pub enum LockError {
 /// and goes stale, which is what a crash leaves too).
 #[derive(Debug)]
 pub struct PartitionLock {
-    fs: Arc<dyn FileSystem>,
+    fs: Arc<dyn FileSystemWrite>,
     path: String,
     owner: LockOwner,
     refresher: Option<tokio::task::JoinHandle<()>>,
@@ -116,7 +117,7 @@ pub async fn read_owner(fs: &dyn FileSystem, path: &str) -> Result<Option<LockOw
 impl PartitionLock {
     /// Takes the lock at `path` (its directory is created), breaking a stale one.
     pub async fn acquire(
-        fs: Arc<dyn FileSystem>,
+        fs: Arc<dyn FileSystemWrite>,
         path: &str,
         me: &Identity,
         purpose: &str,
@@ -161,7 +162,7 @@ impl PartitionLock {
         }
     }
 
-    fn held(fs: Arc<dyn FileSystem>, path: &str, owner: LockOwner, me: &Identity) -> Self {
+    fn held(fs: Arc<dyn FileSystemWrite>, path: &str, owner: LockOwner, me: &Identity) -> Self {
         // Refresh well inside the stale period (its modification time is the heartbeat).
         let every = (me.stale_after / 4).max(Duration::from_secs(1));
         let refresher = {

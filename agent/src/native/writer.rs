@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use hive_smallfiles_exporter::fs::{FileSystem, join_path};
+use hive_smallfiles_core::fs::join_path;
+use hive_smallfiles_core::fs::write::FileSystemWrite;
 
 use super::commit::{Listing, StageWriter, Staged, Target, VerifyAs, read_file};
 use super::error::{NativeError, refused};
@@ -54,7 +55,7 @@ impl NativeWriter {
 }
 
 fn merge_id_of(output: &str) -> &str {
-    let dir = hive_smallfiles_exporter::fs::parent_path(output);
+    let dir = hive_smallfiles_core::fs::parent_path(output);
     dir.rsplit('/').next().unwrap_or("merge")
 }
 
@@ -62,7 +63,7 @@ fn merge_id_of(output: &str) -> &str {
 impl StageWriter for NativeWriter {
     async fn write(
         &self,
-        fs: &Arc<dyn FileSystem>,
+        fs: &Arc<dyn FileSystemWrite>,
         target: &Target,
         listing: &Listing,
         output: &str,

@@ -280,7 +280,7 @@ fn queue_full_evicts_weaker_or_rejects() {
     );
     let text = q
         .metrics()
-        .render(hive_smallfiles_exporter::metrics::Format::Text);
+        .render(hive_smallfiles_core::exposition::Format::Text);
     assert!(
         text.contains("hive_merge_intake_dropped_total{reason=\"queue_full\"} 4"),
         "{text}"
@@ -333,7 +333,7 @@ fn rate_limits_follow_the_fake_clock() {
     assert_eq!(total, 8, "4 burst + 4 refills in one hour");
     let text = q
         .metrics()
-        .render(hive_smallfiles_exporter::metrics::Format::Text);
+        .render(hive_smallfiles_core::exposition::Format::Text);
     assert!(
         text.contains("hive_merge_rate_limited_total{limit=\"global_rate\"}"),
         "{text}"
@@ -407,7 +407,7 @@ fn cooldown_after_merge() {
     assert!(q.cooldown_until(&key("c", "t")).is_none());
     let text = q
         .metrics()
-        .render(hive_smallfiles_exporter::metrics::Format::Text);
+        .render(hive_smallfiles_core::exposition::Format::Text);
     assert!(
         text.contains("hive_merge_files_removed_total{cluster=\"c\"} 9"),
         "{text}"

@@ -8,9 +8,6 @@
 //! partition is counted and never fails the scan; a MetaStore failure or the scan timeout
 //! fails the scan and keeps the previous tables.
 
-pub mod aggregate;
-pub mod walk;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,19 +17,18 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ClusterConfig, StorageConfig};
-use crate::fs::local::LocalFs;
-use crate::fs::webhdfs::{WebHdfs, WebHdfsConfigError, WebHdfsMetrics};
-use crate::fs::{
+use crate::config::ClusterConfig;
+use crate::snapshot::{ClusterSnapshot, ScanSummary, TableResults, TableStats};
+use hive_smallfiles_core::fs::webhdfs::WebHdfsConfigError;
+use hive_smallfiles_core::fs::{
     EntryKind, FileSystem, FsError, LocationScheme, ResolvedLocation, parent_path, resolve_location,
 };
-use crate::metastore::{
+use hive_smallfiles_core::metastore::{
     FileFormat, Metastore, MetastoreError, MetastoreSnapshot, NotScannedReason, TableMeta,
 };
-use crate::snapshot::{ClusterSnapshot, ScanSummary, TableResults, TableStats};
 
-use aggregate::{FileCounts, excess_files};
-use walk::{DirCache, walk_tree};
+use hive_smallfiles_core::walk::counts::{FileCounts, excess_files};
+use hive_smallfiles_core::walk::{self as walk, DirCache, walk_tree};
 
 /// Errors that stop a whole scan.
 #[derive(Debug, thiserror::Error)]
@@ -169,19 +165,6 @@ fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// Builds the filesystem client of a cluster.
-pub fn build_filesystem(
-    config: &ClusterConfig,
-    metrics: &WebHdfsMetrics,
-) -> Result<Arc<dyn FileSystem>, WebHdfsConfigError> {
-    Ok(match &config.storage {
-        StorageConfig::WebHdfs { client, .. } => {
-            Arc::new(WebHdfs::new(client.clone(), metrics.clone())?)
-        }
-        StorageConfig::Local { root } => Arc::new(LocalFs::new(root.clone())),
-    })
 }
 
 /// Scans one cluster again and again, remembering what the last scan learned.
@@ -341,7 +324,14 @@ impl ClusterScanner {
 
     async fn scan_inner(
         &mut self,
-    ) -> Result<(Vec<TableStats>, ScanSummary, crate::metastore::SchemaInfo), ScanError> {
+    ) -> Result<
+        (
+            Vec<TableStats>,
+            ScanSummary,
+            hive_smallfiles_core::metastore::SchemaInfo,
+        ),
+        ScanError,
+    > {
         let metastore_snapshot = self.metastore().await?.read_snapshot().await?;
         self.list_tables(metastore_snapshot).await
     }
@@ -350,7 +340,14 @@ impl ClusterScanner {
     pub async fn list_tables(
         &mut self,
         mut metastore_snapshot: MetastoreSnapshot,
-    ) -> Result<(Vec<TableStats>, ScanSummary, crate::metastore::SchemaInfo), ScanError> {
+    ) -> Result<
+        (
+            Vec<TableStats>,
+            ScanSummary,
+            hive_smallfiles_core::metastore::SchemaInfo,
+        ),
+        ScanError,
+    > {
         self.progress.tables_total.store(0, Ordering::Relaxed);
         self.progress.tables_done.store(0, Ordering::Relaxed);
         self.progress.partitions_done.store(0, Ordering::Relaxed);

@@ -11,9 +11,9 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::config::Config;
-use crate::fs::{EndpointProbe, FileStatus, PageSink, normalize_path};
-use crate::metastore::{PartitionKey, PartitionMeta, SchemaInfo};
 use crate::snapshot::PartitionResults;
+use hive_smallfiles_core::fs::{EndpointProbe, FileStatus, PageSink, normalize_path};
+use hive_smallfiles_core::metastore::{PartitionKey, PartitionMeta, SchemaInfo};
 
 #[derive(Debug, Default)]
 struct MemFs {
@@ -89,6 +89,10 @@ fn status(name: &str, kind: EntryKind, length: u64, mtime: i64) -> FileStatus {
 
 #[async_trait]
 impl FileSystem for MemFs {
+    async fn read_range(&self, _: &str, _: u64, _: u64) -> Result<bytes::Bytes, FsError> {
+        Err(FsError::Unsupported { op: "read_range" })
+    }
+
     async fn list_status(&self, path: &str, sink: &mut PageSink<'_>) -> Result<(), FsError> {
         self.listings.fetch_add(1, Ordering::SeqCst);
         if let Some(prefix) = self.fail_prefix.lock().unwrap().as_deref()
@@ -278,7 +282,7 @@ async fn counts_and_incremental_rescans_single_level() {
     );
     assert_eq!(
         t3.counts
-            .size_class(aggregate::SizeClass::AtOrOverThreshold),
+            .size_class(hive_smallfiles_core::walk::counts::SizeClass::AtOrOverThreshold),
         1
     );
 }

@@ -104,12 +104,14 @@ enum WireKind {
     File,
 }
 
+#[cfg(feature = "write")]
 /// `{"boolean": true|false}` (MKDIRS, DELETE, RENAME without options).
 #[derive(Debug, Deserialize)]
 pub(super) struct BooleanEnvelope {
     pub(super) boolean: bool,
 }
 
+#[cfg(feature = "write")]
 /// `{"Location": "http://<datanode>..."}` (a redirect answered as 200, `noredirect=true`).
 #[derive(Debug, Deserialize)]
 pub(super) struct LocationEnvelope {

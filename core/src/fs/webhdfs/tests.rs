@@ -12,6 +12,7 @@ use axum::http::{
 
 use super::*;
 use crate::fs::EntryKind;
+use crate::fs::write::FileSystemWrite;
 
 /// One request as the fake NameNode saw it.
 #[derive(Debug, Clone)]

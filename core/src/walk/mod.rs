@@ -21,7 +21,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::fs::{EntryKind, FileSystem, FsError, join_path};
 
-use super::aggregate::FileCounts;
+pub mod counts;
+
+use counts::FileCounts;
 
 /// [`FileCounts`] of one directory's direct files as remembered between scans: the same
 /// numbers with 32-bit counters (88 instead of 128 bytes; HDFS caps a directory at a few

@@ -1,5 +1,6 @@
-//! Filesystem clients: the one trait the scanner lists directories through and the merge
-//! agent reads and changes files through, and its two backends.
+//! Filesystem clients: the read trait [`FileSystem`] the scanner lists directories through
+//! and the merge agent reads files through, the write trait (`write::FileSystemWrite`, the
+//! `write` feature) the agent changes files through, and their two backends.
 //!
 //! * [`webhdfs`] talks to HDFS NameNodes over the WebHDFS REST API (HA failover, paging,
 //!   retries, one concurrency bound per cluster; `OPEN` and `CREATE` through the DataNode
@@ -12,11 +13,13 @@
 //! authority. Turning a MetaStore `LOCATION` URI into such a path is [`resolve_location`]'s job;
 //! percent-encoding for the wire is the backend's job.
 
+pub mod factory;
 pub mod local;
 pub mod webhdfs;
+#[cfg(feature = "write")]
+pub mod write;
 
 use std::fmt;
-use std::path::Path;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -230,7 +233,7 @@ pub enum EndpointState {
 /// A directory listing sink: called once per page of entries, in listing order.
 pub type PageSink<'a> = dyn FnMut(Vec<FileStatus>) + Send + 'a;
 
-/// The operations the scanner needs from a filesystem.
+/// The read side of a filesystem: listing, status, probing and reading file contents.
 #[async_trait]
 pub trait FileSystem: Send + Sync + fmt::Debug {
     /// Lists the direct children of the directory `path`, handing them to `sink` page by page
@@ -244,102 +247,11 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     /// Probes every endpoint once (cheap request) and reports each one's state.
     async fn probe(&self) -> Vec<EndpointProbe>;
 
-    // --- Reads of file contents and mutating operations (the merge agent's). Read-only
-    // backends keep the defaults, which fail with `Unsupported`. ---
-
     /// Reads up to `length` bytes of the file `path` starting at `offset` (WebHDFS `OPEN`
     /// with `offset` and `length`). Fewer bytes only at the end of the file; an empty result
     /// at `offset == length of the file`; an offset past the end is an error. A directory is
     /// [`FsError::NotFound`] (HDFS: "Path is not a file").
-    async fn read_range(&self, path: &str, offset: u64, length: u64) -> Result<Bytes, FsError> {
-        let _ = (path, offset, length);
-        Err(FsError::Unsupported { op: "read_range" })
-    }
-
-    /// Creates the file `path` with the contents of the local file `local` (WebHDFS two-step
-    /// `CREATE`). `overwrite = false` fails with [`FsError::AlreadyExists`] when `path`
-    /// exists, atomically (this is how lock files are taken); an existing directory at
-    /// `path` is [`FsError::AlreadyExists`] even with `overwrite`. `permission`: octal bits,
-    /// or the server's default (0644). The parent directory is created when missing. The
-    /// backend may move `local` into place instead of copying it: the caller must not use
-    /// it afterwards.
-    ///
-    /// A backend that repeats a request whose answer was lost (WebHDFS) may answer
-    /// [`FsError::AlreadyExists`] to an `overwrite = false` create that did create the file:
-    /// a caller taking a lock this way reads the file back to see whose it is.
-    async fn create_from_local(
-        &self,
-        path: &str,
-        local: &Path,
-        overwrite: bool,
-        permission: Option<u32>,
-    ) -> Result<(), FsError> {
-        let _ = (path, local, overwrite, permission);
-        Err(FsError::Unsupported {
-            op: "create_from_local",
-        })
-    }
-
-    /// Creates the file `path` holding `data`; otherwise as [`FileSystem::create_from_local`].
-    async fn create(
-        &self,
-        path: &str,
-        data: Bytes,
-        overwrite: bool,
-        permission: Option<u32>,
-    ) -> Result<(), FsError> {
-        let _ = (path, data, overwrite, permission);
-        Err(FsError::Unsupported { op: "create" })
-    }
-
-    /// Creates the directory `path` and missing parents (`MKDIRS`); succeeds when it exists
-    /// (its permission then unchanged). `permission`: octal bits, or the server's default
-    /// (0755).
-    async fn mkdirs(&self, path: &str, permission: Option<u32>) -> Result<(), FsError> {
-        let _ = (path, permission);
-        Err(FsError::Unsupported { op: "mkdirs" })
-    }
-
-    /// Renames `src` to `dst` atomically with HDFS `rename2` semantics (`renameoptions=NONE`):
-    /// fails with [`FsError::AlreadyExists`] when `dst` exists — it never moves `src` *into*
-    /// an existing directory, as the old `rename` does — and with [`FsError::NotFound`] when
-    /// `src` or `dst`'s parent does not exist.
-    ///
-    /// Not idempotent: when a backend repeats a rename whose first attempt succeeded but
-    /// whose answer was lost, the repetition fails with [`FsError::NotFound`] for `src`. A
-    /// caller that gets `NotFound` checks whether `dst` holds what it renamed.
-    async fn rename(&self, src: &str, dst: &str) -> Result<(), FsError> {
-        let _ = (src, dst);
-        Err(FsError::Unsupported { op: "rename" })
-    }
-
-    /// Deletes `path` (a non-empty directory only with `recursive`; a symlink, never what it
-    /// points to). `Ok(false)` when it did not exist, which is also what a repetition of a
-    /// delete that succeeded says.
-    async fn delete(&self, path: &str, recursive: bool) -> Result<bool, FsError> {
-        let _ = (path, recursive);
-        Err(FsError::Unsupported { op: "delete" })
-    }
-
-    /// Sets the permission bits of `path` (`SETPERMISSION`).
-    async fn set_permission(&self, path: &str, permission: u32) -> Result<(), FsError> {
-        let _ = (path, permission);
-        Err(FsError::Unsupported {
-            op: "set_permission",
-        })
-    }
-
-    /// Sets the owner and/or group of `path` (`SETOWNER`); `None` leaves that one alone, and
-    /// at least one must be given.
-    async fn set_owner(
-        &self,
-        path: &str,
-        owner: Option<&str>,
-        group: Option<&str>,
-    ) -> Result<(), FsError> {
-        let _ = (path, owner, group);
-        Err(FsError::Unsupported { op: "set_owner" })
-    }
+    async fn read_range(&self, path: &str, offset: u64, length: u64) -> Result<Bytes, FsError>;
 }
 
 /// Where a MetaStore `LOCATION` points, relative to one cluster's storage.
