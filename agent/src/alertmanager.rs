@@ -7,7 +7,7 @@
 //! [`PayloadError`]: malformed JSON, a `version` other than "4", a missing `alerts` array.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -204,83 +204,18 @@ fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 /// Parses an RFC 3339 timestamp (`2024-05-01T10:00:00.123456789+02:00`, `...Z`). Go's zero
 /// time (year 1) and anything before the Unix epoch or unparsable read as `None`.
 pub fn parse_time(s: &str) -> Option<SystemTime> {
-    let b = s.trim().as_bytes();
-    if b.len() < 20 || b.len() > 64 {
+    let t = chrono::DateTime::parse_from_rfc3339(s.trim()).ok()?;
+    // Go's zero time `0001-01-01T00:00:00Z` ("no end") is before the epoch, too.
+    if t.timestamp() < 0 {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(r)?;
-        if part.iter().all(u8::is_ascii_digit) {
-            std::str::from_utf8(part).ok()?.parse().ok()
-        } else {
-            None
-        }
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut nanos: u64 = 0;
-    if b[i] == b'.' {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            if i - start < 9 {
-                nanos = nanos * 10 + u64::from(b[i] - b'0');
-            }
-            i += 1;
-        }
-        let digits = i - start;
-        if digits == 0 {
-            return None;
-        }
-        for _ in digits..9 {
-            nanos *= 10;
-        }
-    }
-    let offset_secs: i64 = match b.get(i..)? {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let digits = [*h1, *h2, *m1, *m2];
-            if !digits.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            let h = i64::from((h1 - b'0') * 10 + (h2 - b'0'));
-            let m = i64::from((m1 - b'0') * 10 + (m2 - b'0'));
-            let o = h * 3600 + m * 60;
-            if *sign == b'-' { -o } else { o }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset_secs;
-    if secs < 0 {
-        return None;
-    }
-    UNIX_EPOCH.checked_add(Duration::new(u64::try_from(secs).ok()?, nanos as u32))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    Some(SystemTime::from(t))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
     use super::*;
 
     const SAMPLE: &str = r#"{
@@ -393,5 +328,12 @@ mod tests {
         assert_eq!(t("garbage"), None);
         assert_eq!(t(""), None);
         assert_eq!(t("2024-01-01T00:00:00.Z"), None);
+        assert_eq!(t("2024-02-30T00:00:00Z"), None);
+        assert_eq!(t("1969-12-31T23:59:59Z"), None);
+        // Lowercase, a space separator and surrounding blanks; digits past nanoseconds dropped.
+        assert_eq!(
+            t(" 1970-01-01 00:00:01.1234567891z "),
+            Some(Duration::new(1, 123_456_789))
+        );
     }
 }

@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use crate::events::JobEvent;
 use crate::work::JobId;
 
 /// An append-only JSON-lines file.
@@ -38,13 +39,17 @@ impl AuditLog {
     }
 
     /// Appends one event of a job. Failures are logged, never fatal for the job.
-    pub fn record(&self, job: JobId, event: &str, fields: Value) {
+    pub fn record(&self, job: JobId, event: &JobEvent<'_>) {
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        let mut line = json!({ "ts": ts, "job": job, "event": event });
-        if let (Some(obj), Value::Object(extra)) = (line.as_object_mut(), fields) {
-            obj.extend(extra);
+        let mut line = json!({ "ts": ts, "job": job });
+        match (line.as_object_mut(), serde_json::to_value(event)) {
+            (Some(obj), Ok(Value::Object(fields))) => obj.extend(fields),
+            (_, Err(e)) => {
+                tracing::error!(error = %e, "An audit event could not be serialized.");
+            }
+            _ => {}
         }
         let mut text = line.to_string();
         text.push('\n');
@@ -93,12 +98,19 @@ mod tests {
     fn appends_json_lines() {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::open(&dir.path().join("a/audit.jsonl")).unwrap();
-        log.record(1, "planned", json!({"strategy": "insert_overwrite"}));
-        log.record(2, "planned", json!({}));
-        log.record(1, "finished", json!({"result": "merged"}));
+        log.record(1, &JobEvent::Statement { sql: "SELECT 1" });
+        log.record(2, &JobEvent::Statement { sql: "SELECT 2" });
+        let outcome = crate::work::JobOutcome::DryRun {
+            strategy: "native".into(),
+            partitions: 1,
+        };
+        log.record(1, &JobEvent::Finished { outcome: &outcome });
         let events = log.events_of(1);
         assert_eq!(events.len(), 2);
-        assert_eq!(events[0]["strategy"], "insert_overwrite");
+        assert_eq!(events[0]["event"], "statement");
+        assert_eq!(events[0]["sql"], "SELECT 1");
         assert_eq!(events[1]["event"], "finished");
+        assert_eq!(events[1]["outcome"]["result"], "dry_run");
+        assert_eq!(log.max_job_id(), 2);
     }
 }

@@ -13,10 +13,7 @@ use clap::{Parser, Subcommand};
 use hive_smallfiles_core::service::{cancel_on_signal, run_main};
 use hive_smallfiles_core::web;
 
-use crate::audit::AuditLog;
 use crate::config::AgentConfig;
-use crate::executor::MergeRunner;
-use crate::metrics::AgentMetrics;
 use crate::service::{self, ServeOptions};
 use crate::work::{JobOutcome, JobRecord, JobRunner, JobState, Source, TableKey, WorkItem};
 
@@ -30,7 +27,6 @@ pub fn main() -> ExitCode {
     run_main("hive-smallfiles-agent", &level, run(cli))
 }
 use hive_smallfiles_core::config::ProcessEnv;
-use hive_smallfiles_core::fs::webhdfs::WebHdfsMetrics;
 use hive_smallfiles_core::web::WebConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -151,18 +147,8 @@ pub async fn run(cli: Cli) -> CliResult {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let metrics = Arc::new(AgentMetrics::new());
-    let audit = Arc::new(AuditLog::open(&config.audit_log)?);
-    let first_job_id = audit.max_job_id() + 1;
-    let runner = MergeRunner::new(
-        &config.clusters,
-        config.policy.clone(),
-        audit,
-        Arc::clone(&metrics),
-        &WebHdfsMetrics::default(),
-        &config.native,
-    )
-    .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })?;
+    let runner = service::build_runner(&config)?;
+    let first_job_id = runner.first_job_id();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Plan {
             cluster,
@@ -228,7 +214,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Recover => {
             let results = runner.recover_all().await;
             println!("{}", serde_json::to_string_pretty(&results)?);
-            let failed = results.iter().any(|r| !r["error"].is_null());
+            let failed = results.iter().any(|r| r.error.is_some());
             Ok(if failed {
                 ExitCode::FAILURE
             } else {

@@ -11,10 +11,14 @@ use hive_smallfiles_core::web::{self, WebConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use hive_smallfiles_core::fs::webhdfs::WebHdfsMetrics;
+
 use crate::api::{self, ApiSettings, ApiState};
+use crate::audit::AuditLog;
 use crate::config::AgentConfig;
 use crate::executor::MergeRunner;
 use crate::intake::IntakeSettings;
+use crate::metrics::AgentMetrics;
 use crate::queue::{Queue, QueueSettings, RetrySettings, run_workers};
 use crate::work::JobRunner;
 
@@ -34,6 +38,47 @@ impl Default for ServeOptions {
             grace: Duration::from_secs(60),
         }
     }
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The audit log cannot be opened for appending.
+    #[error("audit log {path}: {source}")]
+    AuditLog {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A cluster's clients could not be built from the configuration.
+    #[error("{0}")]
+    Runner(String),
+}
+
+impl StartError {
+    /// Start-up errors need an operator; retrying does not help.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+/// The runner the configuration describes: its audit log opened, fresh metrics.
+pub fn build_runner(config: &AgentConfig) -> Result<MergeRunner, StartError> {
+    let audit = AuditLog::open(&config.audit_log).map_err(|source| StartError::AuditLog {
+        path: config.audit_log.clone(),
+        source,
+    })?;
+    MergeRunner::new(
+        &config.clusters,
+        config.policy.clone(),
+        Arc::new(audit),
+        Arc::new(AgentMetrics::new()),
+        &WebHdfsMetrics::default(),
+        &config.native,
+    )
+    .map_err(StartError::Runner)
 }
 
 /// The queue's settings from the configuration file.
@@ -73,7 +118,9 @@ pub async fn run(
 ) {
     let metrics = runner.metrics();
     let first_job_id = runner.first_job_id();
-    let queue = Arc::new(Queue::new(queue_settings(&config, first_job_id), metrics));
+    let queue = Arc::new(
+        Queue::new(queue_settings(&config, first_job_id), metrics).with_store(runner.store()),
+    );
     let web = options.web;
     let grace = options.grace;
     let api_settings = ApiSettings {

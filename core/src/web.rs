@@ -118,7 +118,7 @@ impl WebConfig {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let raw: RawWebConfig = serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let raw: RawWebConfig = serde_norway::from_str(&text).map_err(|e| err(e.to_string()))?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         let resolve = |p: &Path| {
             if p.is_absolute() {

@@ -2,6 +2,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::json;
 
+use std::num::NonZeroU64;
+
 use super::*;
 
 fn key(c: &str, t: &str) -> TableKey {

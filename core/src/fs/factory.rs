@@ -10,7 +10,9 @@ use super::webhdfs::{WebHdfs, WebHdfsConfigError, WebHdfsMetrics};
 use super::write::FileSystemWrite;
 use crate::config::StorageConfig;
 
-/// A cluster's client, before the caller picks which side it uses.
+/// A cluster's client, before the caller picks which side it uses (short-lived, moved into
+/// an `Arc` at once: the size difference of the variants does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Client {
     WebHdfs(WebHdfs),
     Local(LocalFs),

@@ -48,7 +48,7 @@ impl WebHdfs {
             .saturating_mul(2u32.saturating_pow(attempt))
             .min(self.retry_max_backoff);
         let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(rand::thread_rng().gen_range(0..=nanos))
+        Duration::from_nanos(rand::rng().random_range(0..=nanos))
     }
 
     /// Tries the NameNodes in order, starting at the remembered active one.

@@ -41,313 +41,38 @@
 //! reading for the rate limiters, so tests drive limits with a [`ManualClock`] (built on
 //! governor's `FakeRelativeClock`) instead of waiting.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::num::{NonZeroU32, NonZeroU64};
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use governor::clock::FakeRelativeClock;
-use governor::middleware::NoOpMiddleware;
+use governor::state::InMemoryState;
 use governor::state::keyed::DefaultKeyedStateStore;
-use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+mod budget;
+mod clock;
+mod settings;
+mod worker;
+
+pub use budget::{JobBudget, RateBudget};
+pub use clock::{Clock, ManualClock, SystemClock};
+use clock::{DirectLimiter, GovClock, KeyedLimiter};
+pub use settings::{QueueSettings, RetrySettings};
+pub use worker::run_workers;
 
 use crate::alertmanager::WebhookPayload;
 use crate::intake::{self, IntakeSettings, IntakeView, Origin, reason};
 use crate::metrics::{
     AgentMetrics, ClusterLabels, JobLabels, LimitLabels, ReasonLabels, StatusLabels,
 };
+use crate::store::{JobStore, MemoryStore};
 use crate::work::{
     ByteBudget, JobId, JobOutcome, JobRecord, JobRunner, JobState, Source, TableKey, WorkItem,
 };
-
-// === clock ===
-
-/// Time source of the queue.
-pub trait Clock: Send + Sync + fmt::Debug {
-    /// Wall time (job records, cool-downs, retry times).
-    fn now(&self) -> SystemTime;
-    /// Monotonic time since an arbitrary origin (rate limits, durations).
-    fn elapsed(&self) -> Duration;
-}
-
-/// The real clock.
-#[derive(Debug, Clone, Copy)]
-pub struct SystemClock {
-    origin: Instant,
-}
-
-impl Default for SystemClock {
-    fn default() -> Self {
-        Self {
-            origin: Instant::now(),
-        }
-    }
-}
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-    fn elapsed(&self) -> Duration {
-        self.origin.elapsed()
-    }
-}
-
-/// A clock that moves only when told to (tests); clones share the time.
-#[derive(Debug, Clone)]
-pub struct ManualClock {
-    start: SystemTime,
-    fake: FakeRelativeClock,
-}
-
-impl ManualClock {
-    /// A clock standing at `start`.
-    pub fn new(start: SystemTime) -> Self {
-        Self {
-            start,
-            fake: FakeRelativeClock::default(),
-        }
-    }
-
-    /// Moves time forward.
-    pub fn advance(&self, by: Duration) {
-        self.fake.advance(by);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> SystemTime {
-        self.start + self.elapsed()
-    }
-    fn elapsed(&self) -> Duration {
-        Duration::from_nanos(governor::clock::Clock::now(&self.fake).as_u64())
-    }
-}
-
-/// Adapter: the queue's clock as governor's clock (instants are `Duration`s).
-#[derive(Debug, Clone)]
-struct GovClock(Arc<dyn Clock>);
-
-impl governor::clock::Clock for GovClock {
-    type Instant = Duration;
-    fn now(&self) -> Duration {
-        self.0.elapsed()
-    }
-}
-
-type DirectLimiter = RateLimiter<NotKeyed, InMemoryState, GovClock, NoOpMiddleware<Duration>>;
-type KeyedLimiter =
-    RateLimiter<String, DefaultKeyedStateStore<String>, GovClock, NoOpMiddleware<Duration>>;
-
-// === settings ===
-
-/// Retry policy for `failed` outcomes with `retryable: true`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetrySettings {
-    /// Attempts in total (first run included). Default 3.
-    pub max_attempts: u32,
-    /// Backoff before the second attempt. Default 1 minute.
-    pub base: Duration,
-    /// Longest backoff. Default 30 minutes.
-    pub cap: Duration,
-}
-
-impl Default for RetrySettings {
-    fn default() -> Self {
-        Self {
-            max_attempts: 3,
-            base: Duration::from_secs(60),
-            cap: Duration::from_secs(30 * 60),
-        }
-    }
-}
-
-impl RetrySettings {
-    /// Backoff after `attempt` (1-based) failed attempts: `min(cap, base·2^(attempt-1))`,
-    /// "equal jitter" (half fixed, half scaled by `unit` in `[0, 1)`).
-    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
-        let exp = attempt.saturating_sub(1).min(30);
-        let full = self.base.saturating_mul(1 << exp).min(self.cap);
-        let half = full / 2;
-        half + half.mul_f64(unit.clamp(0.0, 1.0))
-    }
-}
-
-/// Settings of the queue (filled from the agent's configuration).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueSettings {
-    /// Queued jobs at most (running ones not counted). Default 1,000.
-    pub capacity: usize,
-    /// Finished or cancelled jobs kept for the API. Default 1,000.
-    pub history: usize,
-    /// Jobs running at once. Default 4.
-    pub max_concurrent: usize,
-    /// Jobs running at once per cluster. Default 1.
-    pub max_concurrent_per_cluster: usize,
-    /// Merges started per hour, all clusters. Default 60; `None`: unlimited.
-    pub merges_per_hour: Option<NonZeroU32>,
-    /// Merges started per hour per cluster. Default 20; `None`: unlimited.
-    pub merges_per_hour_per_cluster: Option<NonZeroU32>,
-    /// Bytes rewritten per hour, all clusters. Default `None` (unlimited).
-    pub bytes_per_hour: Option<NonZeroU64>,
-    /// Bytes rewritten per hour per cluster. Default `None` (unlimited).
-    pub bytes_per_hour_per_cluster: Option<NonZeroU64>,
-    /// After a merge, alerts for the table are dropped this long. Default 6 hours.
-    pub cooldown: Duration,
-    /// Retries.
-    pub retry: RetrySettings,
-    /// Intake rules.
-    pub intake: IntakeSettings,
-    /// Alert fingerprints tracked per job; beyond, the job becomes a whole-table request
-    /// that resolved alerts no longer cancel. Default 10,000.
-    pub max_fingerprints_per_job: usize,
-    /// Id of the first job (ids continue the audit log's across restarts). Default 1.
-    pub first_job_id: JobId,
-}
-
-impl Default for QueueSettings {
-    fn default() -> Self {
-        Self {
-            capacity: 1000,
-            history: 1000,
-            max_concurrent: 4,
-            max_concurrent_per_cluster: 1,
-            merges_per_hour: NonZeroU32::new(60),
-            merges_per_hour_per_cluster: NonZeroU32::new(20),
-            bytes_per_hour: None,
-            bytes_per_hour_per_cluster: None,
-            cooldown: Duration::from_secs(6 * 3600),
-            retry: RetrySettings::default(),
-            intake: IntakeSettings::default(),
-            max_fingerprints_per_job: 10_000,
-            first_job_id: 1,
-        }
-    }
-}
-
-// === byte budget ===
-
-/// Budget granularity: one governor cell per MiB.
-const BYTE_CELL: u64 = 1 << 20;
-
-/// The bytes-per-hour budget (global and per cluster), shared by all jobs.
-pub struct RateBudget {
-    global: Option<(DirectLimiter, NonZeroU32)>,
-    per_cluster: Option<(KeyedLimiter, NonZeroU32)>,
-    metrics: Arc<AgentMetrics>,
-}
-
-impl fmt::Debug for RateBudget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateBudget")
-            .field("global", &self.global.is_some())
-            .field("per_cluster", &self.per_cluster.is_some())
-            .finish()
-    }
-}
-
-/// The quota of a bytes-per-hour setting, and its burst in cells.
-fn byte_quota(bytes: Option<NonZeroU64>) -> Option<(Quota, NonZeroU32)> {
-    let cells = bytes?.get().div_ceil(BYTE_CELL);
-    let cells = NonZeroU32::new(u32::try_from(cells).unwrap_or(u32::MAX).max(1))?;
-    Some((Quota::per_hour(cells), cells))
-}
-
-fn cells_for(bytes: u64, quota_burst: NonZeroU32) -> NonZeroU32 {
-    let cells = u32::try_from(bytes.div_ceil(BYTE_CELL)).unwrap_or(u32::MAX);
-    NonZeroU32::new(cells.clamp(1, quota_burst.get())).unwrap_or(NonZeroU32::MIN)
-}
-
-impl RateBudget {
-    fn new(settings: &QueueSettings, clock: &GovClock, metrics: Arc<AgentMetrics>) -> Self {
-        Self {
-            global: byte_quota(settings.bytes_per_hour).map(|(q, b)| {
-                (
-                    RateLimiter::new(q, InMemoryState::default(), clock.clone()),
-                    b,
-                )
-            }),
-            per_cluster: byte_quota(settings.bytes_per_hour_per_cluster).map(|(q, b)| {
-                (
-                    RateLimiter::new(q, DefaultKeyedStateStore::default(), clock.clone()),
-                    b,
-                )
-            }),
-            metrics,
-        }
-    }
-}
-
-impl ByteBudget for RateBudget {
-    fn try_reserve(&self, cluster: &str, bytes: u64) -> Result<(), Duration> {
-        if bytes == 0 {
-            return Ok(());
-        }
-        let refuse = |wait: Duration| {
-            self.metrics
-                .rate_limited
-                .get_or_create(&LimitLabels {
-                    limit: "bytes".into(),
-                })
-                .inc();
-            Err(wait)
-        };
-        if let Some((l, burst)) = &self.per_cluster {
-            let n = cells_for(bytes, *burst);
-            if let Ok(Err(not_until)) = l.check_key_n(&cluster.to_owned(), n) {
-                return refuse(not_until.wait_time_from(governor::clock::Clock::now(l.clock())));
-            }
-        }
-        if let Some((l, burst)) = &self.global {
-            let n = cells_for(bytes, *burst);
-            if let Ok(Err(not_until)) = l.check_n(n) {
-                return refuse(not_until.wait_time_from(governor::clock::Clock::now(l.clock())));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// One job's view of the budget: remembers a refusal so the queue can re-queue the job.
-#[derive(Debug)]
-pub struct JobBudget {
-    inner: Arc<RateBudget>,
-    refused: Mutex<Option<Duration>>,
-}
-
-impl JobBudget {
-    /// Wraps the shared budget.
-    pub fn new(inner: Arc<RateBudget>) -> Self {
-        Self {
-            inner,
-            refused: Mutex::new(None),
-        }
-    }
-
-    /// The wait of the last refused reservation, if any.
-    pub fn refused(&self) -> Option<Duration> {
-        self.refused.lock().ok().and_then(|g| *g)
-    }
-}
-
-impl ByteBudget for JobBudget {
-    fn try_reserve(&self, cluster: &str, bytes: u64) -> Result<(), Duration> {
-        let r = self.inner.try_reserve(cluster, bytes);
-        if let Err(wait) = r
-            && let Ok(mut g) = self.refused.lock()
-        {
-            *g = Some(wait);
-        }
-        r
-    }
-}
-
-// === queue ===
 
 /// A manual merge request (`POST /api/v1/merges`, the CLI).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -485,7 +210,6 @@ struct Inner {
     next_id: JobId,
     active: HashMap<JobId, Entry>,
     by_table: HashMap<TableKey, JobId>,
-    history: VecDeque<JobRecord>,
     cooldowns: HashMap<TableKey, SystemTime>,
     queued: usize,
     running: usize,
@@ -513,6 +237,7 @@ pub struct Queue {
     global_rate: Option<DirectLimiter>,
     cluster_rate: Option<KeyedLimiter>,
     budget: Arc<RateBudget>,
+    store: Arc<dyn JobStore>,
 }
 
 impl fmt::Debug for Queue {
@@ -563,6 +288,7 @@ impl Queue {
             cluster_rate: per_hour(settings.merges_per_hour_per_cluster)
                 .map(|q| RateLimiter::new(q, DefaultKeyedStateStore::default(), gov.clone())),
             budget: Arc::new(RateBudget::new(&settings, &gov, Arc::clone(&metrics))),
+            store: Arc::new(MemoryStore::new(settings.history)),
             settings,
             clock,
             metrics,
@@ -572,6 +298,13 @@ impl Queue {
             }),
             notify: Notify::new(),
         }
+    }
+
+    /// Keeps finished jobs in `store` (shared with the runner) instead of its own memory.
+    #[must_use]
+    pub fn with_store(mut self, store: Arc<dyn JobStore>) -> Self {
+        self.store = store;
+        self
     }
 
     /// The settings.
@@ -814,18 +547,8 @@ impl Queue {
             entry.record.state = JobState::Cancelled;
             entry.record.finished_at = Some(now);
             entry.record.outcome = Some(outcome);
-            self.push_history(inner, entry.record);
+            self.store.save_finished(&entry.record);
         }
-    }
-
-    fn push_history(&self, inner: &mut Inner, record: JobRecord) {
-        if self.settings.history == 0 {
-            return;
-        }
-        while inner.history.len() >= self.settings.history {
-            inner.history.pop_front();
-        }
-        inner.history.push_back(record);
     }
 
     /// Queues a manual request (ignores the cool-down).
@@ -882,7 +605,7 @@ impl Queue {
             Some(JobState::Queued) => {}
             Some(state) => return Err(CancelError::NotQueued(id, state)),
             None => {
-                return Err(match inner.history.iter().find(|r| r.id == id) {
+                return Err(match self.store.finished(id) {
                     Some(r) => CancelError::NotQueued(id, r.state),
                     None => CancelError::NotFound(id),
                 });
@@ -898,11 +621,7 @@ impl Queue {
             now,
         );
         self.update_gauges(&inner);
-        inner
-            .history
-            .back()
-            .cloned()
-            .ok_or(CancelError::NotFound(id))
+        self.store.finished(id).ok_or(CancelError::NotFound(id))
     }
 
     /// One job (active or in the history).
@@ -912,7 +631,7 @@ impl Queue {
             .active
             .get(&id)
             .map(|e| e.record.clone())
-            .or_else(|| inner.history.iter().find(|r| r.id == id).cloned())
+            .or_else(|| self.store.finished(id))
     }
 
     /// The active job of a table.
@@ -929,9 +648,9 @@ impl Queue {
             .active
             .values()
             .map(|e| &e.record)
-            .chain(inner.history.iter())
             .filter(|r| state.is_none_or(|s| r.state == s))
             .cloned()
+            .chain(self.store.recent(state, limit))
             .collect();
         out.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
         out.truncate(limit);
@@ -1133,7 +852,7 @@ impl Queue {
                     .cooldowns
                     .insert(entry.record.item.key.clone(), now + self.settings.cooldown);
             }
-            self.push_history(&mut inner, entry.record);
+            self.store.save_finished(&entry.record);
         }
         self.update_gauges(&inner);
         drop(inner);
@@ -1144,75 +863,6 @@ impl Queue {
     pub fn cooldown_until(&self, key: &TableKey) -> Option<SystemTime> {
         let now = self.clock.now();
         self.lock().cooldowns.get(key).copied().filter(|t| *t > now)
-    }
-}
-
-/// Longest sleep of the worker loop without a reason to wake (re-checks limits).
-const IDLE_RECHECK: Duration = Duration::from_secs(30);
-
-/// Runs jobs until `shutdown` fires, then cancels running jobs (runners stop at safe
-/// points) and waits for them. Queued jobs stay queued.
-pub async fn run_workers(
-    queue: Arc<Queue>,
-    runner: Arc<dyn JobRunner>,
-    shutdown: CancellationToken,
-) {
-    let mut tasks: JoinSet<()> = JoinSet::new();
-    let mut by_task: HashMap<tokio::task::Id, StartedJob> = HashMap::new();
-    loop {
-        if shutdown.is_cancelled() {
-            break;
-        }
-        let (started, wake) = queue.start_ready(&shutdown);
-        for job in started {
-            let queue2 = Arc::clone(&queue);
-            let runner = Arc::clone(&runner);
-            let job2 = job.clone();
-            let handle = tasks.spawn(async move {
-                let budget = JobBudget::new(queue2.budget());
-                let outcome = runner.run(&job2.record, &budget, &job2.cancel).await;
-                queue2.finish(&job2, outcome, budget.refused());
-            });
-            by_task.insert(handle.id(), job);
-        }
-        let sleep = wake.unwrap_or(IDLE_RECHECK).min(IDLE_RECHECK);
-        tokio::select! {
-            () = queue.notify.notified() => {}
-            Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                reap(&queue, &mut by_task, joined);
-            }
-            () = tokio::time::sleep(sleep) => {}
-            () = shutdown.cancelled() => break,
-        }
-    }
-    while let Some(joined) = tasks.join_next_with_id().await {
-        reap(&queue, &mut by_task, joined);
-    }
-}
-
-fn reap(
-    queue: &Queue,
-    by_task: &mut HashMap<tokio::task::Id, StartedJob>,
-    joined: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
-) {
-    match joined {
-        Ok((task, ())) => {
-            by_task.remove(&task);
-        }
-        Err(e) => {
-            if let Some(job) = by_task.remove(&e.id()) {
-                tracing::error!(job = job.record.id, table = %job.record.item.key, "The job runner panicked.");
-                queue.finish(
-                    &job,
-                    JobOutcome::Failed {
-                        kind: "panic".into(),
-                        error: "the job runner panicked".into(),
-                        retryable: false,
-                    },
-                    None,
-                );
-            }
-        }
     }
 }
 
