@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure what the tests and the demo need is installed and running on this machine:
-# MariaDB and PostgreSQL (with root/postgres reachable on 127.0.0.1 without a password) and
-# Prometheus' promtool. Installs Debian packages when missing and we are root.
+# MariaDB and PostgreSQL (with root/postgres reachable on 127.0.0.1 without a password;
+# PostgreSQL with pg_stat_statements preloaded, whose counters the MetaStore query-count tests
+# read — adding it restarts PostgreSQL once), Prometheus, promtool and Alertmanager. Installs
+# Debian packages when missing and we are root.
 # Usage: tests/scripts/ensure-services.sh [--no-postgres] [--no-prometheus]
 set -euo pipefail
 
@@ -77,5 +79,22 @@ if [ "$want_pg" = 1 ]; then
     fi
     pg_ok || { say "PostgreSQL is not reachable as postgres@127.0.0.1:5432"; exit 1; }
   fi
+  pg() { psql -XAtq -h 127.0.0.1 -p 5432 -U postgres -d postgres -c "$1"; }
+  preload=$(pg 'SHOW shared_preload_libraries')
+  case ",$preload," in
+    *,pg_stat_statements,*|*", pg_stat_statements,"*) ;;
+    *)
+      ver=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)
+      if [ -n "$ver" ]; then
+        say "preloading pg_stat_statements (restarts PostgreSQL $ver)"
+        pg "ALTER SYSTEM SET shared_preload_libraries = '${preload:+$preload,}pg_stat_statements'"
+        pg_ctlcluster --skip-systemctl-redirect "$ver" main restart >/dev/null 2>&1 || true
+        for _ in $(seq 1 60); do pg_ok && break; sleep 0.5; done
+      else
+        say "cannot restart PostgreSQL here: add pg_stat_statements to shared_preload_libraries"
+      fi
+      ;;
+  esac
+  pg 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements' >/dev/null 2>&1 || true
   say "PostgreSQL ready"
 fi

@@ -1,12 +1,11 @@
 //! The agent binary as a child process of the crash tests: commands run to completion, or
 //! stopped at one of the agent's fail points (`HIVE_SMALLFILES_FAILPOINT`, `…_MARKER`,
-//! `…_RESUME`) to be killed there with SIGKILL, and `recover` afterwards.
+//! `…_RESUME`) to be killed there with SIGKILL, and `recover` afterwards. The binary is the
+//! tests crate's own `hsf-agent` (`env!("CARGO_BIN_EXE_hsf-agent")` in the test).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use crate::exporter_process::workspace_binary;
 
 /// How long a child may take to reach a fail point.
 const FAILPOINT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -14,13 +13,15 @@ const FAILPOINT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The agent with its configuration in `<dir>/agent.toml`; fail point markers go to `<dir>`.
 #[derive(Debug, Clone)]
 pub struct AgentProcess {
+    binary: PathBuf,
     dir: PathBuf,
 }
 
 impl AgentProcess {
-    /// The agent whose files (configuration, markers) live in `dir`.
-    pub fn in_dir(dir: &Path) -> Self {
+    /// The agent `binary` whose files (configuration, markers) live in `dir`.
+    pub fn new(binary: impl AsRef<Path>, dir: &Path) -> Self {
         Self {
+            binary: binary.as_ref().to_owned(),
             dir: dir.to_owned(),
         }
     }
@@ -32,7 +33,7 @@ impl AgentProcess {
 
     /// The agent command with `args`, output piped, no fail point inherited from the test.
     pub fn command(&self, args: &[String]) -> Command {
-        let mut cmd = Command::new(workspace_binary("hive-smallfiles-agent"));
+        let mut cmd = Command::new(&self.binary);
         cmd.arg("--config.file")
             .arg(self.config_path())
             .arg("--log.level")

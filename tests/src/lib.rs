@@ -1,14 +1,18 @@
 //! Test support for hive-smallfiles: MetaStore fixtures on real MariaDB/PostgreSQL, a WebHDFS
 //! server written from the Hadoop documentation, `file:` warehouses, independent ground truth,
-//! and exposition helpers. Used by the integration tests, the demo and the benchmark.
+//! exposition helpers, our services in-process and our binaries as child processes, and the
+//! skipping of tests whose service is missing. Used by the integration tests (one binary,
+//! `tests/it/`), the demo and the benchmark.
 
 pub mod agent_process;
-pub mod exporter_process;
 pub mod metastore_fixture;
+pub mod process;
 pub mod prom;
 pub mod rows;
 pub mod samples;
 pub mod scenario;
+pub mod services;
+pub mod skip;
 pub mod spark;
 pub mod stack;
 pub mod truth;

@@ -32,8 +32,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use hive_smallfiles_exporter::metastore::{Backend, MetastoreConfig};
-use hive_smallfiles_exporter::secret::Secret;
+use hive_smallfiles_core::metastore::{Backend, MetastoreConfig};
+use hive_smallfiles_core::secret::Secret;
 use mysql_async::prelude::Queryable;
 use tokio::sync::Mutex;
 
@@ -426,7 +426,11 @@ fn server(kind: DbKind) -> anyhow::Result<Server> {
         ),
     };
     let raw = std::env::var(var).unwrap_or_else(|_| default.to_owned());
-    let url = url::Url::parse(&raw).with_context(|| format!("{var} is not a URL"))?;
+    parse_server(&raw, kind, port).with_context(|| format!("{var} is not a URL"))
+}
+
+fn parse_server(raw: &str, kind: DbKind, port: u16) -> anyhow::Result<Server> {
+    let url = url::Url::parse(raw)?;
     let user = percent_encoding::percent_decode_str(url.username())
         .decode_utf8_lossy()
         .into_owned();
@@ -492,6 +496,121 @@ struct State {
     next_id: i64,
     catalogs: Vec<String>,
     dbs: HashMap<(String, String), i64>,
+    /// Logins made by [`FixtureDb::reader_login`], dropped with the database.
+    logins: Vec<String>,
+}
+
+/// Why PostgreSQL cannot count statements per login, or `None` when it can
+/// (`pg_stat_statements`, preloaded by `tests/scripts/ensure-services.sh`).
+pub async fn pg_statement_statistics_unavailable() -> Option<String> {
+    let result: anyhow::Result<()> = async {
+        let admin = pg_connect(&server(DbKind::Postgres)?, "postgres").await?;
+        let preload: String = admin
+            .query_one("SHOW shared_preload_libraries", &[])
+            .await?
+            .get(0);
+        if !preload.contains("pg_stat_statements") {
+            bail!(
+                "pg_stat_statements is not in shared_preload_libraries \
+                 (tests/scripts/ensure-services.sh adds it and restarts PostgreSQL)"
+            );
+        }
+        admin
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .await?;
+        Ok(())
+    }
+    .await;
+    result
+        .err()
+        .map(|e| format!("PostgreSQL statement statistics: {e:#}"))
+}
+
+/// A MariaDB server of the test's own: a fresh data directory, `performance_schema` on, on a
+/// port of 127.0.0.1 (`mariadbd` takes a port number, so it gets one that is free when it
+/// starts); killed on drop. Its statement counters move only for the test's statements.
+#[derive(Debug)]
+pub struct PrivateMariaDb {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    /// `mysql://root@127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl PrivateMariaDb {
+    /// Initializes a data directory (`mariadb-install-db`) and starts `mariadbd` on it;
+    /// returns once it answers.
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        let root = nix::unistd::Uid::effective().is_root();
+        let mut install = std::process::Command::new("mariadb-install-db");
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if root {
+            install.arg("--user=root");
+        }
+        let status = install.status().context("mariadb-install-db")?;
+        anyhow::ensure!(status.success(), "mariadb-install-db: {status}");
+        let port = crate::process::free_port();
+        let mariadbd = ["/usr/sbin/mariadbd", "/usr/local/sbin/mariadbd"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("mariadbd");
+        let mut cmd = std::process::Command::new(mariadbd);
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", dir.path().join("sock").display()))
+            .arg(format!("--port={port}"))
+            .args(["--bind-address=127.0.0.1", "--performance-schema=ON"])
+            .arg(format!(
+                "--log-error={}",
+                dir.path().join("error.log").display()
+            ))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if root {
+            cmd.arg("--user=root");
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {mariadbd}"))?;
+        let mut me = Self {
+            child,
+            dir,
+            url: format!("mysql://root@127.0.0.1:{port}"),
+        };
+        let server = parse_server(&me.url, DbKind::Mysql, port)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(c) = mysql_async::Conn::new(mysql_opts(&server, None)).await {
+                let _ = c.disconnect().await;
+                return Ok(me);
+            }
+            if let Some(status) = me.child.try_wait()? {
+                bail!("mariadbd exited with {status}: {}", me.error_log());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("mariadbd did not answer in 30 s: {}", me.error_log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PrivateMariaDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A MetaStore database created for a test; see the module docs.
@@ -548,13 +667,35 @@ impl FixtureDb {
         version: SchemaVersion,
         db_name: &str,
     ) -> anyhow::Result<Self> {
+        Self::create_on(server(kind)?, kind, version, db_name).await
+    }
+
+    /// [`FixtureDb::create`] on the server at `url` (`mysql://root@127.0.0.1:3307`).
+    pub async fn create_at(
+        url: &str,
+        kind: DbKind,
+        version: SchemaVersion,
+        db_name: &str,
+    ) -> anyhow::Result<Self> {
+        let port = match kind {
+            DbKind::Mysql => 3306,
+            DbKind::Postgres => 5432,
+        };
+        Self::create_on(parse_server(url, kind, port)?, kind, version, db_name).await
+    }
+
+    async fn create_on(
+        server: Server,
+        kind: DbKind,
+        version: SchemaVersion,
+        db_name: &str,
+    ) -> anyhow::Result<Self> {
         if !db_name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
             bail!("database name {db_name:?} must be [A-Za-z0-9_]");
         }
-        let server = server(kind)?;
         let ddl = std::fs::read_to_string(ddl_path(kind, version))
             .with_context(|| format!("reading DDL of {version:?}"))?;
         let conn = match kind {
@@ -599,6 +740,7 @@ impl FixtureDb {
                 next_id: 1000,
                 catalogs,
                 dbs: HashMap::new(),
+                logins: Vec::new(),
             }),
         })
     }
@@ -635,6 +777,89 @@ impl FixtureDb {
             connect_timeout: Duration::from_secs(5),
             catalogs: vec!["hive".to_owned()],
             partition_page_size: 1000,
+        }
+    }
+
+    /// A read-only login of its own on this database (`<prefix>_<random>`), and the reader
+    /// configuration that uses it, so that the server's own per-login statistics
+    /// ([`FixtureDb::server_selects`]) count exactly what the code under test sent. Dropped
+    /// with the database.
+    pub async fn reader_login(&self, prefix: &str) -> anyhow::Result<(String, MetastoreConfig)> {
+        let user = format!("{prefix}_{:08x}", rand::random::<u32>());
+        let password = format!("pw{:016x}", rand::random::<u64>());
+        match self.kind {
+            DbKind::Mysql => {
+                let mut admin = mysql_async::Conn::new(mysql_opts(&self.server, None)).await?;
+                admin
+                    .query_drop(format!(
+                        "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; \
+                         GRANT SELECT ON `{}`.* TO '{user}'@'%'",
+                        self.db_name
+                    ))
+                    .await?;
+                admin.disconnect().await?;
+            }
+            DbKind::Postgres => {
+                let admin = pg_connect(&self.server, "postgres").await?;
+                admin
+                    .batch_execute(&format!(
+                        "CREATE ROLE \"{user}\" LOGIN PASSWORD '{password}'; \
+                         GRANT CONNECT ON DATABASE \"{}\" TO \"{user}\"",
+                        self.db_name
+                    ))
+                    .await?;
+                if let Conn::Postgres(c) = &*self.conn.lock().await {
+                    c.batch_execute(&format!(
+                        "GRANT USAGE ON SCHEMA public TO \"{user}\"; \
+                         GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"{user}\""
+                    ))
+                    .await?;
+                }
+            }
+        }
+        self.state.lock().await.logins.push(user.clone());
+        let mut cfg = self.metastore_config();
+        cfg.user.clone_from(&user);
+        cfg.password = Some(Secret::new(password));
+        Ok((user, cfg))
+    }
+
+    /// SELECT statements the database server executed for `user` (a login of
+    /// [`FixtureDb::reader_login`]) on this database, by the server's own counters: on
+    /// MariaDB `performance_schema` (executions of `statement/sql/select`, prepared or not;
+    /// needs a server with it on, such as a [`PrivateMariaDb`]), on PostgreSQL
+    /// `pg_stat_statements` calls of `SELECT`/`WITH` statements (needs
+    /// [`pg_statement_statistics_unavailable`] to be `None`).
+    pub async fn server_selects(&self, user: &str) -> anyhow::Result<u64> {
+        match self.kind {
+            DbKind::Mysql => {
+                let mut admin = mysql_async::Conn::new(mysql_opts(&self.server, None)).await?;
+                let n: Option<u64> = admin
+                    .exec_first(
+                        "SELECT COUNT_STAR \
+                         FROM performance_schema.events_statements_summary_by_user_by_event_name \
+                         WHERE USER = ? AND EVENT_NAME = 'statement/sql/select'",
+                        (user,),
+                    )
+                    .await?;
+                admin.disconnect().await?;
+                Ok(n.unwrap_or(0))
+            }
+            DbKind::Postgres => {
+                let admin = pg_connect(&self.server, "postgres").await?;
+                let n: i64 = admin
+                    .query_one(
+                        "SELECT coalesce(sum(s.calls), 0)::bigint FROM pg_stat_statements s \
+                         JOIN pg_roles r ON r.oid = s.userid \
+                         JOIN pg_database d ON d.oid = s.dbid \
+                         WHERE r.rolname = $1 AND d.datname = $2 \
+                         AND upper(ltrim(s.query)) ~ '^(SELECT|WITH)'",
+                        &[&user, &self.db_name],
+                    )
+                    .await?
+                    .get(0);
+                Ok(u64::try_from(n)?)
+            }
         }
     }
 
@@ -1020,8 +1245,10 @@ impl FixtureDb {
             db_name,
             server,
             conn,
+            state,
             ..
         } = self;
+        let logins = state.into_inner().logins;
         match conn.into_inner() {
             Conn::Mysql(c) => {
                 let _ = c.disconnect().await;
@@ -1034,6 +1261,11 @@ impl FixtureDb {
                 admin
                     .query_drop(format!("DROP DATABASE IF EXISTS `{db_name}`"))
                     .await?;
+                for user in &logins {
+                    admin
+                        .query_drop(format!("DROP USER IF EXISTS '{user}'@'%'"))
+                        .await?;
+                }
                 admin.disconnect().await?;
             }
             DbKind::Postgres => {
@@ -1043,6 +1275,11 @@ impl FixtureDb {
                         "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
                     ))
                     .await?;
+                for user in &logins {
+                    admin
+                        .batch_execute(&format!("DROP ROLE IF EXISTS \"{user}\""))
+                        .await?;
+                }
             }
         }
         Ok(())

@@ -25,37 +25,39 @@ pub fn listening(port: u16) -> bool {
         .is_ok()
 }
 
-/// Makes sure the server runs (once per test process); `false` when the tests are skipped.
-pub fn ensure_server() -> bool {
+/// Why the Spark tests cannot run, or `None` once the server runs (started once per test
+/// process through `tests/scripts/spark-thrift.sh start` when nothing listens). `HSF_SKIP=spark`
+/// skips them on purpose. Use as `require!(spark::unavailable())`.
+pub fn unavailable() -> Option<String> {
     static STARTED: OnceLock<Mutex<Option<Result<(), String>>>> = OnceLock::new();
-    if std::env::var("HSF_SPARK_TESTS").is_ok_and(|v| v == "skip") {
-        eprintln!("HSF_SPARK_TESTS=skip: not running the Spark Thrift Server tests");
-        return false;
+    if crate::skip::skipped_on_purpose("spark") {
+        return Some("the Spark Thrift Server tests are disabled by HSF_SKIP=spark".to_owned());
     }
     let lock = STARTED.get_or_init(|| Mutex::new(None));
     let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
-    if state.is_none() {
-        let result = if listening(port()) {
-            Ok(())
-        } else {
-            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/spark-thrift.sh");
-            let t0 = Instant::now();
-            match Command::new("bash").arg(&script).arg("start").status() {
-                Ok(s) if s.success() => {
-                    eprintln!("Spark Thrift Server started in {:.1?}", t0.elapsed());
-                    Ok(())
-                }
-                Ok(s) => Err(format!("{} start: {s}", script.display())),
-                Err(e) => Err(format!("{} start: {e}", script.display())),
+    let result = state.get_or_insert_with(|| {
+        if listening(port()) {
+            return Ok(());
+        }
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/spark-thrift.sh");
+        let t0 = Instant::now();
+        match Command::new("bash").arg(&script).arg("start").status() {
+            Ok(s) if s.success() && listening(port()) => {
+                eprintln!("Spark Thrift Server started in {:.1?}", t0.elapsed());
+                Ok(())
             }
-        };
-        *state = Some(result);
-    }
-    match state.as_ref() {
-        Some(Ok(())) => true,
-        Some(Err(e)) => panic!("the Spark Thrift Server is not available: {e}"),
-        None => unreachable!(),
-    }
+            Ok(s) => Err(format!(
+                "the Spark Thrift Server is not available on 127.0.0.1:{} ({} start: {s})",
+                port(),
+                script.display()
+            )),
+            Err(e) => Err(format!(
+                "the Spark Thrift Server is not available ({} start: {e})",
+                script.display()
+            )),
+        }
+    });
+    result.clone().err()
 }
 
 /// The server's `file:` warehouse directory.

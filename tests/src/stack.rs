@@ -1,13 +1,19 @@
-//! The whole system on loopback, for the full-loop test and the demo: the exporter, the
-//! agent, Prometheus (evaluating `alerts/` with short demo thresholds) and Alertmanager
-//! (routing `action="merge"` alerts to the agent with a bearer token), as child processes.
-//! Spark's Thrift Server and MariaDB are started separately (`tests/scripts/`).
+//! The whole system on loopback, for the full-loop test and the demo: the exporter and the
+//! agent in-process (each on a listener bound here), Prometheus (evaluating `alerts/` with
+//! short demo thresholds) and Alertmanager (routing `action="merge"` alerts to the agent with
+//! a bearer token) as child processes. Spark's Thrift Server and MariaDB are started
+//! separately (`tests/scripts/`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::exporter_process::workspace_binary;
+use hive_smallfiles_agent::config::AgentConfig;
+use hive_smallfiles_core::config::ProcessEnv;
+use hive_smallfiles_exporter::config::Config;
+
+use crate::process::free_port;
+use crate::services::{Agent, AgentOptions, Exporter, ExporterOptions};
 
 /// A child process killed on drop.
 #[derive(Debug)]
@@ -20,8 +26,10 @@ impl Drop for Killed {
     }
 }
 
-/// Ports of the four processes.
-#[derive(Debug, Clone, Copy)]
+/// Ports of the four services; 0: any free port (our services bind port 0 and keep the
+/// listener; Prometheus and Alertmanager, which take a port number, get one that is free
+/// when they start).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Ports {
     /// Exporter.
     pub exporter: u16,
@@ -31,6 +39,13 @@ pub struct Ports {
     pub prometheus: u16,
     /// Alertmanager.
     pub alertmanager: u16,
+}
+
+impl Ports {
+    /// Any free ports.
+    pub fn any() -> Self {
+        Self::default()
+    }
 }
 
 /// What to run.
@@ -47,7 +62,7 @@ pub struct StackOptions {
     pub token: String,
 }
 
-/// The running processes and their URLs.
+/// The running services and their URLs.
 #[derive(Debug)]
 pub struct Stack {
     /// Working directory (configs, logs, data).
@@ -60,6 +75,10 @@ pub struct Stack {
     pub prometheus_url: String,
     /// Alertmanager URL.
     pub alertmanager_url: String,
+    /// The exporter (in-process).
+    pub exporter: Exporter,
+    /// The agent (in-process).
+    pub agent: Agent,
     children: Vec<Killed>,
 }
 
@@ -104,7 +123,7 @@ fn spawn(program: &Path, args: &[String], log: &Path) -> Killed {
     )
 }
 
-async fn wait_ready(client: &reqwest::Client, url: &str, token: Option<&str>, log: &Path) {
+async fn wait_ready(client: &reqwest::Client, url: &str, token: Option<&str>, log: Option<&Path>) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut req = client.get(url);
@@ -117,7 +136,8 @@ async fn wait_ready(client: &reqwest::Client, url: &str, token: Option<&str>, lo
         assert!(
             Instant::now() < deadline,
             "{url} not ready; log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
+            log.map(|l| std::fs::read_to_string(l).unwrap_or_default())
+                .unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -127,6 +147,8 @@ impl Stack {
     /// Writes the configurations into `dir` and starts everything; returns when all are ready.
     pub async fn start(dir: &Path, o: &StackOptions) -> Self {
         let p = o.ports;
+        let pick = |port: u16| if port == 0 { free_port() } else { port };
+        let (prometheus_port, alertmanager_port) = (pick(p.prometheus), pick(p.alertmanager));
         std::fs::create_dir_all(dir).expect("stack directory");
         let token_file = dir.join("token");
         std::fs::write(&token_file, &o.token).expect("token");
@@ -140,6 +162,22 @@ impl Stack {
         )
         .expect("agent.toml");
         std::fs::write(dir.join("rules.yml"), demo_rules()).expect("rules.yml");
+        let exporter_config = Config::load(&dir.join("exporter.toml"), &ProcessEnv)
+            .unwrap_or_else(|e| panic!("exporter.toml: {e}"));
+        let exporter = Exporter::start_on(
+            &format!("127.0.0.1:{}", p.exporter),
+            exporter_config,
+            ExporterOptions::default(),
+        )
+        .await;
+        let agent_config = AgentConfig::load(&dir.join("agent.toml"), &ProcessEnv)
+            .unwrap_or_else(|e| panic!("agent.toml: {e}"));
+        let agent = Agent::start_on(
+            &format!("127.0.0.1:{}", p.agent),
+            agent_config,
+            AgentOptions::default(),
+        )
+        .await;
         std::fs::write(
             dir.join("prometheus.yml"),
             format!(
@@ -148,10 +186,10 @@ impl Stack {
                  scrape_configs:\n  - job_name: hive-smallfiles-exporter\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n\
                  \x20 - job_name: hive-smallfiles-agent\n    authorization:\n      credentials_file: {}\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
                 dir.join("rules.yml").display(),
-                p.alertmanager,
-                p.exporter,
+                alertmanager_port,
+                exporter.addr.port(),
                 token_file.display(),
-                p.agent
+                agent.addr.port()
             ),
         )
         .expect("prometheus.yml");
@@ -161,40 +199,20 @@ impl Stack {
                 "route:\n  receiver: 'null'\n  routes:\n    - matchers: ['action=\"merge\"']\n      receiver: merge\n      group_by: ['cluster', 'database', 'table']\n      group_wait: 1s\n      group_interval: 2s\n      repeat_interval: 1h\n\
                  receivers:\n  - name: 'null'\n  - name: merge\n    webhook_configs:\n      - url: http://127.0.0.1:{}/api/v1/alerts\n        send_resolved: true\n        max_alerts: 100\n        \
                  http_config:\n          authorization:\n            type: Bearer\n            credentials_file: {}\n",
-                p.agent,
+                agent.addr.port(),
                 token_file.display()
             ),
         )
         .expect("alertmanager.yml");
-        let s = |x: &str| x.to_owned();
         let arg = |k: &str, v: &Path| format!("{k}={}", v.display());
         let mut children = Vec::new();
-        children.push(spawn(
-            &workspace_binary("hive-smallfiles-exporter"),
-            &[
-                arg("--config.file", &dir.join("exporter.toml")),
-                format!("--web.listen-address=127.0.0.1:{}", p.exporter),
-                s("--log.level=warn"),
-                s("serve"),
-            ],
-            &dir.join("exporter.log"),
-        ));
-        children.push(spawn(
-            &workspace_binary("hive-smallfiles-agent"),
-            &[
-                arg("--config.file", &dir.join("agent.toml")),
-                format!("--web.listen-address=127.0.0.1:{}", p.agent),
-                s("serve"),
-            ],
-            &dir.join("agent.log"),
-        ));
         children.push(spawn(
             Path::new("prometheus-alertmanager"),
             &[
                 arg("--config.file", &dir.join("alertmanager.yml")),
                 arg("--storage.path", &dir.join("alertmanager-data")),
-                format!("--web.listen-address=127.0.0.1:{}", p.alertmanager),
-                s("--cluster.listen-address="),
+                format!("--web.listen-address=127.0.0.1:{alertmanager_port}"),
+                "--cluster.listen-address=".to_owned(),
             ],
             &dir.join("alertmanager.log"),
         ));
@@ -203,17 +221,19 @@ impl Stack {
             &[
                 arg("--config.file", &dir.join("prometheus.yml")),
                 arg("--storage.tsdb.path", &dir.join("prometheus-data")),
-                format!("--web.listen-address=127.0.0.1:{}", p.prometheus),
+                format!("--web.listen-address=127.0.0.1:{prometheus_port}"),
             ],
             &dir.join("prometheus.log"),
         ));
         let url = |port: u16| format!("http://127.0.0.1:{port}");
         let stack = Self {
             dir: dir.to_owned(),
-            exporter_url: url(p.exporter),
-            agent_url: url(p.agent),
-            prometheus_url: url(p.prometheus),
-            alertmanager_url: url(p.alertmanager),
+            exporter_url: exporter.base_url.clone(),
+            agent_url: agent.base_url.clone(),
+            prometheus_url: url(prometheus_port),
+            alertmanager_url: url(alertmanager_port),
+            exporter,
+            agent,
             children,
         };
         let client = reqwest::Client::builder()
@@ -224,36 +244,47 @@ impl Stack {
             &client,
             &format!("{}/ready", stack.exporter_url),
             None,
-            &dir.join("exporter.log"),
+            None,
         )
         .await;
         wait_ready(
             &client,
             &format!("{}/ready", stack.agent_url),
             Some(&o.token),
-            &dir.join("agent.log"),
+            None,
         )
         .await;
         wait_ready(
             &client,
             &format!("{}/-/ready", stack.alertmanager_url),
             None,
-            &dir.join("alertmanager.log"),
+            Some(&dir.join("alertmanager.log")),
         )
         .await;
         wait_ready(
             &client,
             &format!("{}/-/ready", stack.prometheus_url),
             None,
-            &dir.join("prometheus.log"),
+            Some(&dir.join("prometheus.log")),
         )
         .await;
         stack
     }
 
-    /// Number of running child processes.
-    pub fn processes(&self) -> usize {
-        self.children.len()
+    /// Stops the exporter and the agent (cancelling their tokens) and kills Prometheus and
+    /// Alertmanager.
+    pub async fn stop(self) {
+        let Self {
+            exporter,
+            agent,
+            children,
+            ..
+        } = self;
+        drop(children);
+        agent.stop().await;
+        if let Err(e) = exporter.stop().await {
+            eprintln!("exporter: {e}");
+        }
     }
 }
 

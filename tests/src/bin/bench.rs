@@ -31,11 +31,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
+use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
+use hive_smallfiles_core::exposition::Format as ExpositionFormat;
+use hive_smallfiles_core::fs::factory::read_filesystem;
+use hive_smallfiles_core::fs::{EndpointProbe, FileStatus, FileSystem, FsError, PageSink};
 use hive_smallfiles_exporter::config::Config;
-use hive_smallfiles_exporter::fs::{EndpointProbe, FileStatus, FileSystem, FsError, PageSink};
-use hive_smallfiles_exporter::metrics::{Format as ExpositionFormat, Metrics};
-use hive_smallfiles_exporter::scan::{ClusterScanner, build_filesystem};
+use hive_smallfiles_exporter::metrics::Metrics;
+use hive_smallfiles_exporter::scan::ClusterScanner;
 use hive_smallfiles_exporter::snapshot::ClusterSnapshot;
 use hive_smallfiles_tests::metastore_fixture::{
     DbKind, FixtureDb, FixtureTable, Format, SchemaVersion, unique_db_name,
@@ -610,6 +613,10 @@ impl FileSystem for TimedFs {
     async fn probe(&self) -> Vec<EndpointProbe> {
         self.inner.probe().await
     }
+
+    async fn read_range(&self, path: &str, offset: u64, length: u64) -> Result<Bytes, FsError> {
+        self.inner.read_range(path, offset, length).await
+    }
 }
 
 /// Figures of one scan.
@@ -808,7 +815,7 @@ async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let list_concurrency = config.list_concurrency;
     let metrics = Metrics::new();
     let fs = Arc::new(TimedFs {
-        inner: build_filesystem(&config, &metrics.webhdfs)?,
+        inner: read_filesystem(&config.storage, &metrics.webhdfs)?,
         window: Mutex::new((None, None)),
     });
     let mut scanner = ClusterScanner::new(config, Arc::clone(&fs) as Arc<dyn FileSystem>);

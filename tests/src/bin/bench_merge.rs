@@ -19,9 +19,9 @@ use hive_smallfiles_agent::native::format::{NativeFormat, TextCompression};
 use hive_smallfiles_agent::native::lock::Identity;
 use hive_smallfiles_agent::native::writer::NativeWriter;
 use hive_smallfiles_agent::native::{CommitSettings, Committer, Target};
-use hive_smallfiles_exporter::fs::FileSystem;
-use hive_smallfiles_exporter::fs::local::LocalFs;
-use hive_smallfiles_exporter::fs::webhdfs::{WebHdfs, WebHdfsConfig, WebHdfsMetrics};
+use hive_smallfiles_core::fs::local::LocalFs;
+use hive_smallfiles_core::fs::webhdfs::{WebHdfs, WebHdfsConfig, WebHdfsMetrics};
+use hive_smallfiles_core::fs::write::FileSystemWrite;
 use hive_smallfiles_tests::webhdfs_server::{ServerOptions, WebHdfsServer};
 
 /// Command line.
@@ -104,7 +104,7 @@ fn cat_seconds(dir: &Path, out: &Path) -> f64 {
 }
 
 async fn merge_seconds(
-    fs: Arc<dyn FileSystem>,
+    fs: Arc<dyn FileSystemWrite>,
     partition: &str,
     format: NativeFormat,
     target: u64,
@@ -153,7 +153,7 @@ async fn main() -> ExitCode {
     let target = args.target_mib << 20;
     let root = base.join("warehouse");
     let spool = base.join("spool");
-    let fs: Arc<dyn FileSystem> = Arc::new(LocalFs::new(root.clone()));
+    let fs: Arc<dyn FileSystemWrite> = Arc::new(LocalFs::new(root.clone()));
     println!(
         "native merge throughput vs cat (source bytes / wall time), target {} MiB",
         args.target_mib

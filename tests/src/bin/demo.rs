@@ -6,14 +6,12 @@
 //! Ctrl-C. Run it with `tests/demo.sh`, which installs and starts what it needs.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
 use std::collections::BTreeSet;
 
 use hive_smallfiles_agent::hiveserver2::Hs2Session;
-use hive_smallfiles_tests::exporter_process::binary;
 use hive_smallfiles_tests::metastore_fixture::{
     DbKind, FixtureDb, FixtureTable, Format, SchemaVersion,
 };
@@ -195,14 +193,31 @@ async fn main() -> anyhow::Result<()> {
         "\n$ hive-smallfiles-exporter --config.file {} scan --once\n",
         dir.join("exporter.toml").display()
     );
-    let status = Command::new(binary())
-        .arg("--config.file")
-        .arg(dir.join("exporter.toml"))
-        .args(["scan", "--once"])
-        .status()?;
-    anyhow::ensure!(status.success(), "the scan failed");
+    // The exporter's command line, run in this process.
+    let cli = <hive_smallfiles_exporter::cli::Cli as clap::Parser>::try_parse_from([
+        "hive-smallfiles-exporter".into(),
+        "--config.file".into(),
+        dir.join("exporter.toml").into_os_string(),
+        "scan".into(),
+        "--once".into(),
+    ])?;
+    let code = hive_smallfiles_exporter::cli::run(cli)
+        .await
+        .map_err(|e| anyhow::anyhow!("the scan failed: {e}"))?;
+    anyhow::ensure!(
+        code == std::process::ExitCode::SUCCESS,
+        "the scan failed: {code:?}"
+    );
 
     println!("Starting the exporter, the agent, Prometheus and Alertmanager ...");
+    // The exporter and the agent run in this process; their logs go to a file.
+    std::fs::create_dir_all(dir.join("stack"))?;
+    let log = std::fs::File::create(dir.join("stack/services.log"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(log))
+        .init();
     let stack = Stack::start(&dir.join("stack"), &options).await;
     println!(
         "\n  exporter      {}/metrics\n  agent         {}/api/v1/merges   (bearer token in {})\n  prometheus    {}/alerts\n  alertmanager  {}\n  configs, logs {}\n",
@@ -293,7 +308,7 @@ async fn main() -> anyhow::Result<()> {
         () = watch => {}
         r = tokio::signal::ctrl_c() => r?,
     }
-    println!("\nStopping {} processes ...", stack.processes());
-    drop(stack);
+    println!("\nStopping the exporter, the agent, Prometheus and Alertmanager ...");
+    stack.stop().await;
     Ok(())
 }

@@ -7,10 +7,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use hive_smallfiles_exporter::fs::webhdfs::{
-    RequestLabels, WebHdfs, WebHdfsConfig, WebHdfsMetrics,
-};
-use hive_smallfiles_exporter::fs::{EntryKind, FileSystem, FsError};
+use hive_smallfiles_core::fs::webhdfs::{RequestLabels, WebHdfs, WebHdfsConfig, WebHdfsMetrics};
+use hive_smallfiles_core::fs::write::FileSystemWrite;
+use hive_smallfiles_core::fs::{EntryKind, FileSystem, FsError};
 use hive_smallfiles_tests::webhdfs_server::{
     FileType, NodeId, RunningServer, ServerOptions, WebHdfsServer, synthetic_byte,
 };

@@ -4,7 +4,10 @@
 //! Alertmanager and the alerts arrive after resuming; a wrong bearer token gets 401, which
 //! Alertmanager does not retry.
 //!
-//! The agent runs its real router and listener with no workers, so items stay queued.
+//! The agent runs its real router on a listener the test bound, with no workers, so items
+//! stay queued. What Alertmanager did (its attempts, its failed attempts) is read from
+//! Alertmanager's own metrics, not from the agent's counters; the agent's counters must
+//! agree with it.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -45,6 +48,7 @@ fn alertmanager_binary() -> PathBuf {
     );
 }
 
+/// A free port for Alertmanager, which takes a port number and cannot be handed a listener.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -108,6 +112,22 @@ async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Optio
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `f` (asynchronous) gives `Some`.
+async fn wait_for_async<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
             return v;
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -198,6 +218,28 @@ receivers:
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("alertmanager.log")).unwrap_or_default()
+    }
+
+    /// Alertmanager's own counter `name{integration="webhook"}` (0 when absent).
+    async fn webhook_metric(&self, name: &str) -> u64 {
+        let (code, text) = http(self.port, "GET", "/metrics", "").await;
+        assert_eq!(code, 200, "Alertmanager /metrics");
+        let prefix = format!("{name}{{integration=\"webhook\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |v| v.trim().parse::<f64>().unwrap_or(0.0) as u64)
+    }
+
+    /// HTTP requests Alertmanager sent to the webhook (each attempt counts).
+    async fn requests(&self) -> u64 {
+        self.webhook_metric("alertmanager_notification_requests_total")
+            .await
+    }
+
+    /// Of those, the ones Alertmanager saw fail (non-2xx).
+    async fn failed_requests(&self) -> u64 {
+        self.webhook_metric("alertmanager_notification_requests_failed_total")
+            .await
     }
 
     async fn post_alerts(&self, alerts: serde_json::Value) {
@@ -369,6 +411,17 @@ async fn alerts_arrive_as_work_items_and_resolve() {
         "{cancelled:?}"
     );
     assert_eq!(agent.job("orders").unwrap().state, JobState::Queued);
+    // Alertmanager saw every delivery succeed, and the agent counted each of its requests.
+    wait_for_async(
+        "the agent's 200s to match Alertmanager's requests",
+        Duration::from_secs(10),
+        || async {
+            let sent = am.requests().await;
+            (sent > 0 && sent == agent.webhook_count(200)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(am.failed_requests().await, 0, "{}", am.log());
     assert_eq!(agent.webhook_count(401), 0);
     assert_eq!(agent.webhook_count(400), 0);
     let text = agent.state.queue().metrics().render(Format::Text);
@@ -386,9 +439,12 @@ async fn paused_intake_is_retried_and_delivered_after_resume() {
     agent.state.pause();
     am.post_alerts(json!([alert("events", Some("dt=1"), 10, None)]))
         .await;
-    wait_for("two 503 answers", Duration::from_secs(20), || {
-        (agent.webhook_count(503) >= 2).then_some(())
-    })
+    // Alertmanager itself saw two failed attempts: the first and a retry.
+    wait_for_async(
+        "two failed deliveries in Alertmanager",
+        Duration::from_secs(20),
+        || async { (am.failed_requests().await >= 2).then_some(()) },
+    )
     .await;
     assert!(agent.job("events").is_none());
     agent.state.resume();
@@ -397,7 +453,24 @@ async fn paused_intake_is_retried_and_delivered_after_resume() {
     })
     .await;
     assert_eq!(job.item.partitions, ["dt=1".to_owned()].into());
-    assert!(agent.webhook_count(200) >= 1);
+    // Every attempt Alertmanager made was answered 503 (paused) or 200 (delivered), and the
+    // last one succeeded: one more attempt than failures.
+    let (sent, failed) = wait_for_async(
+        "Alertmanager's attempts to match the agent's answers",
+        Duration::from_secs(10),
+        || async {
+            let (sent, failed) = (am.requests().await, am.failed_requests().await);
+            (sent == failed + 1
+                && agent.webhook_count(503) == failed
+                && agent.webhook_count(200) == 1)
+                .then_some((sent, failed))
+        },
+    )
+    .await;
+    assert!(
+        failed >= 2,
+        "retried while paused: {sent} attempts, {failed} failed"
+    );
     eprintln!(
         "503 answers before resume: {}; Alertmanager log tail:\n{}",
         agent.webhook_count(503),
@@ -416,12 +489,21 @@ async fn wrong_token_gets_401_and_is_not_retried() {
     let am = Alertmanager::start(agent.port, "wrong-token", "30s").await;
     am.post_alerts(json!([alert("clicks", None, 10, None)]))
         .await;
-    wait_for("a 401 answer", Duration::from_secs(20), || {
-        (agent.webhook_count(401) >= 1).then_some(())
-    })
+    wait_for_async(
+        "a failed delivery in Alertmanager",
+        Duration::from_secs(20),
+        || async { (am.failed_requests().await >= 1).then_some(()) },
+    )
     .await;
     // Alertmanager's retries start at ~0.5 s and grow; 5 s would show several.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(agent.webhook_count(401), 1, "a 4xx must not be retried");
+    assert_eq!(
+        am.requests().await,
+        1,
+        "Alertmanager made one attempt: a 4xx is not retried\n{}",
+        am.log()
+    );
+    assert_eq!(am.failed_requests().await, 1);
+    assert_eq!(agent.webhook_count(401), 1, "the agent answered it 401");
     assert!(agent.job("clicks").is_none());
 }

@@ -285,7 +285,7 @@ impl Harness {
         }
         db.insert(&fixtures).await.unwrap();
         let h = Self {
-            agent: AgentProcess::in_dir(dir.path()),
+            agent: AgentProcess::new(crate::AGENT_BIN, dir.path()),
             dir,
             store,
             db: Some(db),

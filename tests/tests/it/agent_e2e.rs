@@ -1,14 +1,17 @@
-//! The agent binary end to end: a real Alertmanager delivers a firing small-file alert (bearer
-//! token from a file) to `hive-smallfiles-agent serve`, which re-reads the table from the
-//! MetaStore, merges it through Spark's Thrift Server and reports the job in its API, audit
-//! log and metrics; the partition's files drop to one and its rows stay the same.
+//! The agent end to end: a real Alertmanager delivers a firing small-file alert (bearer token
+//! from a file) to the agent's service (in-process, on a listener of the test), which
+//! re-reads the table from the MetaStore, merges it through Spark's Thrift Server and reports
+//! the job in its API, audit log and metrics; the partition's files drop to one and its rows
+//! stay the same.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hive_smallfiles_tests::exporter_process::{free_port, workspace_binary};
+use hive_smallfiles_tests::process::free_port;
+use hive_smallfiles_tests::require;
+use hive_smallfiles_tests::services::Agent;
 use hive_smallfiles_tests::spark::{
-    ensure_server, exec, metastore_db, port, session, sorted_rows, warehouse,
+    self, exec, metastore_db, port, session, sorted_rows, warehouse,
 };
 use hive_smallfiles_tests::stack::Killed;
 use hive_smallfiles_tests::truth::{Truth, walk_partition};
@@ -33,9 +36,7 @@ async fn wait_http(url: &str, token: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_to_agent_to_spark_merge() {
-    if !ensure_server() {
-        return;
-    }
+    require!(spark::unavailable());
     let db = format!("hsf_e2e_{}", std::process::id());
     let mut s = session("hsf_test").await;
     exec(&mut s, &format!("DROP DATABASE IF EXISTS {db} CASCADE")).await;
@@ -61,7 +62,6 @@ async fn alertmanager_to_agent_to_spark_merge() {
     let dir = tempfile::tempdir().unwrap();
     let token = "e2e-token-0123456789";
     std::fs::write(dir.path().join("token"), token).unwrap();
-    let agent_port = free_port();
     std::fs::write(
         dir.path().join("agent.toml"),
         format!(
@@ -91,20 +91,11 @@ port = {}
         ),
     )
     .unwrap();
-    let _agent = Killed(
-        Command::new(workspace_binary("hive-smallfiles-agent"))
-            .arg("--config.file")
-            .arg(dir.path().join("agent.toml"))
-            .arg("--web.listen-address")
-            .arg(format!("127.0.0.1:{agent_port}"))
-            .arg("serve")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start agent"),
-    );
-    let agent = format!("http://127.0.0.1:{agent_port}");
+    let agent_service = Agent::from_file(&dir.path().join("agent.toml")).await;
+    let agent = agent_service.base_url.clone();
     wait_http(&format!("{agent}/ready"), token).await;
 
+    // Alertmanager takes a port number, not a listener.
     let am_port = free_port();
     std::fs::write(
         dir.path().join("alertmanager.yml"),
@@ -226,6 +217,7 @@ port = {}
     assert!(lint.is_empty(), "promtool check metrics: {lint}");
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     assert!(audit.contains("\"event\":\"row_count\""), "{audit}");
+    agent_service.stop().await;
     exec(&mut s, &format!("DROP DATABASE {db} CASCADE")).await;
     let _ = s.close().await;
 }

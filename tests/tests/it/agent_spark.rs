@@ -17,9 +17,10 @@ use hive_smallfiles_agent::sql::{Engine, string_literal};
 use hive_smallfiles_agent::work::{
     JobOutcome, JobRecord, JobRunner, JobState, Source, TableKey, Unlimited, WorkItem,
 };
-use hive_smallfiles_exporter::fs::webhdfs::WebHdfsMetrics;
+use hive_smallfiles_core::fs::webhdfs::WebHdfsMetrics;
+use hive_smallfiles_tests::require;
 use hive_smallfiles_tests::spark::{
-    ensure_server, exec, metastore_db, port, session, sorted_rows, warehouse,
+    self, exec, metastore_db, port, session, sorted_rows, warehouse,
 };
 use hive_smallfiles_tests::truth::{Truth, walk_partition};
 use tokio_util::sync::CancellationToken;
@@ -86,9 +87,7 @@ fn walk(dir: &Path) -> Truth {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merges_text_and_parquet_partitions_through_spark() {
-    if !ensure_server() {
-        return;
-    }
+    require!(spark::unavailable());
     let db = format!("hsf_merge_{}", std::process::id());
     let mut s = session("hsf_test").await;
     exec(&mut s, &format!("DROP DATABASE IF EXISTS {db} CASCADE")).await;
@@ -233,9 +232,7 @@ async fn merges_text_and_parquet_partitions_through_spark() {
 /// commit protocol closes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_during_an_in_place_overwrite() {
-    if !ensure_server() {
-        return;
-    }
+    require!(spark::unavailable());
     let db = format!("hsf_cw_{}", std::process::id());
     let mut s = session("hsf_test").await;
     exec(&mut s, &format!("DROP DATABASE IF EXISTS {db} CASCADE")).await;

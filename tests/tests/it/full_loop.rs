@@ -1,5 +1,5 @@
 //! The whole loop on real components, on loopback: a Spark-managed table with small files
-//! (metastore on MariaDB), the exporter scanning it, Prometheus scraping the exporter and the
+//! (metastore on MariaDB), the exporter (in-process, like the agent) scanning it, Prometheus scraping the exporter and the
 //! agent and evaluating `alerts/` (with short test thresholds), Alertmanager routing the
 //! merge alert to the agent with a bearer token, the agent merging through Spark's Thrift
 //! Server, and the exporter's next scan showing the files gone while the rows stay. Then every
@@ -8,9 +8,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hive_smallfiles_tests::exporter_process::free_port;
+use hive_smallfiles_tests::require;
 use hive_smallfiles_tests::spark::{
-    ensure_server, exec, metastore_db, port, session, sorted_rows, warehouse,
+    self, exec, metastore_db, port, session, sorted_rows, warehouse,
 };
 use hive_smallfiles_tests::stack::{Ports, Stack, StackOptions, query};
 
@@ -28,9 +28,7 @@ async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Option<se
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_to_merge_to_fewer_files() {
-    if !ensure_server() {
-        return;
-    }
+    require!(spark::unavailable());
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -52,12 +50,7 @@ async fn alert_to_merge_to_fewer_files() {
     let ms_url = format!("mysql://root@127.0.0.1:3306/{}", metastore_db());
     let wh = warehouse().display().to_string();
     let options = StackOptions {
-        ports: Ports {
-            exporter: free_port(),
-            agent: free_port(),
-            prometheus: free_port(),
-            alertmanager: free_port(),
-        },
+        ports: Ports::any(),
         exporter_clusters: format!(
             "[[cluster]]\nname = \"spark\"\ninclude = [\"{db}.*\"]\nscan_interval = \"2s\"\n[cluster.metastore]\nurl = \"{ms_url}\"\n\
              [cluster.storage]\ntype = \"local\"\nroot = \"{wh}\"\n"
@@ -101,9 +94,9 @@ async fn alert_to_merge_to_fewer_files() {
         }
         assert!(
             Instant::now() < deadline,
-            "no merge after 180 s; files seen {before:?}; alerts {:?}; agent log:\n{}",
+            "no merge after 180 s; files seen {before:?}; alerts {:?}; jobs {jobs}; Alertmanager log:\n{}",
             query(&client, &prom, "ALERTS").await,
-            std::fs::read_to_string(stack.dir.join("agent.log")).unwrap_or_default()
+            std::fs::read_to_string(stack.dir.join("alertmanager.log")).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
@@ -178,6 +171,7 @@ async fn alert_to_merge_to_fewer_files() {
         with_data >= 10,
         "only {with_data} panel queries returned data"
     );
+    stack.stop().await;
     exec(&mut s, &format!("DROP DATABASE {db} CASCADE")).await;
     let _ = s.close().await;
 }

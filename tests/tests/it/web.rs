@@ -1,10 +1,14 @@
-//! The exporter's HTTP transport through the real binary: TLS and bcrypt basic auth from an
-//! exporter-toolkit style `--web.config.file`.
+//! The exporter's HTTP transport in-process: TLS and bcrypt basic auth from an
+//! exporter-toolkit style web configuration file (`--web.config.file`), loaded as the
+//! command line loads it.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hive_smallfiles_tests::exporter_process::ExporterProcess;
+use hive_smallfiles_core::config::ProcessEnv;
+use hive_smallfiles_core::web::WebConfig;
+use hive_smallfiles_exporter::config::Config;
+use hive_smallfiles_tests::services::{Exporter, ExporterOptions};
 
 #[tokio::test]
 async fn tls_and_basic_auth() {
@@ -52,11 +56,16 @@ async fn tls_and_basic_auth() {
         ),
     )
     .unwrap();
-    let web = d.join("web.yml");
-    let exporter = ExporterProcess::start(
-        &d.join("exporter.toml"),
-        &["--web.config.file", web.to_str().unwrap()],
-    );
+    let web = WebConfig::load(&d.join("web.yml")).expect("web.yml");
+    let config = Config::load(&d.join("exporter.toml"), &ProcessEnv).expect("exporter.toml");
+    let exporter = Exporter::start(
+        config,
+        ExporterOptions {
+            web,
+            ..ExporterOptions::default()
+        },
+    )
+    .await;
     let https = exporter.base_url.replace("http://", "https://");
     let ca = reqwest::Certificate::from_pem(&std::fs::read(d.join("tls.crt")).unwrap()).unwrap();
     let client = reqwest::Client::builder()
@@ -118,5 +127,5 @@ async fn tls_and_basic_auth() {
         .await
         .is_ok_and(|r| r.status().is_success());
     assert!(!plain_ok, "plain HTTP must not be served on the TLS port");
-    assert_eq!(exporter.stop(), Some(0));
+    exporter.stop().await.expect("the exporter stops cleanly");
 }

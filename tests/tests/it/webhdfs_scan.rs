@@ -8,12 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hive_smallfiles_exporter::config::Config;
-use hive_smallfiles_exporter::fs::FileSystem;
-use hive_smallfiles_exporter::fs::webhdfs::{WebHdfs, WebHdfsMetrics};
-use hive_smallfiles_exporter::metastore::{
+use hive_smallfiles_core::fs::FileSystem;
+use hive_smallfiles_core::fs::webhdfs::{WebHdfs, WebHdfsMetrics};
+use hive_smallfiles_core::metastore::{
     MetastoreSnapshot, PartitionKey, PartitionMeta, SchemaInfo, TableMeta,
 };
+use hive_smallfiles_exporter::config::Config;
 use hive_smallfiles_exporter::scan::ClusterScanner;
 use hive_smallfiles_exporter::snapshot::TableStats;
 use hive_smallfiles_tests::truth::{Truth, walk_partition};
@@ -278,12 +278,12 @@ fn client(
     metrics: &WebHdfsMetrics,
 ) -> Arc<dyn FileSystem> {
     match &config.storage {
-        hive_smallfiles_exporter::config::StorageConfig::WebHdfs { client, .. } => {
+        hive_smallfiles_core::config::StorageConfig::WebHdfs { client, .. } => {
             let mut c = client.clone();
             c.retry_initial_backoff = Duration::from_millis(5);
             Arc::new(WebHdfs::new(c, metrics.clone()).unwrap())
         }
-        hive_smallfiles_exporter::config::StorageConfig::Local { .. } => unreachable!(),
+        hive_smallfiles_core::config::StorageConfig::Local { .. } => unreachable!(),
     }
 }
 

@@ -9,8 +9,8 @@
 //! table's per-file row counts from `orc_rows` must equal Spark's `input_file_name()` counts.
 //!
 //! Needs the Spark Thrift Server (`tests/scripts/spark-thrift.sh`, started when missing, as
-//! the other Spark tests do); fails when it cannot be reached, unless `HSF_SKIP_SPARK=1` or
-//! `HSF_SPARK_TESTS=skip` is set. Each test works in its own database, dropped at the end.
+//! the other Spark tests do); skipped (`SKIPPED: …`, a failure with `CI=true`) when it cannot
+//! be started or `HSF_SKIP=spark` is set. Each test works in its own database, dropped at the end.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,8 +18,9 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use hive_smallfiles_agent::native::format::{self, NativeFormat};
+use hive_smallfiles_tests::require;
 use hive_smallfiles_tests::rows::{multiset, parquet_rows};
-use hive_smallfiles_tests::spark::{count, ensure_server, exec, query, session, warehouse};
+use hive_smallfiles_tests::spark::{self, count, exec, query, session, warehouse};
 use parquet::basic::Type as PhysicalType;
 use parquet::file::reader::FileReader;
 use parquet::file::serialized_reader::SerializedFileReader;
@@ -65,15 +66,6 @@ fn generated(from: u32, to: u32, files: u32) -> String {
     )
 }
 
-fn spark_available() -> bool {
-    if std::env::var("HSF_SKIP_SPARK").is_ok_and(|v| v == "1") {
-        eprintln!("HSF_SKIP_SPARK=1: not running the Spark Thrift Server tests");
-        return false;
-    }
-    // Starts the server when nothing listens; panics with the reason when it cannot.
-    ensure_server()
-}
-
 /// A database for one test run.
 fn database(test: &str) -> String {
     let nanos = SystemTime::now()
@@ -117,9 +109,7 @@ fn file_name(p: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_parquet_reads_back_identically_through_spark() {
-    if !spark_available() {
-        return;
-    }
+    require!(spark::unavailable());
     let db = database("pq");
     let mut s = session("hsf_test").await;
     exec(&mut s, &format!("CREATE DATABASE {db}")).await;
@@ -323,9 +313,7 @@ async fn merged_parquet_reads_back_identically_through_spark() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orc_row_counts_match_spark_per_file() {
-    if !spark_available() {
-        return;
-    }
+    require!(spark::unavailable());
     let db = database("orc");
     let mut s = session("hsf_test").await;
     exec(&mut s, &format!("CREATE DATABASE {db}")).await;

@@ -270,14 +270,14 @@ fn deploy_yaml_files_parse() {
     for path in files {
         let text = std::fs::read_to_string(&path).expect("read YAML");
         let mut documents = 0;
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = <serde_yaml::Value as serde::Deserialize>::deserialize(doc)
+        for doc in serde_norway::Deserializer::from_str(&text) {
+            let value = <serde_norway::Value as serde::Deserialize>::deserialize(doc)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             if !value.is_null() {
                 documents += 1;
             }
             if path.components().any(|c| c.as_os_str() == "kubernetes") && !value.is_null() {
-                let kind = value.get("kind").and_then(serde_yaml::Value::as_str);
+                let kind = value.get("kind").and_then(serde_norway::Value::as_str);
                 assert!(
                     kind.is_some(),
                     "{}: a document without kind",

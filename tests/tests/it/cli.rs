@@ -1,17 +1,22 @@
-//! The exporter binary's command line: `--check-config`, `check`, `scan --once`.
+//! Our binaries as processes (this crate's `hsf-exporter` and `hsf-agent`): the exporter's
+//! `--check-config`, `check`, `scan --once`; the agent's `--check-config` and `plan`; and
+//! `serve` on a port each picks itself (`127.0.0.1:0`, read back from the log), stopped by
+//! SIGTERM with exit code 0.
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
-use hive_smallfiles_tests::exporter_process::binary;
 use hive_smallfiles_tests::metastore_fixture::{DbKind, FixtureDb, SchemaVersion, unique_db_name};
+use hive_smallfiles_tests::process::ServedProcess;
 use hive_smallfiles_tests::scenario::{SMALL_FILE_BYTES, Scenario, TARGET_FILE_BYTES};
+use hive_smallfiles_tests::services::wait_http_ok;
 use hive_smallfiles_tests::warehouse::Warehouse;
 use hive_smallfiles_tests::webhdfs_server::{Namespace, ServerOptions, WebHdfsServer};
 
 fn run(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(binary())
+    let out = Command::new(crate::EXPORTER_BIN)
         .arg("--config.file")
         .arg(config)
         .args(args)
@@ -171,7 +176,7 @@ async fn check_and_scan_once() {
 #[test]
 fn agent_check_config_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let agent = hive_smallfiles_tests::exporter_process::workspace_binary("hive-smallfiles-agent");
+    let agent = crate::AGENT_BIN;
     let good = dir.path().join("agent.toml");
     std::fs::write(
         &good,
@@ -180,7 +185,7 @@ fn agent_check_config_exit_codes() {
     )
     .unwrap();
     let run = |cfg: &Path, args: &[&str]| {
-        let out = Command::new(&agent)
+        let out = Command::new(agent)
             .arg("--config.file")
             .arg(cfg)
             .args(args)
@@ -221,4 +226,102 @@ fn agent_check_config_exit_codes() {
     );
     assert_eq!(code, Some(1));
     assert!(err.contains("metastore"), "{err}");
+}
+
+#[tokio::test]
+async fn exporter_serves_on_its_own_port_and_exits_0_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("exporter.toml");
+    // An unreachable MetaStore: the exporter serves anyway (and reports the failed scan).
+    std::fs::write(
+        &config,
+        format!(
+            "[[cluster]]\nname = \"c\"\n[cluster.metastore]\nurl = \"mysql://hive@127.0.0.1:1/metastore\"\nconnect_timeout = \"1s\"\n\
+             [cluster.storage]\ntype = \"local\"\nroot = \"{}\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut exporter = ServedProcess::start(
+        Path::new(crate::EXPORTER_BIN),
+        &["--config.file", config.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert_eq!(exporter.addr.ip().to_string(), "127.0.0.1");
+    assert_ne!(
+        exporter.addr.port(),
+        0,
+        "the bound port, not the requested 0"
+    );
+    wait_http_ok(
+        &format!("{}/healthz", exporter.base_url),
+        None,
+        Duration::from_secs(30),
+    )
+    .await;
+    // The first (failed) scan is published.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = reqwest::get(format!("{}/metrics", exporter.base_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if body.contains("hive_metastore_up{cluster=\"c\"} 0") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed scan reported:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let code = tokio::task::spawn_blocking(move || {
+        let code = exporter.terminate(Duration::from_secs(20));
+        (code, exporter.log())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code.0, Some(0), "exit code after SIGTERM; log:\n{}", code.1);
+}
+
+#[tokio::test]
+async fn agent_serves_on_its_own_port_and_exits_0_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(dir.path().join("token"), "cli-token").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "audit_log = \"audit.jsonl\"\n[api]\nbearer_token_file = \"token\"\n\
+             [[cluster]]\nname = \"c\"\nengine = \"spark\"\nexecutor = \"native\"\n\
+             [cluster.metastore]\nurl = \"mysql://hive@127.0.0.1:1/metastore\"\n\
+             [cluster.storage]\ntype = \"local\"\nroot = \"{}\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut agent = ServedProcess::start(
+        Path::new(crate::AGENT_BIN),
+        &["--config.file", config.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    wait_http_ok(
+        &format!("{}/ready", agent.base_url),
+        Some("cli-token"),
+        Duration::from_secs(30),
+    )
+    .await;
+    let unauthenticated = reqwest::get(format!("{}/api/v1/merges", agent.base_url))
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status().as_u16(), 401);
+    let code = tokio::task::spawn_blocking(move || {
+        let code = agent.terminate(Duration::from_secs(20));
+        (code, agent.log())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code.0, Some(0), "exit code after SIGTERM; log:\n{}", code.1);
 }

@@ -17,8 +17,8 @@
 //!   that partition).
 //!
 //! Needs the Spark Thrift Server (`tests/scripts/spark-thrift.sh start`; started here when
-//! missing). `HSF_SKIP_SPARK=1` (or `HSF_SPARK_TESTS=skip`) skips these tests; otherwise an
-//! unreachable server fails them.
+//! missing). When it cannot be started, or with `HSF_SKIP=spark`, these tests are skipped:
+//! `SKIPPED: …` (counted by tests/run.sh), a failure with `CI=true`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -27,29 +27,12 @@ use std::time::Instant;
 use hive_smallfiles_agent::hiveserver2::Hs2Session;
 use hive_smallfiles_agent::sql::{Engine, string_literal};
 use hive_smallfiles_tests::agent_process::{AgentProcess, kill9};
-use hive_smallfiles_tests::spark::{self, ensure_server, listening, metastore_db, port, warehouse};
+use hive_smallfiles_tests::require;
+use hive_smallfiles_tests::spark::{self, metastore_db, port, warehouse};
 use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
 
 const AREA_PREFIX: &str = ".hive-smallfiles.";
-
-/// Whether to skip; panics with a clear message when the server is needed but unreachable.
-fn skip_spark() -> bool {
-    if std::env::var("HSF_SKIP_SPARK").is_ok_and(|v| v == "1") {
-        eprintln!("HSF_SKIP_SPARK=1: not running the Spark Thrift Server tests");
-        return true;
-    }
-    if !ensure_server() {
-        return true;
-    }
-    assert!(
-        listening(port()),
-        "the Spark Thrift Server is not reachable on 127.0.0.1:{} (start it with \
-         tests/scripts/spark-thrift.sh start, or set HSF_SKIP_SPARK=1 to skip these tests)",
-        port()
-    );
-    false
-}
 
 /// The user of the test's own sessions.
 const TEST_USER: &str = "hsf_native_test";
@@ -313,7 +296,7 @@ impl Agent {
     fn new(db: &str, executor: &str, retention: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let a = Self {
-            process: AgentProcess::in_dir(dir.path()),
+            process: AgentProcess::new(crate::AGENT_BIN, dir.path()),
             dir,
             db: db.to_owned(),
         };
@@ -419,9 +402,7 @@ const CRASHES: &[(&str, bool)] = &[
 /// point (each in its own partition) and recovered; Spark's view stays exactly the same
 /// after each, and MSCK never turns a staging area into a partition.
 async fn native_merges_and_crashes(kind: &str, storage: &str) {
-    if skip_spark() {
-        return;
-    }
+    require!(spark::unavailable());
     let started = Instant::now();
     let mut spark = Spark::open().await;
     let db = SparkDb::create(&mut spark, &format!("native_{kind}")).await;
@@ -632,9 +613,7 @@ async fn native_parquet_merges_and_crashes_keep_msck_and_rows() {
 /// Engine-staged merges of text (comma-delimited, NULLs), Parquet and ORC tables.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_staged_merges_keep_rows_and_format() {
-    if skip_spark() {
-        return;
-    }
+    require!(spark::unavailable());
     let started = Instant::now();
     let mut spark = Spark::open().await;
     let db = SparkDb::create(&mut spark, "staged").await;
@@ -846,9 +825,7 @@ fn codecs(path: &Path) -> BTreeSet<String> {
 /// and its rows stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_staged_merge_aborts_when_a_file_arrives() {
-    if skip_spark() {
-        return;
-    }
+    require!(spark::unavailable());
     let started = Instant::now();
     let mut spark = Spark::open().await;
     let db = SparkDb::create(&mut spark, "staged_cw").await;

@@ -1,15 +1,16 @@
 //! End to end: real MetaStore schemas on real MariaDB and PostgreSQL, a warehouse of real
-//! files (`file:` locally, or served over WebHDFS), the real exporter binary, and its
-//! `/metrics` compared table by table with ground truth from walking the files.
+//! files (`file:` locally, or served over WebHDFS), the exporter's service in-process on a
+//! listener of the test, and its `/metrics` compared table by table with ground truth from
+//! walking the files.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hive_smallfiles_tests::exporter_process::ExporterProcess;
 use hive_smallfiles_tests::metastore_fixture::{DbKind, FixtureDb, SchemaVersion, unique_db_name};
 use hive_smallfiles_tests::prom::{self, Sample};
 use hive_smallfiles_tests::scenario::{SMALL_FILE_BYTES, Scenario, TARGET_FILE_BYTES};
+use hive_smallfiles_tests::services::Exporter;
 use hive_smallfiles_tests::truth::Truth;
 use hive_smallfiles_tests::warehouse::Warehouse;
 use hive_smallfiles_tests::webhdfs_server::{Namespace, ServerOptions, WebHdfsServer};
@@ -222,7 +223,7 @@ async fn local_end_to_end(kind: DbKind, version: SchemaVersion, golden: Option<&
     let storage = format!("type = \"local\"\nroot = \"{}\"", w.root().display());
     let config = write_config(dir.path(), &db, &storage, "1h");
 
-    let mut exporter = ExporterProcess::start(&config, &[]);
+    let mut exporter = Exporter::from_file(&config).await;
     exporter.wait_ready(Duration::from_secs(60)).await;
     let (status, content_type, body) = exporter.get("/metrics", None).await;
     assert_eq!(status, 200);
@@ -254,7 +255,7 @@ async fn local_end_to_end(kind: DbKind, version: SchemaVersion, golden: Option<&
             "golden /metrics differs; run with UPDATE_GOLDEN=1 after checking the change"
         );
     }
-    assert_eq!(exporter.stop(), Some(0), "clean exit on SIGTERM");
+    exporter.stop().await.expect("the exporter stops cleanly");
     db.drop_database().await.unwrap();
 }
 
@@ -340,7 +341,7 @@ async fn mariadb_cdp_over_webhdfs_with_standby_and_errors() {
         nns.join(", ")
     );
     let config = write_config(dir.path(), &db, &storage, "1h");
-    let mut exporter = ExporterProcess::start(&config, &[]);
+    let mut exporter = Exporter::from_file(&config).await;
     exporter.wait_ready(Duration::from_secs(60)).await;
     let (_, _, body) = exporter.get("/metrics", None).await;
     let samples = prom::parse(&body);
@@ -360,14 +361,25 @@ async fn mariadb_cdp_over_webhdfs_with_standby_and_errors() {
             "{nn}"
         );
     }
-    let standby_403: f64 = samples
-        .iter()
-        .filter(|s| s.name == "hive_hdfs_requests_total" && s.labels["code"] == "403")
-        .map(|s| s.value)
-        .sum();
-    assert!(standby_403 >= 1.0, "standby answers are counted");
+    // The exporter's request counts by status equal what the NameNodes themselves answered
+    // (the standby's 403s, the injected 503s, the 200s): every request of this test is the
+    // exporter's, and its next scan is an hour away.
+    for code in [200u16, 403, 503] {
+        let counted: f64 = samples
+            .iter()
+            .filter(|s| {
+                s.name == "hive_hdfs_requests_total" && s.labels["code"] == code.to_string()
+            })
+            .map(|s| s.value)
+            .sum();
+        let answered = server.request_count(None, None, Some(code));
+        #[allow(clippy::cast_precision_loss)]
+        let answered_f = answered as f64;
+        assert_eq!(counted, answered_f, "requests answered {code}");
+        assert!(answered >= 1, "the NameNodes answered {code} at least once");
+    }
     assert!(server.max_concurrent() <= 4);
-    assert_eq!(exporter.stop(), Some(0));
+    exporter.stop().await.expect("the exporter stops cleanly");
     db.drop_database().await.unwrap();
 }
 
@@ -386,7 +398,7 @@ async fn dropped_tables_disappear_and_new_files_appear() {
     db.insert(&scenario.tables).await.unwrap();
     let storage = format!("type = \"local\"\nroot = \"{}\"", w.root().display());
     let config = write_config(dir.path(), &db, &storage, "1s");
-    let mut exporter = ExporterProcess::start(&config, &[]);
+    let mut exporter = Exporter::from_file(&config).await;
     exporter.wait_ready(Duration::from_secs(60)).await;
     let customers = [
         ("cluster", "e2e"),
@@ -428,7 +440,7 @@ async fn dropped_tables_disappear_and_new_files_appear() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert_eq!(exporter.stop(), Some(0));
+    exporter.stop().await.expect("the exporter stops cleanly");
     db.drop_database().await.unwrap();
 }
 
@@ -460,7 +472,7 @@ async fn a_scan_timeout_keeps_the_previous_numbers() {
         "scan_interval = \"1s\"\nscan_timeout = \"2s\"",
     );
     std::fs::write(&config, text).unwrap();
-    let mut exporter = ExporterProcess::start(&config, &[]);
+    let mut exporter = Exporter::from_file(&config).await;
     exporter.wait_ready(Duration::from_secs(60)).await;
     let orders = [
         ("cluster", "e2e"),
@@ -495,6 +507,6 @@ async fn a_scan_timeout_keeps_the_previous_numbers() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     server.set_latency(Duration::ZERO);
-    assert_eq!(exporter.stop(), Some(0));
+    exporter.stop().await.expect("the exporter stops cleanly");
     db.drop_database().await.unwrap();
 }

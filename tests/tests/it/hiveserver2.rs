@@ -7,18 +7,19 @@
 //! the script's lock keeps parallel test processes from starting two). The server is shared
 //! by all tests and left running afterwards; stop it with `tests/scripts/spark-thrift.sh
 //! stop`. Each test works in its own database (`hsf_hs2_<test>_<pid>`), dropped at the start
-//! and the end. Set `HSF_SPARK_TESTS=skip` to skip these tests on machines that cannot run
-//! Spark.
+//! and the end. `HSF_SKIP=spark` skips these tests on machines that cannot run Spark (each
+//! prints `SKIPPED: …`; with `CI=true` a skip fails).
 
 use std::time::{Duration, Instant};
 
 use hive_smallfiles_agent::hiveserver2::{
     Hs2Auth, Hs2Config, Hs2Error, Hs2Session, QueryResult, Value,
 };
-use hive_smallfiles_exporter::secret::Secret;
+use hive_smallfiles_core::secret::Secret;
 use tokio_util::sync::CancellationToken;
 
-use hive_smallfiles_tests::spark::{ensure_server, port};
+use hive_smallfiles_tests::require;
+use hive_smallfiles_tests::spark::{self, port};
 
 fn config() -> Hs2Config {
     let mut cfg = Hs2Config::new("127.0.0.1", port(), "hsf_test");
@@ -68,9 +69,7 @@ fn string(v: &str) -> Value {
 
 #[tokio::test]
 async fn literals_and_protocol_version() {
-    if !ensure_server() {
-        return;
-    }
+    require!(spark::unavailable());
     let mut s = session().await;
     // Spark's server supports up to V11, as does the client.
     assert_eq!(s.protocol_version(), "V11");
@@ -107,9 +106,7 @@ async fn literals_and_protocol_version() {
 
 #[tokio::test]
 async fn partitioned_textfile_table_round_trip() {
-    if !ensure_server() {
-        return;
-    }
+    require!(spark::unavailable());
     let mut s = session().await;
     let db = Db::create(&mut s, "table").await;
     let no = CancellationToken::new();
@@ -218,9 +215,7 @@ async fn partitioned_textfile_table_round_trip() {
 
 #[tokio::test]
 async fn server_errors_carry_the_message_and_the_session_survives() {
-    if !ensure_server() {
-        return;
-    }
+    require!(spark::unavailable());
     let mut s = session().await;
     let err = s
         .execute(
@@ -255,9 +250,7 @@ async fn server_errors_carry_the_message_and_the_session_survives() {
 
 #[tokio::test]
 async fn cancellation_stops_a_long_query_and_keeps_the_session() {
-    if !ensure_server() {
-        return;
-    }
+    require!(spark::unavailable());
     let mut s = session().await;
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
@@ -295,9 +288,7 @@ async fn cancellation_stops_a_long_query_and_keeps_the_session() {
 
 #[tokio::test]
 async fn many_rows_cross_fetch_batches() {
-    if !ensure_server() {
-        return;
-    }
+    require!(spark::unavailable());
     let mut s = session().await;
     let t0 = Instant::now();
     let r = query(
@@ -319,9 +310,7 @@ async fn many_rows_cross_fetch_batches() {
 
 #[tokio::test]
 async fn session_conf_is_applied() {
-    if !ensure_server() {
-        return;
-    }
+    require!(spark::unavailable());
     let mut cfg = config();
     cfg.session_conf = vec![
         ("spark.sql.shuffle.partitions".into(), "7".into()),
@@ -346,9 +335,7 @@ async fn session_conf_is_applied() {
 
 #[tokio::test]
 async fn connection_failures_are_typed() {
-    if !ensure_server() {
-        return;
-    }
+    require!(spark::unavailable());
     // Nothing listens on port 1.
     let mut cfg = config();
     cfg.port = 1;

@@ -1,0 +1,29 @@
+//! The integration tests of hive-smallfiles, as one test binary (one link on small machines):
+//! each module is one former test file. Run them with `tests/run.sh`, which installs and
+//! starts the services they need; `HSF_SKIP=spark` skips the Spark Thrift Server tests (each
+//! skipped test prints `SKIPPED: …`, tests/run.sh counts them, and `CI=true` fails them).
+//!
+//! Our services run in-process on listeners the tests bind; the process-level tests (the
+//! command line, signals, SIGKILL at fail points) run this crate's own binaries.
+
+/// The exporter's command line (`src/bin/hsf-exporter.rs`), built by cargo for these tests.
+const EXPORTER_BIN: &str = env!("CARGO_BIN_EXE_hsf-exporter");
+/// The agent's command line (`src/bin/hsf-agent.rs`), built by cargo for these tests.
+const AGENT_BIN: &str = env!("CARGO_BIN_EXE_hsf-agent");
+
+mod agent_e2e;
+mod agent_spark;
+mod alerts;
+mod cli;
+mod deploy_files;
+mod exporter_e2e;
+mod full_loop;
+mod hiveserver2;
+mod metastore;
+mod native_commit;
+mod native_formats;
+mod native_spark;
+mod web;
+mod webhdfs_scan;
+mod webhdfs_server;
+mod webhdfs_write;
