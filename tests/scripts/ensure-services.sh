@@ -18,16 +18,26 @@ done
 
 say() { printf '[services] %s\n' "$*" >&2; }
 
+# Package managers' output goes here, not to the console; its last lines are shown on failure.
+install_log=${HSF_INSTALL_LOG:-${TMPDIR:-/tmp}/hive-smallfiles-install.log}
+quietly() {
+  if ! "$@" >>"$install_log" 2>&1; then
+    say "failed: $* (last lines of $install_log follow)"
+    tail -n 20 "$install_log" >&2
+    return 1
+  fi
+}
+
 apt_install() {
   if [ "$(id -u)" != 0 ]; then
     say "missing packages: $* (run as root or install them: apt-get install $*)"
     return 1
   fi
-  say "installing $*"
+  say "installing Debian packages $* (a minute or two; output in $install_log)"
   if [ ! -f /var/lib/apt/periodic/hsf-updated ] || [ -n "$(find /var/lib/apt/lists -maxdepth 0 -mmin +720 2>/dev/null)" ]; then
-    apt-get update -qq >&2 && mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/hsf-updated
+    quietly apt-get update -qq && mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/hsf-updated
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+  DEBIAN_FRONTEND=noninteractive quietly apt-get install -y -qq "$@"
 }
 
 pkgs=()

@@ -37,11 +37,16 @@ die() { say "$*"; exit 1; }
 
 is_root() { [ "$(id -u)" = 0 ]; }
 
+# Package managers' output goes here, not to the console; its last lines are shown on failure.
+install_log=${HSF_INSTALL_LOG:-${TMPDIR:-/tmp}/hive-smallfiles-install.log}
+
 apt_install() {
   is_root || die "missing packages: $* (install them: apt-get install $*)"
-  say "installing $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 ||
-    { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2; }
+  say "installing Debian packages $* (output in $install_log)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq "$@" >>"$install_log" 2>&1 ||
+    { apt-get update -qq >>"$install_log" 2>&1 && apt-get install -y -qq "$@" >>"$install_log" 2>&1; } ||
+    { tail -n 20 "$install_log" >&2; die "installing $* failed (see $install_log)"; }
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$HSF_SPARK_PORT") 2>/dev/null; }

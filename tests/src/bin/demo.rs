@@ -1,21 +1,24 @@
 //! The local demo of the whole loop, on loopback: tables full of small files (a CDP 3.1.3000
-//! MetaStore on the local MariaDB with a `file:` warehouse, and real tables created through
-//! Spark's Thrift Server), the exporter, Prometheus evaluating `alerts/` with demo thresholds,
-//! Alertmanager routing merge alerts to the agent, and the agent merging the Spark tables.
-//! It prints the URLs, then every alert that fires and every merge as it happens, until
-//! Ctrl-C. Run it with `tests/demo.sh`, which installs and starts what it needs.
+//! MetaStore on the local MariaDB with a `file:` warehouse of real text and Parquet files,
+//! and real tables created through Spark's Thrift Server), the exporter, Prometheus
+//! evaluating `alerts/` with demo thresholds, Alertmanager routing merge alerts to the agent,
+//! and the agent merging every table it is alerted about: the `demo` cluster's natively, the
+//! Spark tables natively or through Spark. It says first what it creates on this machine,
+//! prints the URLs, then every alert that fires, every merge and every alert not acted on
+//! (with the reason), until Ctrl-C; then a before/after summary per table.
+//! Run it with `tests/demo.sh`, which installs and starts what it needs.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hive_smallfiles_agent::hiveserver2::Hs2Session;
 use hive_smallfiles_tests::metastore_fixture::{
     DbKind, FixtureDb, FixtureTable, Format, SchemaVersion,
 };
-use hive_smallfiles_tests::scenario::Scenario;
+use hive_smallfiles_tests::samples;
 use hive_smallfiles_tests::spark;
 use hive_smallfiles_tests::stack::{Ports, Stack, StackOptions, query};
 use hive_smallfiles_tests::warehouse::Warehouse;
@@ -62,13 +65,31 @@ fn generated_tables(w: &Warehouse) -> anyhow::Result<Vec<FixtureTable>> {
         let rel = format!("ods.db/{name}");
         let mut t = FixtureTable::new("ods", name, format, &w.uri(&rel))
             .partitioned_by(&[("dt", "string")]);
+        if format == Format::Parquet {
+            // The columns of the sample files.
+            t.columns = vec![
+                ("id".to_owned(), "bigint".to_owned()),
+                ("value".to_owned(), "double".to_owned()),
+                ("name".to_owned(), "string".to_owned()),
+            ];
+        }
+        let mut first_id = 0_i64;
         for day in 1..=20 {
             let dt = format!("2024-03-{day:02}");
             t = t.partition(&[&dt]);
             let dir = format!("{rel}/{}", t.part_name(&[&dt]));
             let files = 5 + next() % (10 * (i as u64 + 1));
             for f in 0..files {
-                w.file(&format!("{dir}/part-{f:05}"), 200 + next() % 60_000)?;
+                let file = format!("{dir}/part-{f:05}");
+                if format == Format::Parquet {
+                    // Real Parquet files (the agent merges them natively), 20-2,000 rows.
+                    let rows = 20 + usize::try_from(next() % 1_980).unwrap_or(0);
+                    let path = w.mkdir(&dir)?.join(format!("part-{f:05}.snappy.parquet"));
+                    std::fs::write(&path, samples::parquet_file(first_id, rows, name))?;
+                    first_id += i64::try_from(rows).unwrap_or(0);
+                } else {
+                    w.file(&file, 200 + next() % 60_000)?;
+                }
             }
         }
         tables.push(t);
@@ -90,36 +111,29 @@ fn generated_tables(w: &Warehouse) -> anyhow::Result<Vec<FixtureTable>> {
         )?;
     }
     tables.push(t);
+    // A view: listed as skipped by the exporter, never merged.
+    tables.push(
+        FixtureTable::new("dw", "daily_summary_v", Format::Text, "")
+            .view("SELECT * FROM dw.daily_summary"),
+    );
     Ok(tables)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let dir = demo_dir();
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("cleaning {}", dir.display()))?;
-    }
-    let w = Warehouse::new(dir.join("warehouse"))?;
-    println!("Creating the demo warehouse in {} ...", w.root().display());
-    let mut scenario = Scenario::build(&w, &|rel| w.uri(rel), true);
-    scenario.tables.extend(generated_tables(&w)?);
-    println!("Creating the demo MetaStore database {DEMO_DB} on MariaDB (CDP 3.1.3000 schema) ...");
-    let db = FixtureDb::create(DbKind::Mysql, SchemaVersion::Cdp3_1_3000, DEMO_DB)
-        .await
-        .context("creating the demo MetaStore on MariaDB at 127.0.0.1:3306 (is it running? tests/demo.sh starts it)")?;
-    db.insert(&scenario.tables).await?;
+/// The `[[cluster]]` block of the `demo` cluster: the generated MetaStore and warehouse.
+fn demo_cluster(db: &FixtureDb, w: &Warehouse, extra: &str) -> String {
     let ms = db.metastore_config();
-    let demo_cluster = format!(
-        "[[cluster]]\nname = \"demo\"\nscan_interval = \"5s\"\nexclude = [\"scratch.*\"]\n\
-         [cluster.metastore]\nurl = \"mysql://{}@{}:{}/{DEMO_DB}\"\ncatalogs = [\"hive\", \"spark\"]\n\
-         [cluster.storage]\ntype = \"local\"\nroot = \"{}\"\n",
+    format!(
+        "[[cluster]]\nname = \"demo\"\n{extra}[cluster.metastore]\nurl = \"mysql://{}@{}:{}/{DEMO_DB}\"\n\
+         catalogs = [\"hive\", \"spark\"]\n[cluster.storage]\ntype = \"local\"\nroot = \"{}\"\n",
         ms.user,
         ms.host,
         ms.port,
         w.root().display()
-    );
+    )
+}
 
-    println!("Creating tables with small files through Spark's Thrift Server ...");
+/// Creates the Spark tables (text and Parquet, a few small files per partition).
+async fn create_spark_tables() -> anyhow::Result<()> {
     let mut s = Hs2Session::open(&spark::hs2_config("demo"))
         .await
         .context("connecting to the Spark Thrift Server (tests/scripts/spark-thrift.sh start)")?;
@@ -145,25 +159,11 @@ async fn main() -> anyhow::Result<()> {
         s.execute_update(&format!("INSERT INTO {SPARK_DB}.orders PARTITION (dt='2024-03-01') VALUES ({i}, {i}.50), ({i}, 1.25)"), &never).await?;
     }
     let _ = s.close().await;
-    let ms_url = format!("mysql://root@127.0.0.1:3306/{}", spark::metastore_db());
-    let wh = spark::warehouse().display().to_string();
-    let spark_cluster = |engine: &str| {
-        format!(
-            "[[cluster]]\nname = \"spark\"\n{engine}[cluster.metastore]\nurl = \"{ms_url}\"\n[cluster.storage]\ntype = \"local\"\nroot = \"{wh}\"\n"
-        )
-    };
-    let exporter_clusters = format!(
-        "{demo_cluster}\n{}",
-        spark_cluster(&format!(
-            "include = [\"{SPARK_DB}.*\"]\nscan_interval = \"5s\"\n"
-        ))
-    );
-    let agent_clusters = format!(
-        "{}[cluster.hiveserver2]\nhost = \"127.0.0.1\"\nport = {}\n",
-        spark_cluster("engine = \"spark\"\n"),
-        spark::port()
-    );
-    let ports = std::env::var("HSF_DEMO_PORTS")
+    Ok(())
+}
+
+fn ports() -> Ports {
+    std::env::var("HSF_DEMO_PORTS")
         .ok()
         .and_then(|v| {
             let p: Vec<u16> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
@@ -179,7 +179,127 @@ async fn main() -> anyhow::Result<()> {
             agent: 9879,
             prometheus: 9090,
             alertmanager: 9093,
-        });
+        })
+}
+
+/// `cluster/database.table` of a sample's labels.
+fn table_of(labels: &serde_json::Value) -> String {
+    format!(
+        "{}/{}.{}",
+        labels["cluster"].as_str().unwrap_or(""),
+        labels["database"].as_str().unwrap_or(""),
+        labels["table"].as_str().unwrap_or("")
+    )
+}
+
+/// A Prometheus query's samples as `label → value`, keyed by `key`.
+async fn samples_by(
+    client: &reqwest::Client,
+    prometheus: &str,
+    q: &str,
+    key: fn(&serde_json::Value) -> String,
+) -> BTreeMap<String, f64> {
+    query(client, prometheus, q)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let v = s["value"][1]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            (key(&s["metric"]), v)
+        })
+        .collect()
+}
+
+/// Debian's Prometheus ships without the new web UI: its pages live under `/classic/`.
+async fn alerts_page(client: &reqwest::Client, prometheus: &str) -> String {
+    for path in ["/alerts", "/classic/alerts"] {
+        let url = format!("{prometheus}{path}");
+        if client
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return url;
+        }
+    }
+    format!("{prometheus}/classic/alerts")
+}
+
+/// What happened to one table during the demo.
+#[derive(Debug, Default)]
+struct TableSummary {
+    alerted: bool,
+    merges: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let dir = demo_dir();
+    let ports = ports();
+    println!(
+        "This demo creates, and leaves in place after Ctrl-C:\n\
+         \x20 * the MariaDB databases {DEMO_DB} (a generated CDP 3.1.3000 MetaStore) and {} (Spark's metastore),\n\
+         \x20 * {} (warehouse, configurations, logs) and {} (Spark's warehouse and server).\n\
+         It listens on 127.0.0.1: exporter {}, agent {}, Prometheus {}, Alertmanager {} (HSF_DEMO_PORTS)\n\
+         and uses Spark's Thrift Server on {} (HSF_SPARK_PORT).\n\
+         Remove it all: mariadb -h 127.0.0.1 -u root -e 'DROP DATABASE {DEMO_DB}; DROP DATABASE {}'; rm -rf {} {}\n",
+        spark::metastore_db(),
+        dir.display(),
+        spark::warehouse()
+            .parent()
+            .unwrap_or(&spark::warehouse())
+            .display(),
+        ports.exporter,
+        ports.agent,
+        ports.prometheus,
+        ports.alertmanager,
+        spark::port(),
+        spark::metastore_db(),
+        dir.display(),
+        spark::warehouse()
+            .parent()
+            .unwrap_or(&spark::warehouse())
+            .display(),
+    );
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cleaning {}", dir.display()))?;
+    }
+    let w = Warehouse::new(dir.join("warehouse"))?;
+    println!("Creating the demo warehouse in {} ...", w.root().display());
+    let tables = generated_tables(&w)?;
+    println!("Creating the demo MetaStore database {DEMO_DB} on MariaDB (CDP 3.1.3000 schema) ...");
+    let db = FixtureDb::create(DbKind::Mysql, SchemaVersion::Cdp3_1_3000, DEMO_DB)
+        .await
+        .context("creating the demo MetaStore on MariaDB at 127.0.0.1:3306 (is it running? tests/demo.sh starts it)")?;
+    db.insert(&tables).await?;
+
+    println!("Creating tables with small files through Spark's Thrift Server ...");
+    create_spark_tables().await?;
+    let ms_url = format!("mysql://root@127.0.0.1:3306/{}", spark::metastore_db());
+    let wh = spark::warehouse().display().to_string();
+    let spark_cluster = |engine: &str| {
+        format!(
+            "[[cluster]]\nname = \"spark\"\n{engine}[cluster.metastore]\nurl = \"{ms_url}\"\n[cluster.storage]\ntype = \"local\"\nroot = \"{wh}\"\n"
+        )
+    };
+    let exporter_clusters = format!(
+        "{}\n{}",
+        demo_cluster(&db, &w, "scan_interval = \"5s\"\n"),
+        spark_cluster(&format!(
+            "include = [\"{SPARK_DB}.*\"]\nscan_interval = \"5s\"\n"
+        ))
+    );
+    // The demo cluster has no engine: its text and Parquet tables are merged natively.
+    let agent_clusters = format!(
+        "{}\n{}[cluster.hiveserver2]\nhost = \"127.0.0.1\"\nport = {}\n",
+        demo_cluster(&db, &w, "engine = \"hive\"\nexecutor = \"native\"\n"),
+        spark_cluster("engine = \"spark\"\n"),
+        spark::port()
+    );
     let token = format!("demo-{:016x}", rand::random::<u64>());
     let options = StackOptions {
         ports,
@@ -218,43 +338,60 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(log))
         .init();
+    let started = std::time::Instant::now();
     let stack = Stack::start(&dir.join("stack"), &options).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let token_file = stack.dir.join("token");
     println!(
-        "\n  exporter      {}/metrics\n  agent         {}/api/v1/merges   (bearer token in {})\n  prometheus    {}/alerts\n  alertmanager  {}\n  configs, logs {}\n",
+        "\n  exporter      {}/metrics\n  agent         {}/api/v1/merges and {}/metrics\n                (bearer token: curl -H \"Authorization: Bearer $(cat {})\" …)\n  prometheus    {}\n  alertmanager  {}\n  configs, logs {}\n",
         stack.exporter_url,
         stack.agent_url,
-        stack.dir.join("token").display(),
-        stack.prometheus_url,
+        stack.agent_url,
+        token_file.display(),
+        alerts_page(&client, &stack.prometheus_url).await,
         stack.alertmanager_url,
         stack.dir.display()
     );
     println!(
         "Waiting for HiveTableSmallFiles alerts (demo thresholds: more than 2 excess files) and merges. Ctrl-C stops.\n"
     );
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    let mut seen_alerts = BTreeSet::new();
+    let mut summary: BTreeMap<String, TableSummary> = BTreeMap::new();
     let mut seen_jobs = BTreeSet::new();
+    let mut dropped_seen: BTreeMap<String, f64> = BTreeMap::new();
     let watch = async {
         loop {
-            let firing = query(
+            for a in query(
                 &client,
                 &stack.prometheus_url,
                 "ALERTS{alertname=\"HiveTableSmallFiles\",alertstate=\"firing\"}",
             )
             .await
-            .unwrap_or_default();
-            for a in firing {
-                let l = &a["metric"];
-                let key = format!(
-                    "{}/{}.{}",
-                    l["cluster"].as_str().unwrap_or(""),
-                    l["database"].as_str().unwrap_or(""),
-                    l["table"].as_str().unwrap_or("")
-                );
-                if seen_alerts.insert(key.clone()) {
-                    println!("alert firing   {key}");
+            .unwrap_or_default()
+            {
+                let key = table_of(&a["metric"]);
+                let t = summary.entry(key.clone()).or_default();
+                if !t.alerted {
+                    t.alerted = true;
+                    println!("alert firing    {key}");
+                }
+            }
+            // Alerts the agent did not turn into a job, with the reason it counted.
+            let dropped = samples_by(
+                &client,
+                &stack.prometheus_url,
+                "sum by (reason) (hive_merge_intake_dropped_total)",
+                |m| m["reason"].as_str().unwrap_or("").to_owned(),
+            )
+            .await;
+            for (reason, n) in dropped {
+                let before = dropped_seen.insert(reason.clone(), n).unwrap_or(0.0);
+                if n > before {
+                    println!(
+                        "alert not acted on: {} alert(s) dropped by the agent, reason {reason}",
+                        n - before
+                    );
                 }
             }
             let jobs: serde_json::Value = match client
@@ -272,34 +409,42 @@ async fn main() -> anyhow::Result<()> {
                 .flatten()
                 .filter(|j| j["state"] == "finished")
             {
-                if seen_jobs.insert(j["id"].as_u64().unwrap_or(0)) {
-                    let k = &j["item"]["key"];
-                    let o = &j["outcome"];
-                    let detail = match o["result"].as_str() {
-                        Some("merged") => format!(
-                            "({}) {} partitions, files {} -> {}",
-                            o["strategy"].as_str().unwrap_or("?"),
-                            o["partitions"],
-                            o["files_before"],
-                            o["files_after"]
-                        ),
-                        _ => o["detail"]
+                if !seen_jobs.insert(j["id"].as_u64().unwrap_or(0)) {
+                    continue;
+                }
+                let key = table_of(&j["item"]["key"]);
+                let o = &j["outcome"];
+                let result = o["result"].as_str().unwrap_or("?");
+                let detail = match result {
+                    "merged" => format!(
+                        "({}) {} partitions, files {} -> {}",
+                        o["strategy"].as_str().unwrap_or("?"),
+                        o["partitions"],
+                        o["files_before"],
+                        o["files_after"]
+                    ),
+                    _ => format!(
+                        "{}: {}",
+                        o["reason"].as_str().or(o["kind"].as_str()).unwrap_or("?"),
+                        o["detail"]
                             .as_str()
                             .or(o["error"].as_str())
                             .unwrap_or("")
                             .chars()
-                            .take(120)
-                            .collect(),
-                    };
-                    println!(
-                        "merge finished {}/{}.{}: {} {}",
-                        k["cluster"].as_str().unwrap_or(""),
-                        k["database"].as_str().unwrap_or(""),
-                        k["table"].as_str().unwrap_or(""),
-                        o["result"].as_str().unwrap_or("?"),
-                        detail
-                    );
+                            .take(160)
+                            .collect::<String>()
+                    ),
+                };
+                if result == "merged" {
+                    println!("merged          {key}: {detail}");
+                } else {
+                    println!("not merged      {key}: {result} ({detail})");
                 }
+                summary
+                    .entry(key)
+                    .or_default()
+                    .merges
+                    .push(format!("{result} {detail}"));
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
@@ -307,6 +452,32 @@ async fn main() -> anyhow::Result<()> {
     tokio::select! {
         () = watch => {}
         r = tokio::signal::ctrl_c() => r?,
+    }
+    println!("\nCollecting the final numbers (the exporter's next scan, a few seconds) ...");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let window = started.elapsed().as_secs().max(60);
+    let before = samples_by(
+        &client,
+        &stack.prometheus_url,
+        &format!("max_over_time(hive_table_files[{window}s])"),
+        table_of,
+    )
+    .await;
+    let after = samples_by(&client, &stack.prometheus_url, "hive_table_files", table_of).await;
+    println!("\nSummary: files per table (the exporter's numbers) before the demo's merges and now\n");
+    println!(
+        "  {:<44} {:>8} {:>8}  what happened",
+        "table", "before", "now"
+    );
+    for (table, files_before) in &before {
+        let now = after.get(table).copied().unwrap_or(f64::NAN);
+        let t = summary.get(table);
+        let what = match t {
+            Some(t) if !t.merges.is_empty() => t.merges.join("; "),
+            Some(t) if t.alerted => "alerted, no merge finished yet".to_owned(),
+            _ => "no alert (not worth merging)".to_owned(),
+        };
+        println!("  {table:<44} {files_before:>8} {now:>8}  {what}");
     }
     println!("\nStopping the exporter, the agent, Prometheus and Alertmanager ...");
     stack.stop().await;
