@@ -464,7 +464,9 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     let after = samples_by(&client, &stack.prometheus_url, "hive_table_files", table_of).await;
-    println!("\nSummary: files per table (the exporter's numbers) before the demo's merges and now\n");
+    println!(
+        "\nSummary: files per table (the exporter's numbers) before the demo's merges and now\n"
+    );
     println!(
         "  {:<44} {:>8} {:>8}  what happened",
         "table", "before", "now"
