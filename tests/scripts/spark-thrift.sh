@@ -133,8 +133,11 @@ model_classes() {
 
 query_ok() {
   local home=$1
+  # stdin from /dev/null: `timeout` runs beeline in a background process group, and in an
+  # interactive terminal reading the terminal would stop it (SIGTTIN) until the timeout.
   SPARK_HOME="$home" timeout 120 "$home/bin/beeline" -u "jdbc:hive2://127.0.0.1:$HSF_SPARK_PORT/default" \
-    -n hsf --silent=true --showHeader=false --outputformat=csv2 -e "SELECT concat('hsf_', 'ready')" 2>/dev/null | grep -q hsf_ready
+    -n hsf --silent=true --showHeader=false --outputformat=csv2 -e "SELECT concat('hsf_', 'ready')" \
+    </dev/null 2>/dev/null | grep -q hsf_ready
 }
 
 do_start() {

@@ -3,8 +3,9 @@
 //! agents never merge the same partition.
 //!
 //! The file holds who took it. A lock is *stale*, and may be broken, when its holder is a
-//! dead process of this agent (same agent id and host, another instance, and its process id
-//! no longer running — what `kill -9` or a crash leaves), or when it was not refreshed for
+//! dead process of this agent (same agent id and host, another instance, and its process
+//! gone, a zombie, or its id reused by a process started at another time — what `kill -9` or
+//! a crash leaves), or when it was not refreshed for
 //! `stale_after` (its modification time; holders refresh it while they work). A live process
 //! with the same agent id (the service while an operator runs `recover`) is respected. Breaking deletes the file and
 //! creates it anew with `overwrite=false`, so of two agents breaking the same stale lock only
@@ -29,6 +30,10 @@ pub struct LockOwner {
     pub host: String,
     /// Process id.
     pub pid: u32,
+    /// The process's start time (`/proc/<pid>/stat` field 22, clock ticks since boot), so that
+    /// a reused process id is not taken for the holder. Absent in locks of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
     /// What it is doing (`merge <id>`, `rollback <id>`, `recover`).
     pub purpose: String,
 }
@@ -60,14 +65,52 @@ impl Identity {
             instance: self.instance.clone(),
             host: hostname(),
             pid: std::process::id(),
+            started: proc_stat(std::process::id()).map(|s| s.started),
             purpose: purpose.to_owned(),
         }
     }
 }
 
-/// Whether a process of this id runs on this host (Linux `/proc`).
-fn process_alive(pid: u32) -> bool {
-    pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+/// What `/proc/<pid>/stat` says of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProcStat {
+    /// Its state: `R`, `S`, `D`, `T`, … ; `Z` for a zombie, `X` for dead.
+    state: char,
+    /// Start time in clock ticks since boot.
+    started: u64,
+}
+
+/// Reads `/proc/<pid>/stat` (proc(5)); `None` when there is no such process.
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    parse_proc_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The state (field 3) and start time (field 22) of a `/proc/<pid>/stat` line. The command
+/// name (field 2) is in parentheses and may itself hold spaces and parentheses, so fields are
+/// counted after the last `)`.
+fn parse_proc_stat(line: &str) -> Option<ProcStat> {
+    let rest = &line[line.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // Fields 4..=21 come between the state and the start time.
+    let started = fields.nth(18)?.parse().ok()?;
+    Some(ProcStat { state, started })
+}
+
+/// Whether the process that wrote a lock still runs on this host: a process of that id that
+/// is not a zombie (a killed process stays one until its parent reaps it, and holds nothing)
+/// and, when the lock says when its writer started, that started then (not a reused id).
+fn process_alive(pid: u32, started: Option<u64>) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    match proc_stat(pid) {
+        None => false,
+        Some(ProcStat {
+            state: 'Z' | 'X', ..
+        }) => false,
+        Some(s) => started.is_none_or(|t| t == s.started),
+    }
 }
 
 fn hostname() -> String {
@@ -110,6 +153,7 @@ pub async fn read_owner(fs: &dyn FileSystem, path: &str) -> Result<Option<LockOw
         instance: "?".into(),
         host: "?".into(),
         pid: 0,
+        started: None,
         purpose: format!("unreadable lock: {}", String::from_utf8_lossy(&data)),
     })))
 }
@@ -146,7 +190,7 @@ impl PartitionLock {
             let previous_incarnation = current.agent == me.agent
                 && current.instance != me.instance
                 && current.host == hostname()
-                && !process_alive(current.pid);
+                && !process_alive(current.pid, current.started);
             let expired = age_ms > i64::try_from(me.stale_after.as_millis()).unwrap_or(i64::MAX);
             if !(previous_incarnation || expired) {
                 return Err(LockError::Held(current));
@@ -221,5 +265,61 @@ impl Drop for PartitionLock {
         if let Some(r) = self.refresher.take() {
             r.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn parses_proc_stat_with_odd_command_names() {
+        let line = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1234 56";
+        assert_eq!(
+            parse_proc_stat(line),
+            Some(ProcStat {
+                state: 'S',
+                started: 987_654
+            })
+        );
+        assert_eq!(parse_proc_stat("4242 (x) Z"), None);
+        assert_eq!(parse_proc_stat("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_knows_its_start_time() {
+        let me = proc_stat(std::process::id()).expect("/proc/self/stat");
+        assert!(process_alive(std::process::id(), Some(me.started)));
+    }
+
+    /// A killed process that its parent has not reaped yet is a zombie: `/proc/<pid>` exists,
+    /// but it holds nothing, so its locks are broken (the restart-right-after-kill -9 case).
+    #[test]
+    fn zombies_and_reused_ids_are_not_alive() {
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("sleep");
+        let pid = child.id();
+        let started = proc_stat(pid).expect("child's stat").started;
+        assert!(process_alive(pid, Some(started)));
+        assert!(process_alive(pid, None));
+        // The same id with another start time: a different process.
+        assert!(!process_alive(pid, Some(started + 1)));
+        child.kill().expect("kill");
+        // Not reaped yet: a zombie.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while proc_stat(pid).is_some_and(|s| s.state != 'Z') {
+            assert!(Instant::now() < deadline, "the killed child never became a zombie");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        assert!(!process_alive(pid, Some(started)));
+        child.wait().expect("reap");
+        assert!(!process_alive(pid, Some(started)));
     }
 }
