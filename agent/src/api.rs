@@ -104,6 +104,8 @@ struct Inner {
     runner: Arc<dyn JobRunner>,
     paused: AtomicBool,
     shutdown: CancellationToken,
+    /// Why `/ready` says no (start-up recovery running or incomplete); `None`: ready.
+    not_ready: std::sync::Mutex<Option<String>>,
 }
 
 /// What the handlers share (cheap to clone).
@@ -127,7 +129,16 @@ impl ApiState {
                 runner,
                 paused: AtomicBool::new(false),
                 shutdown,
+                not_ready: std::sync::Mutex::new(None),
             }),
+        }
+    }
+
+    /// Makes `/ready` answer 503 with `reason` (start-up recovery running or incomplete), or
+    /// 200 again with `None`.
+    pub fn set_not_ready(&self, reason: Option<String>) {
+        if let Ok(mut g) = self.inner.not_ready.lock() {
+            *g = reason;
         }
     }
 
@@ -560,9 +571,12 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response 
 
 async fn ready(State(state): State<ApiState>) -> Response {
     if state.inner.shutdown.is_cancelled() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
-    } else {
-        (StatusCode::OK, "ready\n").into_response()
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    let not_ready = state.inner.not_ready.lock().ok().and_then(|g| g.clone());
+    match not_ready {
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response(),
+        None => (StatusCode::OK, "ready\n").into_response(),
     }
 }
 

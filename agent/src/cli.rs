@@ -214,7 +214,19 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Recover => {
             let results = runner.recover_all().await;
             println!("{}", serde_json::to_string_pretty(&results)?);
-            let failed = results.iter().any(|r| r.error.is_some());
+            let mut failed = false;
+            for r in results.iter().filter(|r| r.error.is_some()) {
+                failed = true;
+                eprintln!(
+                    "hive-smallfiles-agent: not recovered: cluster {} {}: {}",
+                    r.cluster,
+                    r.merge_dir
+                        .as_deref()
+                        .or(r.area.as_deref())
+                        .unwrap_or("(staging areas not listed)"),
+                    r.error.as_deref().unwrap_or_default()
+                );
+            }
             Ok(if failed {
                 ExitCode::FAILURE
             } else {

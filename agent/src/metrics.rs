@@ -92,6 +92,11 @@ pub struct AgentMetrics {
     pub recovered: Family<ReasonLabels, Counter>,
     /// Work items not queued, by reason (`cooldown`, `queue_full`, `invalid_labels`...).
     pub intake_dropped: Family<ReasonLabels, Counter>,
+    /// `hive_merge_recovery_unrecovered`: merge directories (or whole clusters) the last
+    /// recovery pass could not bring to a consistent state.
+    pub unrecovered: Gauge,
+    /// `hive_merge_recovery_last_run_timestamp_seconds`: when the last recovery pass ended.
+    pub recovery_last_run: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for AgentMetrics {
@@ -119,6 +124,8 @@ impl AgentMetrics {
             native_failures: Family::default(),
             recovered: Family::default(),
             intake_dropped: Family::default(),
+            unrecovered: Gauge::default(),
+            recovery_last_run: Gauge::default(),
         };
         registry.register(
             "agent_build",
@@ -191,6 +198,17 @@ impl AgentMetrics {
             "intake_dropped",
             "Work items not queued, by reason",
             m.intake_dropped.clone(),
+        );
+        registry.register(
+            "recovery_unrecovered",
+            "Interrupted merges (or clusters) the last recovery pass could not bring to a consistent state",
+            m.unrecovered.clone(),
+        );
+        registry.register_with_unit(
+            "recovery_last_run_timestamp",
+            "When the last recovery pass ended",
+            prometheus_client::registry::Unit::Seconds,
+            m.recovery_last_run.clone(),
         );
         Self { registry, ..m }
     }

@@ -128,32 +128,19 @@ pub async fn run(
         web: web.clone(),
         ..ApiSettings::default()
     };
-    if config.native.recover_on_start {
-        let results = runner.recover_all().await;
-        tracing::info!(merge_dirs = results.len(), "Recovery at start-up done.");
-    }
-    let sweeper = tokio::spawn({
-        let runner = Arc::clone(&runner);
-        let shutdown = shutdown.clone();
-        let every = config.native.sweep_interval;
-        async move {
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(every) => {}
-                }
-                runner.recover_all().await;
-            }
-        }
-    });
-    let runner: Arc<dyn JobRunner> = runner;
-    let router = api::router(ApiState::new(
+    let dyn_runner: Arc<dyn JobRunner> = Arc::clone(&runner) as Arc<dyn JobRunner>;
+    let api = ApiState::new(
         api_settings,
         Arc::clone(&queue),
-        Arc::clone(&runner),
+        dyn_runner,
         shutdown.clone(),
-    ));
-    let workers = tokio::spawn(run_workers(Arc::clone(&queue), runner, shutdown.clone()));
+    );
+    if config.native.recover_on_start {
+        api.set_not_ready(Some(
+            "start-up recovery of interrupted merges is running".to_owned(),
+        ));
+    }
+    let router = api::router(api.clone());
     if let Ok(local) = listener.local_addr() {
         let scheme = if web.tls_enabled() { "https" } else { "http" };
         tracing::info!(address = %local, audit_log = %config.audit_log.display(), "Listening; webhook at {scheme}://{local}/api/v1/alerts");
@@ -162,6 +149,25 @@ pub async fn run(
         let shutdown = shutdown.clone();
         async move { web::serve(listener, router, &web, shutdown, Duration::from_secs(10)).await }
     });
+    // Start-up recovery runs before any job starts; merges it leaves unrecovered are retried
+    // in the background (a merge of such a partition recovers it first, under its lock).
+    let pending = if config.native.recover_on_start {
+        recovery_pass(&runner, &api, "start-up").await
+    } else {
+        0
+    };
+    let sweeper = tokio::spawn(sweep(
+        Arc::clone(&runner),
+        api,
+        pending,
+        config.native.sweep_interval,
+        shutdown.clone(),
+    ));
+    let workers = tokio::spawn(run_workers(
+        Arc::clone(&queue),
+        runner as Arc<dyn JobRunner>,
+        shutdown.clone(),
+    ));
     shutdown.cancelled().await;
     tracing::info!(
         ?grace,
@@ -172,4 +178,54 @@ pub async fn run(
     }
     sweeper.abort();
     let _ = http.await;
+}
+
+/// First retry of a recovery pass that left merges unrecovered; doubled up to
+/// [`RECOVERY_RETRY_MAX`].
+const RECOVERY_RETRY_FIRST: Duration = Duration::from_secs(5);
+/// Longest wait between retries of an incomplete recovery.
+const RECOVERY_RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// One recovery pass; `/ready` says whether it left anything unrecovered. Returns how many.
+async fn recovery_pass(runner: &MergeRunner, api: &ApiState, what: &str) -> usize {
+    let results = runner.recover_all().await;
+    let unrecovered = results.iter().filter(|r| r.error.is_some()).count();
+    if unrecovered == 0 {
+        tracing::info!(merge_dirs = results.len(), "Recovery ({what}) done.");
+        api.set_not_ready(None);
+    } else {
+        tracing::error!(
+            unrecovered,
+            "Recovery ({what}) left interrupted merges unrecovered (see the errors above); /ready stays false and recovery is retried."
+        );
+        api.set_not_ready(Some(format!(
+            "{unrecovered} interrupted merge(s) not recovered yet; retrying"
+        )));
+    }
+    unrecovered
+}
+
+/// Recovery after start-up: retried with backoff while merges stay unrecovered, otherwise a
+/// sweep every `every` (expired backups, abandoned staging, merges interrupted since).
+async fn sweep(
+    runner: Arc<MergeRunner>,
+    api: ApiState,
+    mut pending: usize,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut retry = RECOVERY_RETRY_FIRST;
+    loop {
+        let wait = if pending > 0 { retry.min(every) } else { every };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        pending = recovery_pass(&runner, &api, if pending > 0 { "retry" } else { "sweep" }).await;
+        retry = if pending > 0 {
+            (retry * 2).min(RECOVERY_RETRY_MAX)
+        } else {
+            RECOVERY_RETRY_FIRST
+        };
+    }
 }

@@ -7,12 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hive_smallfiles_agent::audit::AuditLog;
 use hive_smallfiles_agent::config::AgentConfig;
 use hive_smallfiles_agent::executor::MergeRunner;
 use hive_smallfiles_agent::metrics::AgentMetrics;
 use hive_smallfiles_core::config::ProcessEnv;
-use hive_smallfiles_core::fs::webhdfs::WebHdfsMetrics;
 use hive_smallfiles_exporter::config::Config;
 use hive_smallfiles_exporter::metrics::Metrics;
 use hive_smallfiles_exporter::scan::ScanError;
@@ -233,22 +231,11 @@ impl Agent {
     pub async fn start_on(address: &str, config: AgentConfig, options: AgentOptions) -> Self {
         init_test_logging();
         let (listener, addr) = bind(address).await;
-        let metrics = Arc::new(AgentMetrics::new());
-        let audit = Arc::new(
-            AuditLog::open(&config.audit_log)
-                .unwrap_or_else(|e| panic!("{}: {e}", config.audit_log.display())),
-        );
         let runner = Arc::new(
-            MergeRunner::new(
-                &config.clusters,
-                config.policy.clone(),
-                audit,
-                Arc::clone(&metrics),
-                &WebHdfsMetrics::default(),
-                &config.native,
-            )
-            .unwrap_or_else(|e| panic!("the agent's runner: {e}")),
+            hive_smallfiles_agent::service::build_runner(&config)
+                .unwrap_or_else(|e| panic!("the agent's runner: {e}")),
         );
+        let metrics = runner.metrics();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(hive_smallfiles_agent::service::run(
             config,

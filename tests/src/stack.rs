@@ -4,6 +4,7 @@
 //! a bearer token) as child processes. Spark's Thrift Server and MariaDB are started
 //! separately (`tests/scripts/`).
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -105,10 +106,13 @@ pub fn demo_rules() -> String {
     .join("\n")
 }
 
+/// Starts a child in its own process group: a Ctrl-C in the terminal reaches the demo, which
+/// still needs Prometheus for its summary and then stops the children itself.
 fn spawn(program: &Path, args: &[String], log: &Path) -> Killed {
     let log = std::fs::File::create(log).expect("log file");
     Killed(
         Command::new(program)
+            .process_group(0)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -60,6 +60,24 @@ impl MergeRunner {
                 }
             }
         }
+        let unrecovered = out.iter().filter(|e| e.error.is_some()).count();
+        self.metrics
+            .unrecovered
+            .set(i64::try_from(unrecovered).unwrap_or(i64::MAX));
+        self.metrics.recovery_last_run.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        for e in out.iter().filter(|e| e.error.is_some()) {
+            tracing::error!(
+                cluster = %e.cluster,
+                area = e.area.as_deref().unwrap_or("-"),
+                merge_dir = e.merge_dir.as_deref().unwrap_or("-"),
+                error = e.error.as_deref().unwrap_or(""),
+                "An interrupted merge could not be recovered; its partition may be missing until it is."
+            );
+        }
         self.audit.record(0, &JobEvent::Recovery { results: &out });
         out
     }

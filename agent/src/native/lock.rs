@@ -277,7 +277,8 @@ mod tests {
 
     #[test]
     fn parses_proc_stat_with_odd_command_names() {
-        let line = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1234 56";
+        let line =
+            "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1234 56";
         assert_eq!(
             parse_proc_stat(line),
             Some(ProcStat {
@@ -314,7 +315,10 @@ mod tests {
         // Not reaped yet: a zombie.
         let deadline = Instant::now() + Duration::from_secs(10);
         while proc_stat(pid).is_some_and(|s| s.state != 'Z') {
-            assert!(Instant::now() < deadline, "the killed child never became a zombie");
+            assert!(
+                Instant::now() < deadline,
+                "the killed child never became a zombie"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());

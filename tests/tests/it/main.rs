@@ -12,6 +12,7 @@ const EXPORTER_BIN: &str = env!("CARGO_BIN_EXE_hsf-exporter");
 const AGENT_BIN: &str = env!("CARGO_BIN_EXE_hsf-agent");
 
 mod agent_e2e;
+mod agent_recovery;
 mod agent_spark;
 mod alerts;
 mod cli;
