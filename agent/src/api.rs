@@ -563,10 +563,7 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response 
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
     let queue = Arc::clone(&state.inner.queue);
-    let body = tokio::task::spawn_blocking(move || queue.metrics().render(format))
-        .await
-        .unwrap_or_default();
-    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    hive_smallfiles_core::web::metrics_response(format, move |f| queue.metrics().render(f)).await
 }
 
 async fn ready(State(state): State<ApiState>) -> Response {

@@ -232,6 +232,11 @@ pub struct RawPolicy {
     /// Merges only inside these windows; none: any time.
     #[serde(default, rename = "window")]
     pub windows: Vec<RawWindow>,
+    /// Globs on `database.table` for which in-place engine rewrites (`INSERT OVERWRITE`,
+    /// `CONCATENATE`) are accepted although a concurrent writer's file can be lost. Default
+    /// none: such tables are skipped (`in_place_not_acknowledged`).
+    #[serde(default)]
+    pub allow_in_place: Vec<String>,
 }
 
 impl Default for RawPolicy {
@@ -495,6 +500,8 @@ impl AgentConfig {
             min_excess_files: p.min_excess_files,
             windows,
             dry_run: p.dry_run,
+            allow_in_place: TableFilter::new(&p.allow_in_place, &[])
+                .map_err(|m| invalid("-", format!("policy.allow_in_place: {m}")))?,
         };
         let mut names = HashSet::new();
         let mut clusters = BTreeMap::new();

@@ -148,6 +148,9 @@ pub struct MergePlan {
     pub replaced_files_go_to: &'static str,
     /// Why this executor and strategy were chosen.
     pub executor_reason: String,
+    /// What an operator must know before this plan runs (an in-place rewrite's risk).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     #[serde(skip)]
     select_list: String,
     /// `ROW FORMAT ... STORED AS ...` of the table, for engine-staged rewrites.
@@ -196,6 +199,45 @@ pub fn native_format(table: &TableMeta) -> Result<NativeFormat, Skip> {
                 other.as_str()
             ),
         )),
+    }
+}
+
+/// The risk of an in-place rewrite by the engine, if `strategy` is one. The engine lists the
+/// partition's files when it starts and replaces the whole directory when it commits: a file
+/// a concurrent writer adds in between is deleted with the old ones (measured with Spark's
+/// `INSERT OVERWRITE`: the appended file was lost in every run). ACID compaction is Hive's own
+/// transactional mechanism and is not such a rewrite.
+fn in_place_warning(strategy: Strategy, engine: Engine) -> Option<String> {
+    matches!(strategy, Strategy::InsertOverwrite | Strategy::Concatenate).then(|| {
+        format!(
+            "in-place rewrite by {engine:?} ({}): a file another writer adds to a partition \
+             while the engine runs is deleted with the replaced files and its rows are lost; \
+             the staged executors (native, engine_staged) do not have this risk",
+            strategy.as_str()
+        )
+    })
+}
+
+/// An in-place rewrite runs only for tables the operator acknowledged in
+/// `policy.allow_in_place`; the warning travels with the plan into the API and the audit log.
+fn acknowledge_in_place(
+    policy: &Policy,
+    table: &TableMeta,
+    strategy: Strategy,
+    warning: String,
+) -> Result<String, Skip> {
+    if policy.allow_in_place.matches(&table.database, &table.name) {
+        Ok(warning)
+    } else {
+        Err(Skip::new(
+            "in_place_not_acknowledged",
+            format!(
+                "{} would be rewritten in place ({}); {warning}. List the table in \
+                 [policy] allow_in_place to accept that risk",
+                table.name,
+                strategy.as_str()
+            ),
+        ))
     }
 }
 
@@ -346,6 +388,11 @@ fn choose_strategy(input: &PlanInput<'_>) -> Result<Strategy, Skip> {
 pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<MergePlan, Skip> {
     check_table(policy, input.table, input.now)?;
     let (strategy, executor_reason) = choose(input)?;
+    let warnings = in_place_warning(strategy, input.engine)
+        .map(|w| acknowledge_in_place(policy, input.table, strategy, w))
+        .transpose()?
+        .into_iter()
+        .collect();
     let target = input.target_file_bytes.max(1);
     let keys: Vec<String> = input
         .table
@@ -459,6 +506,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<MergePlan, Skip> {
         total_bytes,
         replaced_files_go_to,
         executor_reason,
+        warnings,
         storage_clause: storage_clause(input.table, input.engine),
         select_list,
         hive3: input.hive3,

@@ -69,6 +69,9 @@ pub struct Policy {
     pub windows: Vec<MaintenanceWindow>,
     /// Plan and report everything, change nothing.
     pub dry_run: bool,
+    /// Tables (`database.table` globs) whose operator accepted in-place engine rewrites
+    /// (`INSERT OVERWRITE`, `CONCATENATE`), which can lose a concurrent writer's file.
+    pub allow_in_place: TableFilter,
 }
 
 impl Default for Policy {
@@ -82,6 +85,7 @@ impl Default for Policy {
             min_excess_files: 2,
             windows: Vec::new(),
             dry_run: false,
+            allow_in_place: TableFilter::new(&[], &[]).unwrap_or_else(|_| unreachable!("no globs")),
         }
     }
 }

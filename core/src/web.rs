@@ -17,11 +17,13 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::exposition::Format;
 
 /// Errors of the web configuration and listener.
 #[derive(Debug, thiserror::Error)]
@@ -271,16 +273,46 @@ fn build_tls(
 const DUMMY_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
 
 /// Wraps `router` in basic authentication (when the web config has users) and the
-/// configured extra response headers.
-pub fn with_basic_auth(router: Router, web: &WebConfig) -> Router {
+/// configured extra response headers (on every response, 401s included). `open_paths`
+/// answer without credentials: liveness and readiness probes (Kubernetes sends none).
+pub fn with_basic_auth(
+    router: Router,
+    web: &WebConfig,
+    open_paths: &'static [&'static str],
+) -> Router {
     router.layer(middleware::from_fn_with_state(
-        web.clone(),
+        (web.clone(), open_paths),
         auth_and_headers,
     ))
 }
 
-async fn auth_and_headers(State(web): State<WebConfig>, request: Request, next: Next) -> Response {
-    if !web.users.is_empty() {
+/// Renders a metrics body off the I/O threads (it is CPU work on in-memory state). A
+/// rendering that panics answers 500, so that Prometheus marks the target down, instead of an
+/// empty 200 that would look like a target without series.
+pub async fn metrics_response<F>(format: Format, render: F) -> Response
+where
+    F: FnOnce(Format) -> String + Send + 'static,
+{
+    match tokio::task::spawn_blocking(move || render(format)).await {
+        Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "Rendering the metrics failed.");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering the metrics failed; see the log\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn auth_and_headers(
+    State((web, open_paths)): State<(WebConfig, &'static [&'static str])>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let open = open_paths.contains(&request.uri().path());
+    if !web.users.is_empty() && !open {
         let auth = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -291,11 +323,15 @@ async fn auth_and_headers(State(web): State<WebConfig>, request: Request, next: 
             None => false,
         };
         if !ok {
-            return Response::builder()
+            let mut response = Response::builder()
                 .status(StatusCode::UNAUTHORIZED)
                 .header(header::WWW_AUTHENTICATE, "Basic realm=\"hive-smallfiles\"")
                 .body(Body::from("Unauthorized\n"))
                 .unwrap_or_default();
+            for (k, v) in &web.headers {
+                response.headers_mut().insert(k.clone(), v.clone());
+            }
+            return response;
         }
     }
     let mut response = next.run(request).await;
@@ -314,9 +350,13 @@ async fn check_basic_auth(web: &WebConfig, value: &str) -> bool {
     {
         return true;
     }
-    let Some(encoded) = value.strip_prefix("Basic ") else {
+    // Authentication schemes are case-insensitive (RFC 9110, section 11.1).
+    let Some((scheme, encoded)) = value.trim().split_once(' ') else {
         return false;
     };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return false;
+    }
     let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
         return false;
     };
@@ -481,5 +521,32 @@ mod tests {
         )
         .unwrap();
         assert!(WebConfig::load(&p).is_ok());
+    }
+
+    /// A rendering that panics is a 500, not an empty 200 that looks like a healthy target.
+    #[tokio::test]
+    async fn metrics_rendering_that_panics_is_a_500() {
+        let ok = metrics_response(Format::Text, |_| "up 1\n".to_owned()).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        let failed = metrics_response(Format::Text, |_| -> String {
+            panic!("rendering failed on purpose")
+        })
+        .await;
+        assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[tokio::test]
+    async fn basic_auth_scheme_is_case_insensitive() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let web = WebConfig::with_users(BTreeMap::from([("prom".to_owned(), hash)]));
+        let encoded = base64::engine::general_purpose::STANDARD.encode("prom:pw");
+        for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
+            assert!(
+                web.authorize_basic(&format!("{scheme} {encoded}")).await,
+                "{scheme}"
+            );
+        }
+        assert!(!web.authorize_basic(&format!("Bearer {encoded}")).await);
+        assert!(!web.authorize_basic("basic").await);
     }
 }

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use hive_smallfiles_core::exposition::Format;
-use hive_smallfiles_core::web::{WebConfig, with_basic_auth};
+use hive_smallfiles_core::web::{WebConfig, metrics_response, with_basic_auth};
 
 use crate::metrics::Metrics;
 
@@ -46,18 +46,14 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(ready_handler))
         .route("/", get(landing_handler))
         .with_state(state);
-    with_basic_auth(routes, &web)
+    with_basic_auth(routes, &web, &["/healthz", "/ready"])
 }
 
 async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
     let metrics = Arc::clone(&state.metrics);
-    // Rendering is CPU work on an in-memory snapshot; keep it off the I/O threads.
-    let body = tokio::task::spawn_blocking(move || metrics.render(format))
-        .await
-        .unwrap_or_default();
-    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    metrics_response(format, move |f| metrics.render(f)).await
 }
 
 async fn ready_handler(State(state): State<AppState>) -> Response {
@@ -216,5 +212,57 @@ mod tests {
             get(router(st), "/metrics", Some(&good)).await.0,
             StatusCode::OK
         );
+    }
+
+    /// Probes answer without credentials (Kubernetes sends none); the scheme is
+    /// case-insensitive; 401s carry the configured extra headers.
+    #[tokio::test]
+    async fn probes_are_open_schemes_case_insensitive_and_401s_keep_headers() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("web.yml");
+        std::fs::write(
+            &file,
+            format!(
+                "basic_auth_users:\n  prom: '{hash}'\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+            ),
+        )
+        .unwrap();
+        let web = WebConfig::load(&file).unwrap();
+        let st = AppState::new(Arc::new(Metrics::new()), "/metrics".into(), web);
+        assert_eq!(
+            get(router(st.clone()), "/healthz", None).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            get(router(st.clone()), "/ready", None).await.0,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "open, and not ready before the first scan"
+        );
+        let encoded = base64::engine::general_purpose::STANDARD.encode("prom:pw");
+        for scheme in ["basic", "BASIC", "Basic"] {
+            assert_eq!(
+                get(
+                    router(st.clone()),
+                    "/metrics",
+                    Some(&format!("{scheme} {encoded}"))
+                )
+                .await
+                .0,
+                StatusCode::OK,
+                "scheme {scheme}"
+            );
+        }
+        let resp = router(st)
+            .oneshot(
+                Request::builder()
+                    .uri("/metrics")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(resp.headers()["x-frame-options"], "deny");
     }
 }

@@ -190,6 +190,12 @@ async fn basic_auth_and_open_probes() {
             .0,
         StatusCode::OK
     );
+    // Authentication schemes are case-insensitive (RFC 9110, section 11.1).
+    let lower = good.replacen("Basic", "basic", 1);
+    assert_eq!(
+        call(&st, "GET", "/api/v1/merges", Some(&lower), "").await.0,
+        StatusCode::OK
+    );
     assert_eq!(
         call(&st, "GET", "/metrics", None, "").await.0,
         StatusCode::UNAUTHORIZED

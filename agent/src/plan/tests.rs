@@ -73,9 +73,15 @@ fn run(
         &input,
         &Policy {
             allow_external: true,
+            allow_in_place: in_place_everywhere(),
             ..Policy::default()
         },
     )
+}
+
+/// A policy filter accepting in-place rewrites of every table.
+fn in_place_everywhere() -> hive_smallfiles_core::config::TableFilter {
+    hive_smallfiles_core::config::TableFilter::new(&["*".to_owned()], &[]).unwrap()
 }
 
 /// (input format, table type, parameters, engine, Hive 3, expected strategy or skip reason).
@@ -341,6 +347,7 @@ fn job_size_limit_and_nothing_to_merge() {
         &input,
         &Policy {
             max_bytes_per_job: 100 * MIB,
+            allow_in_place: in_place_everywhere(),
             ..Policy::default()
         },
     )
@@ -351,8 +358,12 @@ fn job_size_limit_and_nothing_to_merge() {
         partitions: vec![part("1", 1, MIB)],
         ..input
     };
+    let acknowledged = Policy {
+        allow_in_place: in_place_everywhere(),
+        ..Policy::default()
+    };
     assert_eq!(
-        plan(&input, &Policy::default()).unwrap_err().reason,
+        plan(&input, &acknowledged).unwrap_err().reason,
         "nothing_to_merge"
     );
 }
@@ -381,6 +392,7 @@ fn executor_choice_table() {
             &input,
             &Policy {
                 allow_external: true,
+                allow_in_place: in_place_everywhere(),
                 ..Policy::default()
             },
         )
@@ -538,5 +550,67 @@ fn staged_statement_keeps_the_declared_codec() {
              'org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat'"
         ),
         "{sql}"
+    );
+}
+
+/// In-place engine rewrites can lose a concurrent writer's file: they run only for tables the
+/// operator listed in `allow_in_place`, and their plans say why.
+#[test]
+fn in_place_rewrites_need_an_acknowledgment_and_say_their_risk() {
+    let cols = columns();
+    let requested = BTreeSet::new();
+    let text = table(TEXT, "MANAGED_TABLE", &[], &["dt"]);
+    let input = |executor| PlanInput {
+        table: &text,
+        columns: &cols,
+        partitions: vec![part("1", 10, 10 * MIB)],
+        engine: Engine::Spark,
+        hive3: false,
+        target_file_bytes: 128 * MIB,
+        requested: &requested,
+        executor,
+        has_engine: true,
+        now: UNIX_EPOCH + Duration::from_secs(1_000_000),
+    };
+    let refused = plan(&input(ExecutorChoice::Engine), &Policy::default()).unwrap_err();
+    assert_eq!(refused.reason, "in_place_not_acknowledged");
+    assert!(
+        refused.detail.contains("allow_in_place"),
+        "{}",
+        refused.detail
+    );
+    let other_table = Policy {
+        allow_in_place: hive_smallfiles_core::config::TableFilter::new(
+            &["other.*".to_owned()],
+            &[],
+        )
+        .unwrap(),
+        ..Policy::default()
+    };
+    assert_eq!(
+        plan(&input(ExecutorChoice::Engine), &other_table)
+            .unwrap_err()
+            .reason,
+        "in_place_not_acknowledged"
+    );
+    let acknowledged = Policy {
+        allow_in_place: in_place_everywhere(),
+        ..Policy::default()
+    };
+    let p = plan(&input(ExecutorChoice::Engine), &acknowledged).unwrap();
+    assert_eq!(p.strategy, Strategy::InsertOverwrite);
+    assert_eq!(p.warnings.len(), 1);
+    assert!(p.warnings[0].contains("lost"), "{:?}", p.warnings);
+    let shown = serde_json::to_value(&p).unwrap();
+    assert!(shown["warnings"][0].as_str().unwrap().contains("in-place"));
+    // The staged executors carry no such risk and need no acknowledgment.
+    let native = plan(&input(ExecutorChoice::Native), &Policy::default()).unwrap();
+    assert_eq!(native.strategy, Strategy::Native);
+    assert!(native.warnings.is_empty());
+    assert!(
+        serde_json::to_value(&native)
+            .unwrap()
+            .get("warnings")
+            .is_none()
     );
 }

@@ -72,6 +72,8 @@ bearer_token_file = "token"
 [policy]
 quiet_period = "0s"
 min_excess_files = 1
+# This test measures the in-place engine path on purpose.
+allow_in_place = ["*"]
 [[cluster]]
 name = "spark"
 engine = "spark"

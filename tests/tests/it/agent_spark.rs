@@ -32,6 +32,8 @@ fn agent_config(dir: &Path) -> AgentConfig {
         [policy]
         quiet_period = "0s"
         min_excess_files = 1
+        # These tests measure the in-place engine path on purpose.
+        allow_in_place = ["*"]
         [[cluster]]
         name = "spark"
         engine = "spark"

@@ -308,11 +308,30 @@ async fn agent_serves_on_its_own_port_and_exits_0_on_sigterm() {
         Duration::from_secs(30),
     );
     wait_http_ok(
-        &format!("{}/ready", agent.base_url),
+        &format!("{}/healthz", agent.base_url),
         Some("cli-token"),
         Duration::from_secs(30),
     )
     .await;
+    // The MetaStore is unreachable: start-up recovery cannot list the staging areas, so the
+    // agent serves but says it is not ready, and why.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = reqwest::get(format!("{}/ready", agent.base_url))
+            .await
+            .unwrap();
+        let code = r.status().as_u16();
+        let body = r.text().await.unwrap_or_default();
+        assert_eq!(code, 503, "{body}");
+        if body.contains("not recovered") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first recovery pass never ended: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let unauthenticated = reqwest::get(format!("{}/api/v1/merges", agent.base_url))
         .await
         .unwrap();
