@@ -345,12 +345,13 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     let token_file = stack.dir.join("token");
     println!(
-        "\n  exporter      {}/metrics\n  agent         {}/api/v1/merges and {}/metrics\n                (bearer token: curl -H \"Authorization: Bearer $(cat {})\" …)\n  prometheus    {}\n  alertmanager  {}\n  configs, logs {}\n",
+        "\n  exporter      {}/metrics\n  agent         {}/api/v1/merges and {}/metrics\n                (bearer token: curl -H \"Authorization: Bearer $(cat {})\" …)\n  prometheus    {}\n  alertmanager  {}/api/v2/alerts   (Debian's package has no web UI; or: amtool --alertmanager.url={} alert)\n  configs, logs {}\n",
         stack.exporter_url,
         stack.agent_url,
         stack.agent_url,
         token_file.display(),
         alerts_page(&client, &stack.prometheus_url).await,
+        stack.alertmanager_url,
         stack.alertmanager_url,
         stack.dir.display()
     );
