@@ -73,15 +73,18 @@ fn run(
         &input,
         &Policy {
             allow_external: true,
-            allow_in_place: in_place_everywhere(),
-            ..Policy::default()
+            ..acknowledged()
         },
     )
 }
 
-/// A policy filter accepting in-place rewrites of every table.
-fn in_place_everywhere() -> hive_smallfiles_core::config::TableFilter {
-    hive_smallfiles_core::config::TableFilter::new(&["*".to_owned()], &[]).unwrap()
+/// The default policy, with in-place rewrites of every table acknowledged.
+fn acknowledged() -> Policy {
+    Policy {
+        allow_in_place: hive_smallfiles_core::config::TableFilter::new(&["*".to_owned()], &[])
+            .unwrap(),
+        ..Policy::default()
+    }
 }
 
 /// (input format, table type, parameters, engine, Hive 3, expected strategy or skip reason).
@@ -347,8 +350,7 @@ fn job_size_limit_and_nothing_to_merge() {
         &input,
         &Policy {
             max_bytes_per_job: 100 * MIB,
-            allow_in_place: in_place_everywhere(),
-            ..Policy::default()
+            ..acknowledged()
         },
     )
     .unwrap();
@@ -358,10 +360,7 @@ fn job_size_limit_and_nothing_to_merge() {
         partitions: vec![part("1", 1, MIB)],
         ..input
     };
-    let acknowledged = Policy {
-        allow_in_place: in_place_everywhere(),
-        ..Policy::default()
-    };
+    let acknowledged = acknowledged();
     assert_eq!(
         plan(&input, &acknowledged).unwrap_err().reason,
         "nothing_to_merge"
@@ -392,8 +391,7 @@ fn executor_choice_table() {
             &input,
             &Policy {
                 allow_external: true,
-                allow_in_place: in_place_everywhere(),
-                ..Policy::default()
+                ..acknowledged()
             },
         )
         .map(|p| p.strategy)
@@ -593,10 +591,7 @@ fn in_place_rewrites_need_an_acknowledgment_and_say_their_risk() {
             .reason,
         "in_place_not_acknowledged"
     );
-    let acknowledged = Policy {
-        allow_in_place: in_place_everywhere(),
-        ..Policy::default()
-    };
+    let acknowledged = acknowledged();
     let p = plan(&input(ExecutorChoice::Engine), &acknowledged).unwrap();
     assert_eq!(p.strategy, Strategy::InsertOverwrite);
     assert_eq!(p.warnings.len(), 1);
