@@ -75,6 +75,10 @@ pub struct RawNative {
     /// How often expired backups and abandoned staging are swept. Default 1h.
     #[serde(default = "d_sweep", with = "humantime_serde")]
     pub sweep_interval: Duration,
+    /// Switch commits: how long the old directory stays untouched after the switch, for
+    /// queries that planned on it. Longer than your longest query. Default 1h.
+    #[serde(default = "d_grace", with = "humantime_serde")]
+    pub switch_grace: Duration,
 }
 
 impl Default for RawNative {
@@ -91,6 +95,9 @@ fn d_stale() -> Duration {
 }
 fn d_true() -> bool {
     true
+}
+fn d_grace() -> Duration {
+    Duration::from_secs(3600)
 }
 fn d_sweep() -> Duration {
     Duration::from_secs(3600)
@@ -237,6 +244,15 @@ pub struct RawPolicy {
     /// none: such tables are skipped (`in_place_not_acknowledged`).
     #[serde(default)]
     pub allow_in_place: Vec<String>,
+    /// How staged merges commit: `auto` (default: switch the location of managed tables'
+    /// partitions when the cluster has an engine, swap directories otherwise), `switch`
+    /// (also external tables), `swap` (always swap directories).
+    #[serde(default)]
+    pub commit_mode: crate::policy::CommitModeSetting,
+    /// Globs on `database.table` of tables whose writers put files into partition
+    /// directories by path: always committed by directory swap. Default none.
+    #[serde(default)]
+    pub written_by_path: Vec<String>,
 }
 
 impl Default for RawPolicy {
@@ -390,6 +406,8 @@ pub struct NativeSettings {
     pub recover_on_start: bool,
     /// Sweep interval.
     pub sweep_interval: Duration,
+    /// Switch commits: the old directory's grace period.
+    pub switch_grace: Duration,
 }
 
 /// One validated cluster.
@@ -502,6 +520,9 @@ impl AgentConfig {
             dry_run: p.dry_run,
             allow_in_place: TableFilter::new(&p.allow_in_place, &[])
                 .map_err(|m| invalid("-", format!("policy.allow_in_place: {m}")))?,
+            commit_mode: p.commit_mode,
+            written_by_path: TableFilter::new(&p.written_by_path, &[])
+                .map_err(|m| invalid("-", format!("policy.written_by_path: {m}")))?,
         };
         let mut names = HashSet::new();
         let mut clusters = BTreeMap::new();
@@ -604,6 +625,7 @@ impl AgentConfig {
             ),
             recover_on_start: n.recover_on_start,
             sweep_interval: n.sweep_interval.max(Duration::from_secs(1)),
+            switch_grace: n.switch_grace,
         };
         Ok(Self {
             native,

@@ -68,7 +68,7 @@ pub enum JobEvent<'a> {
     },
     /// The job stopped early at a step boundary.
     Stopped {
-        /// Why (`shutdown`).
+        /// Why (`cancelled`: by shutdown or an operator's cancel).
         reason: &'a str,
         /// Partitions merged before stopping.
         merged_partitions: usize,

@@ -72,6 +72,87 @@ pub struct Policy {
     /// Tables (`database.table` globs) whose operator accepted in-place engine rewrites
     /// (`INSERT OVERWRITE`, `CONCATENATE`), which can lose a concurrent writer's file.
     pub allow_in_place: TableFilter,
+    /// How staged merges commit (`switch` or `swap`), see [`commit_mode`].
+    pub commit_mode: CommitModeSetting,
+    /// Tables (`database.table` globs) whose writers put files into partition directories
+    /// by path (ingestion tools): never switched away from the paths their writers use.
+    pub written_by_path: TableFilter,
+}
+
+/// `policy.commit_mode` as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitModeSetting {
+    /// Switch managed tables when the cluster has an engine to run `ALTER TABLE … SET
+    /// LOCATION`; swap external tables and tables written by path.
+    #[default]
+    Auto,
+    /// Switch every table not written by path (external ones too) when there is an engine.
+    Switch,
+    /// Always swap directories.
+    Swap,
+}
+
+/// How one staged merge makes its output visible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitMode {
+    /// Two renames swap the partition directory (readers that listed the old files may fail
+    /// or, between the renames, see an empty partition).
+    #[default]
+    Swap,
+    /// The output goes to a new hidden directory and the partition's location is switched
+    /// in the MetaStore through the engine; readers keep their snapshot.
+    Switch,
+}
+
+impl CommitMode {
+    /// Label for metrics, the audit log and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Swap => "swap",
+            Self::Switch => "switch",
+        }
+    }
+}
+
+/// Which commit a staged merge of `table` uses, and why (pure). A location switch needs an
+/// engine to run `ALTER TABLE … SET LOCATION` (the MetaStore database is never written
+/// directly); a table written by path must keep its paths, since its writers would put new
+/// files into a directory no partition points at any more.
+pub fn commit_mode(policy: &Policy, table: &TableMeta, has_engine: bool) -> (CommitMode, String) {
+    let name = format!("{}.{}", table.database, table.name);
+    if policy.commit_mode == CommitModeSetting::Swap {
+        return (CommitMode::Swap, "policy.commit_mode = \"swap\"".to_owned());
+    }
+    if policy.written_by_path.matches(&table.database, &table.name) {
+        return (
+            CommitMode::Swap,
+            format!("{name} is written by path (policy.written_by_path): its directories stay"),
+        );
+    }
+    if !has_engine {
+        return (
+            CommitMode::Swap,
+            "no engine (hiveserver2) configured to switch locations".to_owned(),
+        );
+    }
+    if policy.commit_mode == CommitModeSetting::Auto
+        && table.class().table_type == TableType::External
+    {
+        return (
+            CommitMode::Swap,
+            format!(
+                "{name} is external: its writers may write by path (list it in \
+                 policy.written_by_path, or set policy.commit_mode = \"switch\")"
+            ),
+        );
+    }
+    (
+        CommitMode::Switch,
+        "the partition's location is switched to the merged directory; readers keep theirs"
+            .to_owned(),
+    )
 }
 
 impl Default for Policy {
@@ -86,6 +167,9 @@ impl Default for Policy {
             windows: Vec::new(),
             dry_run: false,
             allow_in_place: TableFilter::new(&[], &[]).unwrap_or_else(|_| unreachable!("no globs")),
+            commit_mode: CommitModeSetting::Auto,
+            written_by_path: TableFilter::new(&[], &[])
+                .unwrap_or_else(|_| unreachable!("no globs")),
         }
     }
 }

@@ -30,7 +30,7 @@ impl MergeRunner {
             for part in &p.partitions {
                 // The only place a job stops early: between partitions.
                 if cancel.is_cancelled() {
-                    self.audit.record(job.id, &JobEvent::Stopped { reason: "shutdown", merged_partitions: merged });
+                    self.audit.record(job.id, &JobEvent::Stopped { reason: "cancelled", merged_partitions: merged });
                     break;
                 }
                 let started = Instant::now();

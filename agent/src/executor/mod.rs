@@ -40,6 +40,7 @@ use crate::work::{ByteBudget, JobOutcome, JobRecord, JobRunner, TableKey};
 
 mod engine;
 mod error;
+mod locations;
 mod recovery;
 mod staged;
 mod table;
@@ -121,6 +122,7 @@ impl MergeRunner {
                 CommitSettings {
                     identity: identity.clone(),
                     backup_retention: native.backup_retention,
+                    switch_grace: native.switch_grace,
                     spool_dir: native.spool_dir.join(name),
                 },
             );
@@ -360,7 +362,18 @@ impl JobRunner for MergeRunner {
         for merge in committed.iter().rev() {
             let dir = merge.merge_dir.as_str();
             let r = match self.clusters.get(&merge.cluster) {
-                Some(rt) => rt.committer.rollback(dir).await.map_err(|e| e.to_string()),
+                Some(rt) => {
+                    let locations = locations::EngineLocations { rt, session: None };
+                    let locations = rt
+                        .config
+                        .hiveserver2
+                        .is_some()
+                        .then_some(&locations as &dyn crate::native::Locations);
+                    rt.committer
+                        .rollback(dir, locations)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
                 None => Err(format!("no cluster {:?}", merge.cluster)),
             };
             self.audit.record(
@@ -383,8 +396,12 @@ impl JobRunner for MergeRunner {
             .map_err(|e| e.message)?
             .ok_or_else(|| format!("{key} is not in the MetaStore"))?;
         let requested = BTreeSet::new();
+        let (commit, commit_reason) =
+            crate::policy::commit_mode(&self.policy, &now.table, rt.config.hiveserver2.is_some());
         Ok(match plan(&now.plan_input(rt, &requested), &self.policy) {
             Ok(p) => json!({
+                "commit": matches!(p.strategy, Strategy::Native | Strategy::EngineStaged).then_some(commit),
+                "commit_reason": matches!(p.strategy, Strategy::Native | Strategy::EngineStaged).then_some(commit_reason),
                 "table": key,
                 "executor": match p.strategy {
                     Strategy::Native => "native",

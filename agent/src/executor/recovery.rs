@@ -31,7 +31,13 @@ impl MergeRunner {
                     continue;
                 }
             };
-            for (area, result) in rt.committer.recover_in(&parents).await {
+            let locations = super::locations::EngineLocations { rt, session: None };
+            let locations = rt
+                .config
+                .hiveserver2
+                .is_some()
+                .then_some(&locations as &dyn crate::native::Locations);
+            for (area, result) in rt.committer.recover_in(&parents, locations).await {
                 match result {
                     Ok(recovered) => {
                         for r in recovered {
@@ -99,15 +105,23 @@ impl MergeRunner {
             if !self.policy.tables.matches(&t.database, &t.name) {
                 continue;
             }
-            let locations: Vec<&Option<String>> = if t.is_partitioned() {
-                t.partitions.iter().map(|p| &p.location).collect()
-            } else {
-                vec![&t.location]
-            };
-            for l in locations.into_iter().flatten() {
-                if let ResolvedLocation::Path(p) = resolve_location(l, &scheme) {
-                    parents.insert(hive_smallfiles_core::fs::parent_path(&p).to_owned());
+            let resolve =
+                |l: &Option<String>| match l.as_deref().map(|l| resolve_location(l, &scheme)) {
+                    Some(ResolvedLocation::Path(p)) => Some(p),
+                    _ => None,
+                };
+            let root = resolve(&t.location);
+            if t.is_partitioned() {
+                for p in &t.partitions {
+                    let location = resolve(&p.location);
+                    parents.extend(staging_parents_of(
+                        root.as_deref(),
+                        &p.name,
+                        location.as_deref(),
+                    ));
                 }
+            } else {
+                parents.extend(staging_parents_of(None, "", root.as_deref()));
             }
         }
         Ok(parents.into_iter().collect())
@@ -123,9 +137,15 @@ impl MergeRunner {
             .clusters
             .get(cluster)
             .ok_or_else(|| format!("no cluster {cluster:?}"))?;
+        let locations = super::locations::EngineLocations { rt, session: None };
+        let locations = rt
+            .config
+            .hiveserver2
+            .is_some()
+            .then_some(&locations as &dyn crate::native::Locations);
         let r = rt
             .committer
-            .rollback(merge_dir)
+            .rollback(merge_dir, locations)
             .await
             .map_err(|e| e.to_string())?;
         self.audit.record(
@@ -137,5 +157,58 @@ impl MergeRunner {
             },
         );
         Ok(json!({ "cluster": cluster, "merge_dir": merge_dir, "action": r.action }))
+    }
+}
+
+/// The directories where a partition's staging areas can be (pure): beside where it points
+/// now, and — after switch commits moved it — beside where Hive's layout puts it
+/// (`<table>/<partition name>`) and, for an unpartitioned table switched into
+/// `<parent>/.hive-smallfiles-merged.<leaf>/`, beside its first directory.
+fn staging_parents_of(
+    table_root: Option<&str>,
+    partition: &str,
+    location: Option<&str>,
+) -> Vec<String> {
+    use hive_smallfiles_core::fs::{join_path, parent_path};
+    let mut out = Vec::new();
+    if let Some(l) = location {
+        let parent = parent_path(l);
+        out.push(parent.to_owned());
+        let leaf = parent.rsplit('/').next().unwrap_or_default();
+        if partition.is_empty()
+            && leaf.starts_with(&format!("{}.", crate::native::layout::MERGED_DIR))
+        {
+            out.push(parent_path(parent).to_owned());
+        }
+    }
+    if let Some(root) = table_root.filter(|_| !partition.is_empty()) {
+        out.push(parent_path(&join_path(root, partition)).to_owned());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::staging_parents_of;
+
+    #[test]
+    fn staging_areas_are_found_where_switch_commits_leave_them() {
+        assert_eq!(
+            staging_parents_of(Some("/w/t"), "ds=1", Some("/w/t/ds=1")),
+            ["/w/t", "/w/t"]
+        );
+        assert_eq!(
+            staging_parents_of(
+                Some("/w/t"),
+                "a=1/b=2",
+                Some("/w/t/.hive-smallfiles-merged/a=1/b=2-m1")
+            ),
+            ["/w/t/.hive-smallfiles-merged/a=1", "/w/t/a=1"]
+        );
+        assert_eq!(
+            staging_parents_of(None, "", Some("/w/db/.hive-smallfiles-merged.t/m1")),
+            ["/w/db/.hive-smallfiles-merged.t", "/w/db"]
+        );
+        assert_eq!(staging_parents_of(None, "", Some("/w/db/t")), ["/w/db"]);
     }
 }

@@ -6,26 +6,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hive_smallfiles_core::fs::write::FileSystemWrite;
+use hive_smallfiles_core::fs::{ResolvedLocation, resolve_location};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use super::locations::{EngineLocations, uri_prefix};
 use super::*;
-
-/// `hdfs://ns1` of `hdfs://ns1/w/t`, `file:` of `file:/w/t`, empty for a bare path: what is
-/// put before a path to give the engine a URI on the table's own filesystem.
-fn uri_prefix(location: &str) -> String {
-    let location = location.trim();
-    if location.starts_with('/') {
-        return String::new();
-    }
-    let Some((scheme, rest)) = location.split_once(':') else {
-        return String::new();
-    };
-    match rest.strip_prefix("//") {
-        Some(after) => format!("{scheme}://{}", after.split('/').next().unwrap_or_default()),
-        None => format!("{scheme}:"),
-    }
-}
+use crate::native::SwitchTarget;
+use crate::policy::{CommitMode, commit_mode};
 
 impl MergeRunner {
     /// Native and engine-staged merges: per partition, the commit protocol; afterwards the
@@ -52,13 +40,27 @@ impl MergeRunner {
                 }
             }
             let session = Mutex::new(session.take());
+            let (mode, _) = commit_mode(&self.policy, &now.table, rt.config.hiveserver2.is_some());
+            let locations = EngineLocations {
+                rt,
+                session: Some(&session),
+            };
+            let switch = (mode == CommitMode::Switch).then(|| SwitchTarget {
+                locations: &locations,
+                table_root: now.table.location.as_deref().and_then(|l| {
+                    match resolve_location(l, &rt.config.storage.location_scheme()) {
+                        ResolvedLocation::Path(p) => Some(p),
+                        _ => None,
+                    }
+                }),
+            });
             let mut reports: Vec<MergeReport> = Vec::new();
             for part in &p.partitions {
                 if cancel.is_cancelled() {
                     self.audit.record(
                         job.id,
                         &JobEvent::Stopped {
-                            reason: "shutdown",
+                            reason: "cancelled",
                             merged_partitions: reports.len(),
                         },
                     );
@@ -86,7 +88,9 @@ impl MergeRunner {
                         format,
                         target_bytes: rt.config.target_file_bytes,
                     };
-                    rt.committer.merge(job.id, &target, &writer).await
+                    rt.committer
+                        .merge(job.id, &target, &writer, switch.as_ref())
+                        .await
                 } else {
                     let location = if part.name.is_empty() {
                         now.table.location.clone()
@@ -112,7 +116,9 @@ impl MergeRunner {
                             _ => VerifyAs::Text,
                         },
                     };
-                    rt.committer.merge(job.id, &target, &writer).await
+                    rt.committer
+                        .merge(job.id, &target, &writer, switch.as_ref())
+                        .await
                 };
                 let report = match report {
                     Ok(r) => r,

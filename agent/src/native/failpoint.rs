@@ -3,7 +3,9 @@
 //! A fail point is a named step of the protocol, marked in the code with
 //! `fail_point!("<name>");`. Every name, in protocol order: `after_lock`, `after_stage`,
 //! `after_verify`, `after_manifest`, `after_relist`, `between_renames`, `after_swap`,
-//! `after_reconcile`, `after_commit`, `rollback_after_first_rename`, `rollback_after_swap`.
+//! `after_reconcile`, `after_commit`, `rollback_after_first_rename`, `rollback_after_swap`;
+//! switch commits: `after_new_dir`, `before_switch`, `after_switch` (then `after_reconcile`,
+//! `after_commit`), and their rollback's `rollback_after_restore`, `rollback_after_switch`.
 //!
 //! **Compiled only with the cargo feature `failpoints`.** Without it (every production build)
 //! the macro expands to nothing and this module holds nothing else: no environment lookup, no
@@ -59,6 +61,11 @@ mod armed {
         "after_commit",
         "rollback_after_first_rename",
         "rollback_after_swap",
+        "after_new_dir",
+        "before_switch",
+        "after_switch",
+        "rollback_after_restore",
+        "rollback_after_switch",
     ];
 
     /// Environment variable naming the active fail point.

@@ -17,12 +17,61 @@
 //!     undone/                 the merged directory while a rollback runs
 //!     committed               marker: swap finished and reconciled (holds the time)
 //!     rolled-back             marker: rollback finished
+//!     switching               marker (switch commits): the location switch may have been sent
+//!     restore/                (switch commits) the old files being copied for a rollback
+//!     rollback-to             marker (switch commits): where a rollback switches to
+//! ```
+//!
+//! Switch commits put the merged directory where no reader or `MSCK REPAIR TABLE` looks
+//! for partitions, and never at a path used before (Spark caches file listings per path):
+//!
+//! ```text
+//! <table>/.hive-smallfiles-merged/<partition name>-<merge id>    a partition
+//! <parent>/.hive-smallfiles-merged.<leaf>/<merge id>              an unpartitioned table
+//!                                                                 (outside its old directory)
 //! ```
 
 use hive_smallfiles_core::fs::{join_path, parent_path};
 
 /// Prefix of staging area names.
 pub const AREA_PREFIX: &str = ".hive-smallfiles.";
+
+/// Name of the hidden directory under a partitioned table that holds switched partitions.
+pub const MERGED_DIR: &str = ".hive-smallfiles-merged";
+
+/// Where a switch commit puts the merged files of a partition (pure, unique per merge id).
+///
+/// * partitioned table (`table_root` is the table's location): `<table_root>/
+///   .hive-smallfiles-merged/<partition name>-<suffix>` — hidden, so `MSCK REPAIR TABLE`,
+///   Hive and Spark partition discovery never register it;
+/// * unpartitioned table: beside the table's first directory, outside it:
+///   `<parent>/.hive-smallfiles-merged.<leaf>/<suffix>`; a table already switched there
+///   stays in the same hidden parent.
+pub fn switch_location(
+    table_root: Option<&str>,
+    current: &str,
+    partition: &str,
+    suffix: &str,
+) -> Option<String> {
+    if !partition.is_empty() {
+        let root = table_root?;
+        return Some(join_path(
+            &join_path(root, MERGED_DIR),
+            &format!("{partition}-{suffix}"),
+        ));
+    }
+    let parent = parent_path(current);
+    let parent_leaf = parent.rsplit('/').next().unwrap_or_default();
+    let prefix = format!("{MERGED_DIR}.");
+    if parent_leaf.len() > prefix.len() && parent_leaf.starts_with(&prefix) {
+        return Some(join_path(parent, suffix));
+    }
+    let leaf = current.rsplit('/').next().filter(|l| !l.is_empty())?;
+    Some(join_path(
+        &join_path(parent, &format!("{prefix}{leaf}")),
+        suffix,
+    ))
+}
 
 /// Paths of one partition's staging area.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +115,9 @@ impl AreaLayout {
             manifest: join_path(&dir, "manifest.json"),
             committed: join_path(&dir, "committed"),
             rolled_back: join_path(&dir, "rolled-back"),
+            switching: join_path(&dir, "switching"),
+            restore: join_path(&dir, "restore"),
+            rollback_to: join_path(&dir, "rollback-to"),
             merge_id: merge_id.to_owned(),
             dir,
         }
@@ -93,6 +145,12 @@ pub struct MergeLayout {
     pub committed: String,
     /// Rollback marker.
     pub rolled_back: String,
+    /// Switch commits: marker written just before the location switch is sent.
+    pub switching: String,
+    /// Switch commits: the old files being copied for a rollback.
+    pub restore: String,
+    /// Switch commits: marker naming the directory a rollback switches to.
+    pub rollback_to: String,
 }
 
 /// Whether a directory entry name is a staging area.
@@ -135,6 +193,38 @@ mod tests {
         assert_eq!(AreaLayout::for_partition("/"), None);
         let t = AreaLayout::for_partition("/w/db.db/t").unwrap();
         assert_eq!(t.area, "/w/db.db/.hive-smallfiles.t");
+    }
+
+    #[test]
+    fn switch_locations_are_hidden_unique_and_outside_an_unpartitioned_table() {
+        assert_eq!(
+            switch_location(Some("/w/t"), "/w/t/ds=1", "ds=1", "m1").as_deref(),
+            Some("/w/t/.hive-smallfiles-merged/ds=1-m1")
+        );
+        // A partition switched before gets the next merge's own path.
+        assert_eq!(
+            switch_location(
+                Some("/w/t"),
+                "/w/t/.hive-smallfiles-merged/ds=1-m1",
+                "ds=1",
+                "m2"
+            )
+            .as_deref(),
+            Some("/w/t/.hive-smallfiles-merged/ds=1-m2")
+        );
+        assert_eq!(
+            switch_location(Some("/w/t"), "/w/t/a=1/b=2", "a=1/b=2", "m1").as_deref(),
+            Some("/w/t/.hive-smallfiles-merged/a=1/b=2-m1")
+        );
+        assert_eq!(switch_location(None, "/w/t/ds=1", "ds=1", "m1"), None);
+        let first = switch_location(None, "/w/db/t", "", "m1").unwrap();
+        assert_eq!(first, "/w/db/.hive-smallfiles-merged.t/m1");
+        assert!(!first.starts_with("/w/db/t/"));
+        assert_eq!(
+            switch_location(None, &first, "", "m2").as_deref(),
+            Some("/w/db/.hive-smallfiles-merged.t/m2")
+        );
+        assert!(!is_area_name(".hive-smallfiles-merged.t"));
     }
 
     #[test]

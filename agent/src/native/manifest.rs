@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::format::NativeFormat;
+pub use crate::policy::CommitMode;
 
 /// Version of the manifest layout.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -94,6 +95,12 @@ pub struct Manifest {
     pub rows: u64,
     /// The partition directory's attributes.
     pub directory: DirectoryAttributes,
+    /// How the merge commits (absent in manifests written before switch commits: swap).
+    #[serde(default)]
+    pub commit: CommitMode,
+    /// Switch commits: the new directory the partition's location is switched to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_location: Option<String>,
 }
 
 impl Manifest {
@@ -303,6 +310,8 @@ mod tests {
                 owner: "hive".into(),
                 group: "hive".into(),
             },
+            commit: CommitMode::Switch,
+            new_location: Some("/w/t/.hive-smallfiles-merged/ds=1-m1".into()),
         };
         let text = serde_json::to_string(&m).unwrap();
         assert_eq!(serde_json::from_str::<Manifest>(&text).unwrap(), m);

@@ -14,7 +14,11 @@ pub mod format;
 pub mod layout;
 pub mod lock;
 pub mod manifest;
+pub mod switch;
 pub mod writer;
 
-pub use commit::{CommitSettings, Committer, MergeReport, Recovered, StageWriter, Staged, Target};
+pub use commit::{
+    CommitSettings, Committer, Locations, MergeReport, Recovered, StageWriter, Staged,
+    SwitchTarget, Target,
+};
 pub use error::NativeError;

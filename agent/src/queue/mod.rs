@@ -109,8 +109,8 @@ pub enum CancelError {
     /// No such job.
     #[error("no job {0}")]
     NotFound(JobId),
-    /// The job is not queued (running or finished).
-    #[error("job {0} is {1:?}, only queued jobs can be cancelled")]
+    /// The job has finished.
+    #[error("job {0} is {1:?}, only queued or running jobs can be cancelled")]
     NotQueued(JobId, JobState),
 }
 
@@ -216,6 +216,8 @@ struct Inner {
     queued: usize,
     running: usize,
     running_per_cluster: HashMap<String, usize>,
+    /// Running jobs' tokens: cancelling one stops the job at its next step boundary.
+    running_tokens: HashMap<JobId, CancellationToken>,
     /// Monotonic time before which the cluster's rate limit is known to refuse.
     cluster_blocked_until: HashMap<String, Duration>,
     global_blocked_until: Option<Duration>,

@@ -169,12 +169,28 @@ impl Queue {
         Ok(record)
     }
 
-    /// Cancels a queued job.
+    /// Cancels a queued job, or stops a running one at its next step boundary (between
+    /// partitions: a partition's merge is never interrupted half-way); the record returned
+    /// is then still `running`, and the job ends with what it merged so far.
     pub fn cancel(&self, id: JobId) -> Result<JobRecord, CancelError> {
         let now = self.clock.now();
         let mut inner = self.lock();
         match inner.active.get(&id).map(|e| e.record.state) {
             Some(JobState::Queued) => {}
+            Some(JobState::Running) => {
+                if let Some(t) = inner.running_tokens.get(&id) {
+                    tracing::info!(
+                        job = id,
+                        "Cancel requested: the job stops at its next step boundary."
+                    );
+                    t.cancel();
+                }
+                return inner
+                    .active
+                    .get(&id)
+                    .map(|e| e.record.clone())
+                    .ok_or(CancelError::NotFound(id));
+            }
             Some(state) => return Err(CancelError::NotQueued(id, state)),
             None => {
                 return Err(match self.store.finished(id) {

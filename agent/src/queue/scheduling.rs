@@ -100,9 +100,11 @@ impl Queue {
             inner.queued = inner.queued.saturating_sub(1);
             inner.running += 1;
             *inner.running_per_cluster.entry(cluster).or_default() += 1;
+            let cancel = parent.child_token();
+            inner.running_tokens.insert(record.id, cancel.clone());
             started.push(StartedJob {
                 record,
-                cancel: parent.child_token(),
+                cancel,
                 started: mono,
             });
         }
@@ -118,6 +120,7 @@ impl Queue {
         let elapsed = self.clock.elapsed().saturating_sub(job.started);
         let mut inner = self.lock();
         let id = job.record.id;
+        inner.running_tokens.remove(&id);
         let Some(mut entry) = inner.active.remove(&id) else {
             return;
         };

@@ -212,7 +212,7 @@ fn manual_requests_backing_survive_resolves() {
 }
 
 #[test]
-fn cancel_only_queued() {
+fn cancel_queued_ends_it_and_cancel_running_stops_it_at_a_step_boundary() {
     let (q, _) = queue(unlimited());
     q.offer_alerts(&payload(&[
         firing("c", "a", "1", 1),
@@ -227,11 +227,18 @@ fn cancel_only_queued() {
         Err(CancelError::NotQueued(a, JobState::Cancelled))
     );
     assert_eq!(q.cancel(999), Err(CancelError::NotFound(999)));
-    let (started, _) = q.start_ready(&CancellationToken::new());
+    let shutdown = CancellationToken::new();
+    let (started, _) = q.start_ready(&shutdown);
     assert_eq!(tables(&started), ["b"]);
+    // Running: the job's own token fires (the runner stops between partitions); the
+    // agent's shutdown token does not, and the record stays running until the job ends.
+    assert!(!started[0].cancel.is_cancelled());
+    assert_eq!(q.cancel(b).unwrap().state, JobState::Running);
+    assert!(started[0].cancel.is_cancelled() && !shutdown.is_cancelled());
+    q.finish(&started[0], merged(), None);
     assert_eq!(
         q.cancel(b),
-        Err(CancelError::NotQueued(b, JobState::Running))
+        Err(CancelError::NotQueued(b, JobState::Finished))
     );
     // A cancelled table can be queued again.
     let r = q.offer_alerts(&payload(&[firing("c", "a", "1", 1)]));

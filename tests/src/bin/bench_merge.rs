@@ -115,6 +115,7 @@ async fn merge_seconds(
         CommitSettings {
             identity: Identity::new("bench", Duration::from_secs(600)),
             backup_retention: Duration::from_secs(0),
+            switch_grace: Duration::from_secs(0),
             spool_dir: spool.to_owned(),
         },
     );
@@ -129,7 +130,7 @@ async fn merge_seconds(
         path: partition.to_owned(),
     };
     let started = Instant::now();
-    let report = committer.merge(1, &t, &writer).await.expect("merge");
+    let report = committer.merge(1, &t, &writer, None).await.expect("merge");
     (started.elapsed().as_secs_f64(), report.files_after)
 }
 

@@ -38,27 +38,27 @@ const AREA_PREFIX: &str = ".hive-smallfiles.";
 const TEST_USER: &str = "hsf_native_test";
 
 /// A session of the test (not the agent's).
-struct Spark {
-    session: Hs2Session,
+pub(super) struct Spark {
+    pub(super) session: Hs2Session,
 }
 
 impl Spark {
-    async fn open() -> Self {
+    pub(super) async fn open() -> Self {
         Self {
             session: spark::session(TEST_USER).await,
         }
     }
 
-    async fn exec(&mut self, sql: &str) {
+    pub(super) async fn exec(&mut self, sql: &str) {
         spark::exec(&mut self.session, sql).await;
     }
 
-    async fn query(&mut self, sql: &str) -> Vec<Vec<String>> {
+    pub(super) async fn query(&mut self, sql: &str) -> Vec<Vec<String>> {
         spark::query(&mut self.session, sql).await
     }
 
     /// `SHOW PARTITIONS`, sorted.
-    async fn partitions(&mut self, table: &str) -> Vec<String> {
+    pub(super) async fn partitions(&mut self, table: &str) -> Vec<String> {
         let mut p: Vec<String> = self
             .query(&format!("SHOW PARTITIONS {table}"))
             .await
@@ -70,14 +70,14 @@ impl Spark {
     }
 
     /// `MSCK REPAIR TABLE`, then `SHOW PARTITIONS`.
-    async fn repair_and_list(&mut self, table: &str) -> Vec<String> {
+    pub(super) async fn repair_and_list(&mut self, table: &str) -> Vec<String> {
         self.exec(&format!("MSCK REPAIR TABLE {table}")).await;
         self.partitions(table).await
     }
 
     /// What Spark reads now (after `REFRESH TABLE`: this session's listings predate the
     /// agent's changes): the row count and every row, ordered by every column.
-    async fn read(&mut self, t: &SparkTable) -> (u64, Vec<String>) {
+    pub(super) async fn read(&mut self, t: &SparkTable) -> (u64, Vec<String>) {
         let q = t.qualified();
         let count = spark::count(&mut self.session, &q).await;
         let rows = self
@@ -90,7 +90,7 @@ impl Spark {
     }
 
     /// `SELECT * ... ORDER BY` every column, or the engine's error.
-    async fn try_rows(&mut self, t: &SparkTable) -> Result<Vec<String>, String> {
+    pub(super) async fn try_rows(&mut self, t: &SparkTable) -> Result<Vec<String>, String> {
         let q = t.qualified();
         self.exec(&format!("REFRESH TABLE {q}")).await;
         let rows = spark::try_query(
@@ -101,19 +101,19 @@ impl Spark {
         Ok(rows.into_iter().map(|r| r.join("|")).collect())
     }
 
-    async fn close(self) {
+    pub(super) async fn close(self) {
         let _ = self.session.close().await;
     }
 }
 
 /// A database of the Spark metastore, dropped (with everything under it) when the test ends,
 /// also when it fails.
-struct SparkDb {
-    name: String,
+pub(super) struct SparkDb {
+    pub(super) name: String,
 }
 
 impl SparkDb {
-    async fn create(spark: &mut Spark, tag: &str) -> Self {
+    pub(super) async fn create(spark: &mut Spark, tag: &str) -> Self {
         let name = format!("hsf_ns_{tag}_{:08x}", rand::random::<u32>());
         spark
             .exec(&format!("DROP DATABASE IF EXISTS {name} CASCADE"))
@@ -150,18 +150,18 @@ impl Drop for SparkDb {
 
 /// A partitioned table created through Spark: `(id INT, name STRING, amount DOUBLE,
 /// price DECIMAL(10,2), ts TIMESTAMP, tags ARRAY<STRING>)` partitioned by `dt STRING`.
-struct SparkTable {
-    db: String,
-    name: String,
-    dir: PathBuf,
-    order_by: &'static str,
+pub(super) struct SparkTable {
+    pub(super) db: String,
+    pub(super) name: String,
+    pub(super) dir: PathBuf,
+    pub(super) order_by: &'static str,
 }
 
 impl SparkTable {
     /// Creates the table and fills every partition value with small files: `inserts`
     /// statements, each spread over 3 tasks, so each statement writes 3 files into every
     /// partition. Every column but `id` has NULLs.
-    async fn create(
+    pub(super) async fn create(
         spark: &mut Spark,
         db: &SparkDb,
         name: &str,
@@ -211,12 +211,12 @@ impl SparkTable {
         t
     }
 
-    fn qualified(&self) -> String {
+    pub(super) fn qualified(&self) -> String {
         format!("{}.{}", self.db, self.name)
     }
 
     /// Visible files of a partition (names starting with `.` or `_` are not data).
-    fn files(&self, part: &str) -> Vec<String> {
+    pub(super) fn files(&self, part: &str) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.dir.join(part))
             .map(|rd| {
                 rd.flatten()
@@ -247,13 +247,13 @@ impl SparkTable {
 
 /// What Spark shows of a table.
 #[derive(Debug, Clone, PartialEq)]
-struct Seen {
-    partitions: Vec<String>,
-    count: u64,
-    rows: Vec<String>,
+pub(super) struct Seen {
+    pub(super) partitions: Vec<String>,
+    pub(super) count: u64,
+    pub(super) rows: Vec<String>,
 }
 
-async fn seen(spark: &mut Spark, t: &SparkTable) -> Seen {
+pub(super) async fn seen(spark: &mut Spark, t: &SparkTable) -> Seen {
     let partitions = spark.partitions(&t.qualified()).await;
     let (count, rows) = spark.read(t).await;
     Seen {
@@ -264,7 +264,12 @@ async fn seen(spark: &mut Spark, t: &SparkTable) -> Seen {
 }
 
 /// `MSCK REPAIR TABLE` adds no partition, and Spark reads exactly the original rows.
-async fn assert_same_through_spark(spark: &mut Spark, t: &SparkTable, original: &Seen, when: &str) {
+pub(super) async fn assert_same_through_spark(
+    spark: &mut Spark,
+    t: &SparkTable,
+    original: &Seen,
+    when: &str,
+) {
     let partitions = spark.repair_and_list(&t.qualified()).await;
     assert_eq!(
         partitions, original.partitions,
@@ -286,32 +291,53 @@ async fn assert_same_through_spark(spark: &mut Spark, t: &SparkTable, original: 
 }
 
 /// The agent binary with its own configuration, audit log and agent id.
-struct Agent {
-    dir: tempfile::TempDir,
-    process: AgentProcess,
+pub(super) struct Agent {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) process: AgentProcess,
     db: String,
+    /// `policy.commit_mode` and `native.switch_grace`.
+    commit: (String, String),
 }
 
 impl Agent {
-    fn new(db: &str, executor: &str, retention: &str) -> Self {
+    /// Directory-swap commits (what this file tests).
+    pub(super) fn new(db: &str, executor: &str, retention: &str) -> Self {
+        Self::with_commit(db, executor, retention, "swap", "1h")
+    }
+
+    pub(super) fn with_commit(
+        db: &str,
+        executor: &str,
+        retention: &str,
+        commit: &str,
+        grace: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let a = Self {
             process: AgentProcess::new(crate::AGENT_BIN, dir.path()),
             dir,
             db: db.to_owned(),
+            commit: (commit.to_owned(), grace.to_owned()),
         };
         a.write_config(executor, retention);
         a
     }
 
-    fn write_config(&self, executor: &str, retention: &str) {
+    /// Changes `policy.commit_mode` and `native.switch_grace` (then write the config).
+    pub(super) fn set_commit(&mut self, commit: &str, grace: &str) {
+        self.commit = (commit.to_owned(), grace.to_owned());
+    }
+
+    pub(super) fn write_config(&self, executor: &str, retention: &str) {
         let text = format!(
             r#"audit_log = "audit.jsonl"
 [native]
 agent_id = "spark-test-{db}"
 backup_retention = "{retention}"
+switch_grace = "{grace}"
 spool_dir = "spool"
 [policy]
+commit_mode = "{commit}"
 quiet_period = "0s"
 min_excess_files = 1
 allow = ["{db}.*"]
@@ -331,6 +357,8 @@ port = {port}
 user = "hsf_agent"
 "#,
             db = self.db,
+            commit = self.commit.0,
+            grace = self.commit.1,
             ms = metastore_db(),
             root = warehouse().display(),
             port = port(),
@@ -338,7 +366,7 @@ user = "hsf_agent"
         std::fs::write(self.process.config_path(), text).unwrap();
     }
 
-    fn merge_args(&self, table: &str, partition: Option<&str>) -> Vec<String> {
+    pub(super) fn merge_args(&self, table: &str, partition: Option<&str>) -> Vec<String> {
         let mut v: Vec<String> = [
             "merge",
             "--cluster",
@@ -358,7 +386,7 @@ user = "hsf_agent"
         v
     }
 
-    fn audit(&self) -> Vec<Json> {
+    pub(super) fn audit(&self) -> Vec<Json> {
         std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
             .unwrap_or_default()
             .lines()
@@ -367,7 +395,7 @@ user = "hsf_agent"
     }
 
     /// The latest `planned` event (the plan of the latest merge).
-    fn last_plan(&self) -> Json {
+    pub(super) fn last_plan(&self) -> Json {
         self.audit()
             .into_iter()
             .rev()
@@ -376,7 +404,7 @@ user = "hsf_agent"
     }
 }
 
-fn planned_files(plan: &Json, partition: &str) -> u64 {
+pub(super) fn planned_files(plan: &Json, partition: &str) -> u64 {
     plan["plan"]["partitions"]
         .as_array()
         .unwrap()

@@ -70,3 +70,46 @@ pub async fn read_file(fs: &dyn FileSystem, path: &str, length: u64) -> Result<B
     }
     Ok(buf.freeze())
 }
+
+/// Copies the file `from` (of `length` bytes) to `to` through a local spool file, so memory
+/// stays bounded by one chunk; `to` must not exist.
+pub(super) async fn copy_file(
+    fs: &dyn hive_smallfiles_core::fs::write::FileSystemWrite,
+    from: &str,
+    to: &str,
+    length: u64,
+    spool: &std::path::Path,
+    permission: u32,
+) -> Result<(), NativeError> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(spool)?;
+    let local = spool.join(format!("copy-{:016x}", rand::random::<u64>()));
+    let result = async {
+        let mut out = std::fs::File::create(&local)?;
+        let mut offset = 0u64;
+        while offset < length {
+            let chunk = fs
+                .read_range(from, offset, READ_CHUNK.min(length - offset))
+                .await?;
+            if chunk.is_empty() {
+                break;
+            }
+            out.write_all(&chunk)?;
+            offset += chunk.len() as u64;
+        }
+        out.sync_all()?;
+        drop(out);
+        if offset != length {
+            return Err(aborted(
+                "source_changed",
+                format!("{from}: listed {length} bytes, read {offset}"),
+            ));
+        }
+        fs.create_from_local(to, &local, false, Some(permission))
+            .await?;
+        Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_file(&local);
+    result
+}

@@ -10,26 +10,52 @@ use hive_smallfiles_core::fs::join_path;
 
 use super::io::now_ms;
 use super::listing::unchanged;
-use super::{Committer, MergeReport, StageWriter, Target, exists, list_all, read_file};
+use super::{
+    Committer, MergeReport, StageWriter, SwitchTarget, Target, exists, list_all, read_file,
+};
 use crate::native::error::{NativeError, aborted, refused};
 use crate::native::failpoint::fail_point;
-use crate::native::layout::{AreaLayout, MergeLayout};
+use crate::native::layout::{AreaLayout, MergeLayout, switch_location};
 use crate::native::lock::PartitionLock;
-use crate::native::manifest::{MANIFEST_VERSION, Manifest, ManifestFile};
+use crate::native::manifest::{CommitMode, MANIFEST_VERSION, Manifest, ManifestFile};
 
 impl Committer {
     /// Merges one partition: lock, finish any earlier merge of it, stage, verify, manifest,
     /// re-list, swap, reconcile, commit. On any error before the swap the partition is left
     /// untouched and the merge directory removed.
+    ///
+    /// With `switch`, the commit is a location switch instead of the swap (see
+    /// [`crate::native::switch`]).
     pub async fn merge(
         &self,
         job_id: u64,
         target: &Target,
         writer: &dyn StageWriter,
+        switch: Option<&SwitchTarget<'_>>,
     ) -> Result<MergeReport, NativeError> {
         let area = AreaLayout::for_partition(&target.path)
             .ok_or_else(|| refused("bad_location", format!("{} has no parent", target.path)))?;
         let merge_id = crate::native::layout::new_merge_id(job_id, chrono::Utc::now());
+        let new_location = match switch {
+            Some(s) => Some(
+                switch_location(
+                    s.table_root.as_deref(),
+                    &target.path,
+                    &target.partition,
+                    &merge_id,
+                )
+                .ok_or_else(|| {
+                    refused(
+                        "bad_location",
+                        format!(
+                            "no switch location for {} (table location unknown)",
+                            target.path
+                        ),
+                    )
+                })?,
+            ),
+            None => None,
+        };
         let lock = PartitionLock::acquire(
             Arc::clone(&self.fs),
             &area.lock,
@@ -40,18 +66,45 @@ impl Committer {
         fail_point!("after_lock");
         let result = async {
             // An earlier merge of this partition that did not finish is finished first.
-            for r in self.recover_area_locked(&area).await? {
+            let locations = switch.map(|s| s.locations);
+            for r in self.recover_area_locked(&area, locations).await? {
                 if let Some(e) = r.error {
                     return Err(NativeError::Inconsistent(format!(
                         "earlier merge {} could not be recovered: {e}",
                         r.merge_dir
                     )));
                 }
+                if r.action == "await_settle" {
+                    return Err(aborted(
+                        "switch_unsettled",
+                        format!(
+                            "an earlier location switch ({}) may still land; retry later",
+                            r.merge_dir
+                        ),
+                    ));
+                }
+            }
+            if let Some(s) = switch {
+                // The partition must still be where the plan found it.
+                let now = s
+                    .locations
+                    .current(&target.table, &target.partition)
+                    .await?;
+                if now.as_deref() != Some(target.path.as_str()) {
+                    return Err(aborted(
+                        "location_changed",
+                        format!(
+                            "{} {:?} now points at {now:?}, not {}",
+                            target.table, target.partition, target.path
+                        ),
+                    ));
+                }
             }
             let m = area.merge(&merge_id);
             let spool = self.settings.spool_dir.join(&merge_id);
+            let switch = switch.zip(new_location.as_deref());
             let result = self
-                .merge_locked(job_id, target, writer, &m, &spool, &lock)
+                .merge_locked(job_id, target, writer, &m, &spool, &lock, switch)
                 .await;
             let _ = std::fs::remove_dir_all(&spool);
             if result.is_err() && !exists(self.fs.as_ref(), &m.manifest).await.unwrap_or(true) {
@@ -79,7 +132,7 @@ impl Committer {
         }
     }
 
-    #[allow(clippy::too_many_lines)]
+    #[allow(clippy::too_many_lines, clippy::too_many_arguments)]
     async fn merge_locked(
         &self,
         job_id: u64,
@@ -88,6 +141,7 @@ impl Committer {
         m: &MergeLayout,
         spool: &std::path::Path,
         lock: &PartitionLock,
+        switch: Option<(&SwitchTarget<'_>, &str)>,
     ) -> Result<MergeReport, NativeError> {
         let fs = &self.fs;
         let listing = self.list_partition(&target.path).await?;
@@ -168,6 +222,12 @@ impl Committer {
             outputs,
             rows: staged.expected_rows,
             directory: listing.directory.clone(),
+            commit: if switch.is_some() {
+                CommitMode::Switch
+            } else {
+                CommitMode::Swap
+            },
+            new_location: switch.map(|(_, n)| n.to_owned()),
         };
         let body = Bytes::from(serde_json::to_vec_pretty(&manifest).unwrap_or_default());
         fs.create(&m.manifest, body, false, Some(0o644)).await?;
@@ -185,13 +245,19 @@ impl Committer {
         }
         fail_point!("after_relist");
 
-        // The swap: two renames, nothing in between.
-        let recreated = self.swap(target, m).await?;
-        fail_point!("after_swap");
-
-        let mut arrived = self.reconcile_and_commit(&manifest, m).await?;
-        arrived.extend(recreated);
+        let arrived = if let Some((s, _)) = switch {
+            self.switch_commit(&manifest, m, s.locations).await?
+        } else {
+            // The swap: two renames, nothing in between.
+            let recreated = self.swap(target, m).await?;
+            fail_point!("after_swap");
+            let mut arrived = self.reconcile_and_commit(&manifest, m).await?;
+            arrived.extend(recreated);
+            arrived
+        };
         Ok(MergeReport {
+            commit: manifest.commit,
+            new_location: manifest.new_location.clone(),
             merge_id: m.merge_id.clone(),
             merge_dir: m.dir.clone(),
             files_before: listing.sources.len() as u64,

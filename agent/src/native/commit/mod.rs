@@ -32,6 +32,7 @@ mod merge;
 mod recovery;
 mod rollback;
 mod swap;
+mod switch;
 mod verify;
 
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ pub struct CommitSettings {
     pub identity: Identity,
     /// How long backups of committed merges are kept (rollback possible until then).
     pub backup_retention: Duration,
+    /// Switch commits: how long the old directory stays untouched after the switch.
+    pub switch_grace: Duration,
     /// Local directory for spooling merged output before upload.
     pub spool_dir: PathBuf,
 }
@@ -126,9 +129,35 @@ pub trait StageWriter: Send + Sync {
     ) -> Result<Staged, NativeError>;
 }
 
+/// The MetaStore side of switch commits: where a partition points, and switching it
+/// (through the cluster's engine; the MetaStore database is never written directly).
+/// Locations are normalized paths on the cluster's filesystem.
+#[async_trait::async_trait]
+pub trait Locations: Send + Sync {
+    /// Where `table`'s partition `partition` (empty: the unpartitioned table) points now;
+    /// `None` when it is gone.
+    async fn current(&self, table: &str, partition: &str) -> Result<Option<String>, NativeError>;
+    /// Points it at `to`.
+    async fn switch(&self, table: &str, partition: &str, to: &str) -> Result<(), NativeError>;
+}
+
+/// What a switch commit needs besides the partition.
+#[allow(missing_debug_implementations)]
+pub struct SwitchTarget<'a> {
+    /// The MetaStore side.
+    pub locations: &'a dyn Locations,
+    /// The table's location (partitioned tables: the new directories go under it).
+    pub table_root: Option<String>,
+}
+
 /// Result of one committed merge.
 #[derive(Debug, Clone, Serialize)]
 pub struct MergeReport {
+    /// How it was committed.
+    pub commit: crate::policy::CommitMode,
+    /// Switch commits: the partition's new location.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_location: Option<String>,
     /// Merge id.
     pub merge_id: String,
     /// The merge directory (backup for rollback lives there).

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use hive_smallfiles_core::fs::{EntryKind, FsError, join_path};
 
 use super::io::now_ms;
-use super::{Committer, Recovered, exists, list_all, read_file};
+use super::{Committer, Locations, Recovered, exists, list_all, read_file};
 use crate::native::error::NativeError;
 use crate::native::layout::{AreaLayout, MergeLayout, is_area_name, is_merge_id};
 use crate::native::lock::PartitionLock;
-use crate::native::manifest::{Action, Manifest, Observed, decide};
+use crate::native::manifest::{Action, CommitMode, Manifest, Observed, decide};
 
 impl Committer {
     pub(super) async fn read_manifest(
@@ -76,6 +76,7 @@ impl Committer {
     pub(super) async fn recover_area_locked(
         &self,
         area: &AreaLayout,
+        locations: Option<&dyn Locations>,
     ) -> Result<Vec<Recovered>, NativeError> {
         let entries = match list_all(self.fs.as_ref(), &area.area).await {
             Ok(e) => e,
@@ -93,17 +94,10 @@ impl Committer {
             let mut first = None;
             let mut result = Ok(());
             for _ in 0..4 {
-                match self.recover_merge(&m).await {
-                    Ok(a) => {
+                match self.recover_merge(&m, locations).await {
+                    Ok((a, done)) => {
                         first.get_or_insert(a);
-                        if matches!(
-                            a,
-                            Action::Keep
-                                | Action::PartitionGone
-                                | Action::Expire
-                                | Action::DiscardStaging
-                                | Action::Abort
-                        ) {
+                        if done {
                             break;
                         }
                     }
@@ -114,7 +108,7 @@ impl Committer {
                     }
                 }
             }
-            let action = first.unwrap_or(Action::Keep).as_str();
+            let action = first.unwrap_or("keep");
             if action != "keep" {
                 tracing::info!(merge = %m.dir, action, error = ?result.as_ref().err(), "Recovered a merge directory.");
             }
@@ -127,8 +121,51 @@ impl Committer {
         Ok(out)
     }
 
-    async fn recover_merge(&self, m: &MergeLayout) -> Result<Action, (Action, NativeError)> {
-        let manifest = self.read_manifest(m).await.map_err(|e| (Action::Keep, e))?;
+    /// Recovers one merge directory: the action taken (label) and whether recovery is done
+    /// with it for now.
+    async fn recover_merge(
+        &self,
+        m: &MergeLayout,
+        locations: Option<&dyn Locations>,
+    ) -> Result<(&'static str, bool), (&'static str, NativeError)> {
+        let manifest = self.read_manifest(m).await.map_err(|e| ("keep", e))?;
+        if let Some(man) = manifest.as_ref().filter(|x| x.commit == CommitMode::Switch) {
+            let Some(locations) = locations else {
+                return Err((
+                    "keep",
+                    NativeError::Inconsistent(format!(
+                        "{} is a switch commit; recovering it needs the MetaStore and the engine",
+                        m.dir
+                    )),
+                ));
+            };
+            return self
+                .recover_switch(man, m, locations)
+                .await
+                .map(|a| (a.as_str(), a.is_final()))
+                .map_err(|(a, e)| (a.as_str(), e));
+        }
+        self.recover_swap(m, manifest)
+            .await
+            .map(|a| {
+                let done = matches!(
+                    a,
+                    Action::Keep
+                        | Action::PartitionGone
+                        | Action::Expire
+                        | Action::DiscardStaging
+                        | Action::Abort
+                );
+                (a.as_str(), done)
+            })
+            .map_err(|(a, e)| (a.as_str(), e))
+    }
+
+    async fn recover_swap(
+        &self,
+        m: &MergeLayout,
+        manifest: Option<Manifest>,
+    ) -> Result<Action, (Action, NativeError)> {
         let o = self
             .observe(m, manifest.is_some())
             .await
@@ -173,7 +210,11 @@ impl Committer {
     /// Recovers the staging area of one partition (or of an area found by listing): takes
     /// the lock (breaking a stale one; an area locked by a live agent is skipped), recovers
     /// every merge directory, and removes the area when nothing is left in it.
-    pub async fn recover_area(&self, area: &AreaLayout) -> Result<Vec<Recovered>, NativeError> {
+    pub async fn recover_area(
+        &self,
+        area: &AreaLayout,
+        locations: Option<&dyn Locations>,
+    ) -> Result<Vec<Recovered>, NativeError> {
         if !exists(self.fs.as_ref(), &area.area).await? {
             return Ok(Vec::new());
         }
@@ -184,7 +225,7 @@ impl Committer {
             "recover",
         )
         .await?;
-        let result = self.recover_area_locked(area).await;
+        let result = self.recover_area_locked(area, locations).await;
         let remaining = list_all(self.fs.as_ref(), &area.area)
             .await
             .map(|e| e.iter().filter(|e| e.name != "lock").count())
@@ -200,6 +241,7 @@ impl Committer {
     pub async fn recover_in(
         &self,
         parents: &[String],
+        locations: Option<&dyn Locations>,
     ) -> Vec<(String, Result<Vec<Recovered>, NativeError>)> {
         let mut out = Vec::new();
         for parent in parents {
@@ -219,7 +261,7 @@ impl Committer {
                 let Some(area) = AreaLayout::for_area(&path) else {
                     continue;
                 };
-                let r = self.recover_area(&area).await;
+                let r = self.recover_area(&area, locations).await;
                 out.push((path, r));
             }
         }

@@ -9,17 +9,23 @@ use bytes::Bytes;
 use hive_smallfiles_core::fs::{FsError, join_path};
 
 use super::io::now_ms;
-use super::{Committer, Recovered, exists, list_all};
+use super::{Committer, Locations, Recovered, exists, list_all};
 use crate::native::error::{NativeError, refused};
 use crate::native::failpoint::fail_point;
 use crate::native::layout::{AreaLayout, MergeLayout};
 use crate::native::lock::PartitionLock;
-use crate::native::manifest::Manifest;
+use crate::native::manifest::{CommitMode, Manifest};
 
 impl Committer {
     /// Rolls a committed merge back (the partition gets its original files again, plus any
     /// file written into it since the merge). Takes the partition's lock.
-    pub async fn rollback(&self, merge_dir: &str) -> Result<Recovered, NativeError> {
+    ///
+    /// A switch merge needs `locations` (it is rolled back by another switch).
+    pub async fn rollback(
+        &self,
+        merge_dir: &str,
+        locations: Option<&dyn Locations>,
+    ) -> Result<Recovered, NativeError> {
         let area_path = hive_smallfiles_core::fs::parent_path(merge_dir);
         let area = AreaLayout::for_area(area_path).ok_or_else(|| {
             refused(
@@ -41,6 +47,35 @@ impl Committer {
                 .read_manifest(&m)
                 .await?
                 .ok_or_else(|| refused("no_manifest", format!("{} has no manifest", m.dir)))?;
+            if manifest.commit == CommitMode::Switch {
+                let locations = locations.ok_or_else(|| {
+                    refused(
+                        "needs_engine",
+                        "a switch merge is rolled back by switching its location: needs the \
+                         MetaStore and the engine",
+                    )
+                })?;
+                if exists(self.fs.as_ref(), &m.rolled_back).await? {
+                    return Ok(Recovered {
+                        merge_dir: m.dir.clone(),
+                        action: "already_rolled_back",
+                        error: None,
+                    });
+                }
+                if !exists(self.fs.as_ref(), &m.committed).await? {
+                    return Err(refused(
+                        "not_committed",
+                        format!("{} is not a committed merge (run recovery first)", m.dir),
+                    ));
+                }
+                self.rollback_switch_locked(&manifest, &m, locations)
+                    .await?;
+                return Ok(Recovered {
+                    merge_dir: m.dir.clone(),
+                    action: "rolled_back",
+                    error: None,
+                });
+            }
             let o = self.observe(&m, true).await?;
             if o.rolled_back {
                 return Ok(Recovered {
