@@ -16,6 +16,10 @@
 //!
 //! Text tables with header or footer lines (`skip.header.line.count`) are never rewritten:
 //! the rewrite would drop each file's first lines as data and then skip real rows.
+//!
+//! Engine rewrites of text keep each partition's compression (gzip stays gzip), decided per
+//! partition from its file names, or leave the partition alone with the reason
+//! ([`compression`]).
 
 use std::collections::BTreeSet;
 use std::time::SystemTime;
@@ -27,6 +31,10 @@ use crate::config::ExecutorChoice;
 use crate::native::format::{NativeFormat, TextCompression};
 use crate::policy::{Policy, Skip, check_partition, check_table};
 use crate::sql::{self, Engine};
+
+pub mod compression;
+
+pub use compression::{ListedCompression, TextCodec, WriteCompression};
 
 /// How a table is merged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,6 +82,8 @@ pub struct PartitionState {
     pub newest_file_ms: i64,
     /// The directory (resolved location), when known.
     pub path: Option<String>,
+    /// The compression its file names show.
+    pub compression: ListedCompression,
 }
 
 /// Everything the planner needs.
@@ -116,6 +126,8 @@ pub struct PlannedPartition {
     pub expected_files: Option<u64>,
     /// The directory.
     pub path: Option<String>,
+    /// What the merge writes.
+    pub compression: WriteCompression,
 }
 
 /// A partition left alone, and why.
@@ -125,6 +137,19 @@ pub struct SkippedPartition {
     pub name: String,
     /// Reason label.
     pub reason: &'static str,
+    /// Explanation, where the label alone does not say it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl SkippedPartition {
+    fn new(name: &str, reason: &'static str) -> Self {
+        Self {
+            name: name.to_owned(),
+            reason,
+            detail: None,
+        }
+    }
 }
 
 /// What a job will do.
@@ -394,6 +419,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<MergePlan, Skip> {
         .into_iter()
         .collect();
     let target = input.target_file_bytes.max(1);
+    let class = input.table.class();
     let keys: Vec<String> = input
         .table
         .partition_keys
@@ -407,46 +433,47 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<MergePlan, Skip> {
             continue;
         }
         if p.values.len() != keys.len() {
-            skipped.push(SkippedPartition {
-                name: p.name.clone(),
-                reason: "incomplete_values",
-            });
+            skipped.push(SkippedPartition::new(&p.name, "incomplete_values"));
             continue;
         }
         if let Some(s) = check_partition(policy, &p.values, p.newest_file_ms, input.now) {
-            skipped.push(SkippedPartition {
-                name: p.name.clone(),
-                reason: s.reason,
-            });
+            skipped.push(SkippedPartition::new(&p.name, s.reason));
             continue;
         }
         let ideal = p.bytes.div_ceil(target).max(1);
         let excess = p.files.saturating_sub(ideal);
         if excess < policy.min_excess_files.max(1) {
-            skipped.push(SkippedPartition {
-                name: p.name.clone(),
-                reason: "not_worth_merging",
-            });
+            skipped.push(SkippedPartition::new(&p.name, "not_worth_merging"));
             continue;
         }
-        candidates.push((excess, p, ideal));
+        let compression = match compression::write_compression(
+            class.format,
+            strategy,
+            input.engine,
+            p.compression,
+            class.declared_compression.as_deref(),
+        ) {
+            Ok(c) => c,
+            Err(why) => {
+                skipped.push(SkippedPartition {
+                    detail: Some(why.detail),
+                    ..SkippedPartition::new(&p.name, why.reason)
+                });
+                continue;
+            }
+        };
+        candidates.push((excess, p, ideal, compression));
     }
     candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
     let mut partitions = Vec::new();
     let mut total_bytes = 0u64;
-    for (_, p, ideal) in candidates {
+    for (_, p, ideal, compression) in candidates {
         if total_bytes + p.bytes > policy.max_bytes_per_job && !partitions.is_empty() {
-            skipped.push(SkippedPartition {
-                name: p.name.clone(),
-                reason: "job_size_limit",
-            });
+            skipped.push(SkippedPartition::new(&p.name, "job_size_limit"));
             continue;
         }
         if p.bytes > policy.max_bytes_per_job {
-            skipped.push(SkippedPartition {
-                name: p.name.clone(),
-                reason: "job_size_limit",
-            });
+            skipped.push(SkippedPartition::new(&p.name, "job_size_limit"));
             continue;
         }
         total_bytes += p.bytes;
@@ -457,14 +484,21 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<MergePlan, Skip> {
             bytes: p.bytes,
             expected_files: (strategy != Strategy::CompactMajor).then_some(ideal),
             path: p.path.clone(),
+            compression,
         });
     }
     if partitions.is_empty() {
-        let why = skipped
+        // Each reason once, with the first explanation given for it.
+        let mut reasons: Vec<(&str, Option<&str>)> = Vec::new();
+        for s in &skipped {
+            if !reasons.iter().any(|(r, _)| *r == s.reason) {
+                reasons.push((s.reason, s.detail.as_deref()));
+            }
+        }
+        reasons.sort_by_key(|(r, _)| *r);
+        let why = reasons
             .iter()
-            .map(|s| s.reason)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
+            .map(|(r, d)| d.map_or_else(|| (*r).to_owned(), |d| format!("{r}: {d}")))
             .collect::<Vec<_>>()
             .join(", ");
         return Err(Skip::new(
@@ -617,6 +651,20 @@ impl MergePlan {
             String::new()
         } else {
             format!(" PARTITION ({})", sql::partition_spec(&p.spec, self.engine))
+        }
+    }
+
+    /// Session settings sent before one partition's engine rewrite: the text compression it
+    /// writes ([`compression::session_settings`]), set anew for every partition since
+    /// partitions of one table may differ. Empty for what the engine does not rewrite.
+    pub fn partition_setup(&self, p: &PlannedPartition) -> Vec<String> {
+        if matches!(
+            self.strategy,
+            Strategy::InsertOverwrite | Strategy::EngineStaged
+        ) {
+            compression::session_settings(self.engine, &p.compression)
+        } else {
+            Vec::new()
         }
     }
 

@@ -35,6 +35,9 @@ impl MergeRunner {
                 }
                 let started = Instant::now();
                 let before = if p.verifies_row_counts() { Some(self.count(job, &mut session, &p.count_statement(part)).await?) } else { None };
+                for stmt in p.partition_setup(part) {
+                    self.send(job, &mut session, &stmt, &never).await?;
+                }
                 // A merge statement is never cancelled half-way: the engine's commit is its own.
                 self.send(job, &mut session, &p.merge_statement(part), &never).await?;
                 if let Some(before) = before {

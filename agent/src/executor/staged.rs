@@ -220,6 +220,12 @@ impl StageWriter for EngineWriter<'_> {
             .map_err(engine_error)?;
         let directory = format!("{}{output}", self.uri_prefix);
         let never = CancellationToken::new();
+        for stmt in self.plan.partition_setup(self.part) {
+            self.runner
+                .send(self.job, session, &stmt, &never)
+                .await
+                .map_err(engine_error)?;
+        }
         self.runner
             .send(
                 self.job,

@@ -10,6 +10,7 @@ use hive_smallfiles_core::metastore::{MetastoreError, TableMeta};
 use hive_smallfiles_core::walk::{DirCache, walk_tree};
 
 use super::*;
+use crate::plan::ListedCompression;
 
 /// A table as read and listed now.
 pub(super) struct TableNow {
@@ -117,6 +118,7 @@ pub(super) async fn list_partitions(
                         files: w.counts.files,
                         bytes: w.counts.bytes,
                         newest_file_ms: w.counts.newest_modification_ms,
+                        compression: ListedCompression::of(&w.counts),
                     })),
                     Err(FsError::NotFound { .. }) => Ok(None),
                     Err(e) => Err(StepError::new(

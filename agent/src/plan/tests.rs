@@ -1,5 +1,6 @@
 use super::*;
 use hive_smallfiles_core::metastore::PartitionKey;
+use hive_smallfiles_core::walk::counts::CodecHint;
 use std::time::{Duration, UNIX_EPOCH};
 
 const MIB: u64 = 1 << 20;
@@ -31,6 +32,7 @@ fn part(value: &str, files: u64, bytes: u64) -> PartitionState {
         bytes,
         newest_file_ms: 0,
         path: None,
+        compression: ListedCompression::Plain,
     }
 }
 
@@ -304,6 +306,7 @@ fn statements_are_escaped_per_engine() {
             bytes: MIB,
             newest_file_ms: 0,
             path: None,
+            compression: ListedCompression::Plain,
         }],
     )
     .unwrap();
@@ -608,4 +611,367 @@ fn in_place_rewrites_need_an_acknowledgment_and_say_their_risk() {
             .get("warnings")
             .is_none()
     );
+}
+
+/// A partition whose files have these names (their codec suffixes are what the listing shows),
+/// counted by the scanner's own code.
+fn listed(value: &str, names: &[&str], bytes: u64) -> PartitionState {
+    use hive_smallfiles_core::fs::{EntryKind, FileStatus};
+    use hive_smallfiles_core::walk::counts::FileCounts;
+    let mut counts = FileCounts::default();
+    for name in names {
+        counts.add_status(
+            &FileStatus {
+                name: (*name).into(),
+                kind: EntryKind::File,
+                length: bytes / names.len() as u64,
+                modification_time_ms: 0,
+                access_time_ms: 0,
+                permission: 0o644,
+                owner: "hive".into(),
+                group: "hive".into(),
+            },
+            u64::MAX,
+        );
+    }
+    PartitionState {
+        files: counts.files,
+        bytes: counts.bytes,
+        compression: ListedCompression::of(&counts),
+        ..part(value, 0, 0)
+    }
+}
+
+fn names(n: usize, suffix: &str) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("part-{i:05}-c000{suffix}"))
+        .collect()
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn plan_with(
+    t: &TableMeta,
+    engine: Engine,
+    executor: ExecutorChoice,
+    parts: Vec<PartitionState>,
+) -> Result<MergePlan, Skip> {
+    let cols = columns();
+    let requested = BTreeSet::new();
+    let input = PlanInput {
+        table: t,
+        columns: &cols,
+        partitions: parts,
+        engine,
+        hive3: false,
+        target_file_bytes: 128 * MIB,
+        requested: &requested,
+        executor,
+        has_engine: true,
+        now: UNIX_EPOCH + Duration::from_secs(1_000_000),
+    };
+    plan(&input, &acknowledged())
+}
+
+fn planned<'a>(p: &'a MergePlan, name: &str) -> &'a PlannedPartition {
+    p.partitions
+        .iter()
+        .find(|x| x.name == name)
+        .unwrap_or_else(|| panic!("{name} not planned: {p:?}"))
+}
+
+fn skipped<'a>(p: &'a MergePlan, name: &str) -> &'a SkippedPartition {
+    p.skipped
+        .iter()
+        .find(|x| x.name == name)
+        .unwrap_or_else(|| panic!("{name} not skipped: {p:?}"))
+}
+
+#[test]
+fn listing_shows_plain_uniform_or_mixed_compression() {
+    let of = |names: &[&str]| listed("x", names, 100).compression;
+    assert_eq!(of(&["000000_0", "000001_0"]), ListedCompression::Plain);
+    assert_eq!(
+        of(&["000000_0.gz", "000001_0.gz", "_SUCCESS", ".000000_0.gz.crc"]),
+        ListedCompression::Uniform(CodecHint::Gzip)
+    );
+    assert_eq!(
+        of(&["a.bz2", "b.bz2"]),
+        ListedCompression::Uniform(CodecHint::Bzip2)
+    );
+    assert_eq!(of(&["000000_0", "000001_0.gz"]), ListedCompression::Mixed);
+    assert_eq!(of(&["a.gz", "b.bz2", "c.gz"]), ListedCompression::Mixed);
+    assert_eq!(of(&[]), ListedCompression::Plain);
+}
+
+/// Every codec's extension is recognised by the scanner as that codec, so what a rewrite
+/// writes shows up as the same compression on the next listing.
+#[test]
+fn codec_extensions_round_trip_through_the_listing() {
+    for hint in [
+        CodecHint::Gzip,
+        CodecHint::Bzip2,
+        CodecHint::Deflate,
+        CodecHint::Snappy,
+        CodecHint::Lz4,
+        CodecHint::Zstd,
+        CodecHint::Lzo,
+    ] {
+        let Some(codec) = TextCodec::from_hint(hint) else {
+            assert_eq!(hint, CodecHint::Lzo, "only LZO is not part of Hadoop");
+            continue;
+        };
+        let file = format!("part-00000-c000{}", codec.extension());
+        assert_eq!(CodecHint::from_file_name(&file), Some(hint), "{file}");
+        let class = codec.hadoop_class();
+        assert!(
+            class.starts_with("org.apache.hadoop.io.compress.") && class.ends_with("Codec"),
+            "{class}"
+        );
+    }
+}
+
+/// An engine-staged job over a gzip partition and a plain one: each is written as it was,
+/// and each sets the engine's output compression anew (on, with gzip; off).
+#[test]
+fn staged_partitions_keep_their_own_text_compression() {
+    let t = table(TEXT, "MANAGED_TABLE", &[], &["dt"]);
+    let gz = names(12, ".gz");
+    let plain = names(9, "");
+    for engine in [Engine::Spark, Engine::Hive] {
+        for executor in [ExecutorChoice::EngineStaged, ExecutorChoice::Engine] {
+            let p = plan_with(
+                &t,
+                engine,
+                executor,
+                vec![
+                    listed("gz", &refs(&gz), MIB),
+                    listed("plain", &refs(&plain), MIB),
+                ],
+            )
+            .unwrap();
+            let case = format!("{engine:?} {executor:?}");
+            let gz_part = planned(&p, "dt=gz");
+            assert_eq!(
+                gz_part.compression,
+                WriteCompression::Text {
+                    codec: Some(TextCodec::Gzip),
+                    hadoop_codec: Some("org.apache.hadoop.io.compress.GzipCodec"),
+                },
+                "{case}"
+            );
+            assert_eq!(
+                p.partition_setup(gz_part),
+                [
+                    "SET hive.exec.compress.output=true",
+                    "SET mapreduce.output.fileoutputformat.compress.codec=org.apache.hadoop.io.compress.GzipCodec",
+                ],
+                "{case}"
+            );
+            let plain_part = planned(&p, "dt=plain");
+            assert_eq!(
+                plain_part.compression,
+                WriteCompression::Text {
+                    codec: None,
+                    hadoop_codec: None
+                },
+                "{case}"
+            );
+            assert_eq!(
+                p.partition_setup(plain_part),
+                ["SET hive.exec.compress.output=false"],
+                "{case}"
+            );
+            // The per-partition settings are not in the job's setup, where they would apply
+            // to every partition.
+            assert!(
+                p.setup.iter().all(|s| !s.contains("compress")),
+                "{case}: {:?}",
+                p.setup
+            );
+        }
+    }
+}
+
+/// Codecs other than gzip: in place they map to Hadoop's classes; staged output could not be
+/// verified, LZO is not Hadoop's, Impala writes plain text only, and a mix has no single
+/// compression to keep. Those partitions are left alone with the reason, never decompressed.
+#[test]
+fn a_compression_that_cannot_be_kept_skips_the_partition() {
+    let t = table(TEXT, "MANAGED_TABLE", &[], &["dt"]);
+    let files = |suffix: &str| names(10, suffix);
+    let in_place = |engine, suffix: &str| {
+        plan_with(
+            &t,
+            engine,
+            ExecutorChoice::Engine,
+            vec![listed("1", &refs(&files(suffix)), MIB)],
+        )
+    };
+    for (suffix, class) in [
+        (".bz2", "org.apache.hadoop.io.compress.BZip2Codec"),
+        (".deflate", "org.apache.hadoop.io.compress.DefaultCodec"),
+        (".snappy", "org.apache.hadoop.io.compress.SnappyCodec"),
+        (".lz4", "org.apache.hadoop.io.compress.Lz4Codec"),
+        (".zst", "org.apache.hadoop.io.compress.ZStandardCodec"),
+    ] {
+        for engine in [Engine::Spark, Engine::Hive] {
+            let p = in_place(engine, suffix).unwrap();
+            assert_eq!(
+                p.partition_setup(&p.partitions[0]),
+                [
+                    "SET hive.exec.compress.output=true".to_owned(),
+                    format!("SET mapreduce.output.fileoutputformat.compress.codec={class}"),
+                ],
+                "{suffix} {engine:?}"
+            );
+        }
+        let staged = plan_with(
+            &t,
+            Engine::Spark,
+            ExecutorChoice::EngineStaged,
+            vec![
+                listed("1", &refs(&files(suffix)), MIB),
+                listed("2", &refs(&files(".gz")), MIB),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            skipped(&staged, "dt=1").reason,
+            "compression_not_verifiable",
+            "{suffix}"
+        );
+        assert_eq!(
+            staged.partitions.len(),
+            1,
+            "{suffix}: the gzip one is merged"
+        );
+    }
+    let lzo = in_place(Engine::Hive, ".lzo").unwrap_err();
+    assert_eq!(lzo.reason, "nothing_to_merge");
+    assert!(
+        lzo.detail.contains("compression_not_writable: lzo text"),
+        "{}",
+        lzo.detail
+    );
+    let impala = in_place(Engine::Impala, ".gz").unwrap_err();
+    assert!(
+        impala
+            .detail
+            .contains("compression_not_writable: gzip text: Impala writes text uncompressed"),
+        "{}",
+        impala.detail
+    );
+    // Impala's plain text needs no setting (it has none for text).
+    let impala_plain = in_place(Engine::Impala, "").unwrap();
+    assert_eq!(
+        impala_plain.partition_setup(&impala_plain.partitions[0]),
+        Vec::<String>::new()
+    );
+    let mut mixed = files(".gz");
+    mixed.push("000000_0".to_owned());
+    for executor in [ExecutorChoice::Engine, ExecutorChoice::EngineStaged] {
+        let p = plan_with(
+            &t,
+            Engine::Spark,
+            executor,
+            vec![
+                listed("mixed", &refs(&mixed), MIB),
+                listed("ok", &refs(&files("")), MIB),
+            ],
+        )
+        .unwrap();
+        let s = skipped(&p, "dt=mixed");
+        assert_eq!(s.reason, "mixed_compression", "{executor:?}");
+        // The plan says why, in the API and the audit log.
+        let shown = serde_json::to_value(&p).unwrap();
+        let entry = shown["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "dt=mixed")
+            .unwrap()
+            .clone();
+        assert!(
+            entry["detail"]
+                .as_str()
+                .unwrap()
+                .contains("not all compressed alike"),
+            "{entry}"
+        );
+    }
+}
+
+/// The plan shows per partition what it will write; formats whose codec lives inside the
+/// files, and native merges, get no session settings.
+#[test]
+fn the_plan_shows_the_compression_it_writes() {
+    let text = table(TEXT, "MANAGED_TABLE", &[], &["dt"]);
+    let gz = names(10, ".gz");
+    let p = plan_with(
+        &text,
+        Engine::Spark,
+        ExecutorChoice::EngineStaged,
+        vec![listed("1", &refs(&gz), MIB)],
+    )
+    .unwrap();
+    let shown = serde_json::to_value(&p).unwrap();
+    assert_eq!(
+        shown["partitions"][0]["compression"],
+        serde_json::json!({
+            "kind": "text",
+            "codec": "gzip",
+            "hadoop_codec": "org.apache.hadoop.io.compress.GzipCodec"
+        })
+    );
+    let native = plan_with(
+        &text,
+        Engine::Spark,
+        ExecutorChoice::Native,
+        vec![listed("1", &refs(&gz), MIB)],
+    )
+    .unwrap();
+    assert_eq!(native.strategy, Strategy::Native);
+    assert_eq!(
+        native.partitions[0].compression,
+        WriteCompression::Text {
+            codec: Some(TextCodec::Gzip),
+            hadoop_codec: Some(TextCodec::Gzip.hadoop_class())
+        }
+    );
+    assert!(native.partition_setup(&native.partitions[0]).is_empty());
+    let pq = table(
+        PARQUET,
+        "MANAGED_TABLE",
+        &[("parquet.compression", "GZIP")],
+        &["dt"],
+    );
+    let snappy_parquet = names(10, ".snappy.parquet");
+    let p = plan_with(
+        &pq,
+        Engine::Spark,
+        ExecutorChoice::EngineStaged,
+        vec![listed("1", &refs(&snappy_parquet), MIB)],
+    )
+    .unwrap();
+    assert_eq!(
+        p.partitions[0].compression,
+        WriteCompression::Columnar {
+            declared: Some("gzip".to_owned())
+        }
+    );
+    assert!(p.partition_setup(&p.partitions[0]).is_empty());
+    let orc = table(ORC, "MANAGED_TABLE", &[], &["dt"]);
+    let c = plan_with(
+        &orc,
+        Engine::Hive,
+        ExecutorChoice::Engine,
+        vec![part("1", 10, MIB)],
+    )
+    .unwrap();
+    assert_eq!(c.strategy, Strategy::Concatenate);
+    assert_eq!(c.partitions[0].compression, WriteCompression::AsSources);
+    assert!(c.partition_setup(&c.partitions[0]).is_empty());
 }

@@ -17,6 +17,7 @@ mod agent_spark;
 mod alerts;
 mod cli;
 mod deploy_files;
+mod engine_compression;
 mod exporter_e2e;
 mod full_loop;
 mod hiveserver2;
