@@ -321,6 +321,7 @@ fn statements_preview(p: &MergePlan, extra: &[String]) -> Vec<String> {
     let mut out = p.setup.clone();
     for part in &p.partitions {
         out.push(p.count_statement(part));
+        out.extend(p.partition_setup(part));
         out.push(p.merge_statement(part));
         out.push(p.count_statement(part));
         out.extend(p.post_statements(part, extra));
