@@ -24,6 +24,7 @@ mod metastore;
 mod native_commit;
 mod native_formats;
 mod native_spark;
+mod unreferenced_files;
 mod web;
 mod webhdfs_scan;
 mod webhdfs_server;
