@@ -64,6 +64,12 @@ pub struct RawCluster {
     /// bounded separately by `max_concurrent_requests`). Default 64.
     #[serde(default = "default_list_concurrency")]
     pub list_concurrency: usize,
+    /// Look for files below partitioned tables' locations that no partition points at
+    /// (`hive_table_unreferenced_*`). Costs a listing of each multi-level table's location and
+    /// the listings of what is found; single-level tables' locations are listed anyway.
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub unreferenced_files: bool,
 }
 
 fn default_small() -> ByteSize {
@@ -83,6 +89,9 @@ fn default_full_rescan() -> Duration {
 }
 fn default_list_concurrency() -> usize {
     64
+}
+fn default_true() -> bool {
+    true
 }
 // === validated config ===
 
@@ -116,6 +125,8 @@ pub struct ClusterConfig {
     pub full_rescan_interval: Duration,
     /// Directory listings in flight.
     pub list_concurrency: usize,
+    /// Whether the unreferenced-data view is on.
+    pub unreferenced_files: bool,
 }
 
 impl Config {
@@ -191,6 +202,7 @@ impl RawCluster {
             scan_timeout: self.scan_timeout,
             full_rescan_interval: self.full_rescan_interval,
             list_concurrency: self.list_concurrency,
+            unreferenced_files: self.unreferenced_files,
         })
     }
 }
@@ -225,6 +237,7 @@ mod tests {
         assert_eq!(cl.small_file_bytes, 128 << 20);
         assert_eq!(cl.target_file_bytes, 128 << 20);
         assert_eq!(cl.scan_interval, Duration::from_secs(900));
+        assert!(cl.unreferenced_files);
         assert_eq!(cl.metastore.port, 3307);
         assert_eq!(cl.metastore.user, "hive");
         assert_eq!(cl.metastore.database, "metastore");
@@ -274,6 +287,7 @@ mod tests {
             name = "demo"
             small_file_bytes = "1MiB"
             exclude = ["scratch.*"]
+            unreferenced_files = false
             [cluster.metastore]
             url = "postgres://postgres@127.0.0.1/hms"
             [cluster.storage]
@@ -286,6 +300,7 @@ mod tests {
         assert_eq!(cl.metastore.port, 5432);
         assert_eq!(cl.small_file_bytes, 1 << 20);
         assert!(!cl.filter.matches("scratch", "x"));
+        assert!(!cl.unreferenced_files);
         match &cl.storage {
             StorageConfig::Local { root } => assert_eq!(root, Path::new("/srv/warehouse")),
             StorageConfig::WebHdfs { .. } => panic!("expected local"),

@@ -234,6 +234,24 @@ impl Collector for SnapshotCollector {
             "Partitions (or the table) whose directory does not exist",
             tables().map(|(l, t)| (l, f(t.missing_directories))),
         )?;
+        gauge_family(
+            e,
+            "hive_table_unreferenced_files",
+            "Visible files below a partitioned table's location that no partition points at (unregistered or abandoned partition directories, stray files); absent when not looked at",
+            tables().filter_map(|(l, t)| t.unreferenced.map(|u| (l, f(u.files)))),
+        )?;
+        gauge_family(
+            e,
+            "hive_table_unreferenced_bytes",
+            "Logical size of the unreferenced files in bytes, without replication",
+            tables().filter_map(|(l, t)| t.unreferenced.map(|u| (l, f(u.bytes)))),
+        )?;
+        gauge_family(
+            e,
+            "hive_table_unreferenced_directories",
+            "Outermost directories below a partitioned table's location that no partition points at",
+            tables().filter_map(|(l, t)| t.unreferenced.map(|u| (l, f(u.directories)))),
+        )?;
         #[allow(clippy::cast_precision_loss)]
         gauge_family(
             e,
@@ -423,6 +441,15 @@ impl Collector for SnapshotCollector {
         )?;
         gauge_family(
             e,
+            "hive_scan_unreferenced_listings",
+            "Directory listings the last completed scan made to find unreferenced files (included in hive_scan_listings)",
+            snaps
+                .iter()
+                .filter(|s| s.completed_once)
+                .map(|s| (cl(s), f(s.scan.unreferenced_listings))),
+        )?;
+        gauge_family(
+            e,
             "hive_metastore_up",
             "Whether the MetaStore database answered during the last scan",
             snaps
@@ -464,7 +491,7 @@ impl Collector for SnapshotCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{ScanSummary, TableResults, TableStats};
+    use crate::snapshot::{ScanSummary, TableResults, TableStats, Unreferenced};
     use hive_smallfiles_core::walk::counts::FileCounts;
 
     pub(crate) fn sample_snapshot() -> ClusterSnapshot {
@@ -490,6 +517,11 @@ mod tests {
                     counts,
                     excess_files: 2,
                     missing_directories: 0,
+                    unreferenced: Some(Unreferenced {
+                        directories: 2,
+                        files: 5,
+                        bytes: 1234,
+                    }),
                 },
                 TableStats {
                     catalog: "hive".into(),
@@ -504,6 +536,7 @@ mod tests {
                     counts: FileCounts::default(),
                     excess_files: 0,
                     missing_directories: 1,
+                    unreferenced: None,
                 },
             ],
             scan: ScanSummary {
@@ -517,6 +550,7 @@ mod tests {
                     failed: 0,
                     filtered: 3,
                 },
+                unreferenced_listings: 4,
                 ..ScanSummary::default()
             },
             last_success_unix: Some(1_700_000_101.5),
@@ -539,6 +573,21 @@ mod tests {
         assert!(text.contains("# TYPE hive_table_info gauge\n"));
         assert!(text.contains("# TYPE hive_exporter_build_info gauge\n"));
         assert!(text.contains("hive_scan_tables{cluster=\"prod\",result=\"filtered\"} 3\n"));
+        assert!(text.contains("hive_scan_unreferenced_listings{cluster=\"prod\"} 4\n"));
+        for (name, v) in [("files", 5), ("bytes", 1234), ("directories", 2)] {
+            assert!(
+                text.contains(&format!("# TYPE hive_table_unreferenced_{name} gauge\n")),
+                "{name}"
+            );
+            assert!(
+                text.contains(&format!("hive_table_unreferenced_{name}{{cluster=\"prod\",database=\"sales\",table=\"we\\\"ird \\\\ name\\nx\"}} {v}\n")),
+                "{name}: {text}"
+            );
+            // Not looked at: no sample rather than a 0.
+            assert!(!text.contains(&format!(
+                "hive_table_unreferenced_{name}{{cluster=\"prod\",database=\"sales\",table=\"empty\"}}"
+            )));
+        }
         assert!(text.contains("hive_database_files_by_size_class{cluster=\"prod\",database=\"sales\",size_class=\"empty\"} 1\n"));
         assert!(!text.contains("# EOF"));
         let om = m.render(Format::OpenMetrics);

@@ -315,6 +315,7 @@ mod tests {
             counts,
             excess_files: excess,
             missing_directories: 0,
+            unreferenced: None,
         }
     }
 

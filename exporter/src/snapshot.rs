@@ -38,6 +38,24 @@ pub struct TableStats {
     pub excess_files: u64,
     /// Partitions (or the table) whose directory does not exist.
     pub missing_directories: u64,
+    /// What lies below a partitioned table's location that no partition points at; `None`
+    /// when not looked at (unpartitioned tables, the view turned off, a table location not on
+    /// this cluster).
+    pub unreferenced: Option<Unreferenced>,
+}
+
+/// Data below a partitioned table's location that no partition points at ("dark data"):
+/// partition directories written but never registered, the old directory of a partition whose
+/// location was switched, stray files in the table directory. Hidden entries (`.…`, `_…`) are
+/// not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unreferenced {
+    /// Outermost directories no partition points at.
+    pub directories: u64,
+    /// Visible files in them, recursively, and directly in directories that hold partitions.
+    pub files: u64,
+    /// Their logical bytes.
+    pub bytes: u64,
 }
 
 /// How the tables of one scan ended up.
@@ -89,6 +107,8 @@ pub struct ScanSummary {
     pub listings: u64,
     /// Directories reused from the previous scan without a request.
     pub reused_directories: u64,
+    /// Listings made for the unreferenced-data view (included in `listings`).
+    pub unreferenced_listings: u64,
     /// Whether cached directory states were ignored.
     pub full_rescan: bool,
 }

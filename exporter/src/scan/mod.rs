@@ -4,9 +4,10 @@
 //! Data flow: [`ClusterScanner::scan`] reads all tables (one MetaStore pass), decides per
 //! table whether it is listed ([`plan_table`], pure), lists every partition's parent directory
 //! once to learn the partitions' mtimes, walks the partition directories ([`walk`]) reusing
-//! unchanged ones from the previous scan, and sums up per table. One failing table or
-//! partition is counted and never fails the scan; a MetaStore failure or the scan timeout
-//! fails the scan and keeps the previous tables.
+//! unchanged ones from the previous scan, looks for data below partitioned tables' locations
+//! that no partition points at ([`unreferenced`], [`unreferenced_walk`]), and sums up per
+//! table. One failing table or partition is counted and never fails the scan; a MetaStore
+//! failure or the scan timeout fails the scan and keeps the previous tables.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -29,6 +30,12 @@ use hive_smallfiles_core::metastore::{
 
 use hive_smallfiles_core::walk::counts::{FileCounts, excess_files};
 use hive_smallfiles_core::walk::{self as walk, DirCache, walk_tree};
+
+pub mod unreferenced;
+mod unreferenced_walk;
+
+use unreferenced::{ListedEntry, PartitionLayout};
+use unreferenced_walk::ViewContext;
 
 /// Errors that stop a whole scan.
 #[derive(Debug, thiserror::Error)]
@@ -401,18 +408,33 @@ impl ClusterScanner {
         // iterators, keeping this future `Send` (closures over borrowed data held across
         // awaits are not, to the compiler).
 
-        // 1. Parents of all partition directories, each listed once: the partitions' mtimes.
-        let mut wanted: HashMap<&str, HashSet<&str>> = HashMap::new();
-        for (_, targets) in &planned {
-            for t in targets {
-                if let PartitionTarget::Path(p) = t
-                    && p != "/"
-                {
-                    let (parent, name) = split_parent(p);
-                    wanted.entry(parent).or_default().insert(name);
+        // Partitioned tables' locations for the unreferenced-data view, in `planned` order.
+        let locations: Vec<Option<String>> = planned
+            .iter()
+            .map(|(ti, _)| {
+                let table = &tables[*ti];
+                if !self.config.unreferenced_files || !table.is_partitioned() {
+                    return None;
                 }
+                match resolve_location(table.location.as_deref()?, &self.scheme) {
+                    ResolvedLocation::Path(p) => Some(p),
+                    _ => None,
+                }
+            })
+            .collect();
+        let mut layout = PartitionLayout::new(planned.iter().flat_map(|(_, t)| target_paths(t)));
+        let mut examined_locations: Vec<(usize, &str)> = Vec::new();
+        for ((ti, targets), location) in planned.iter().zip(&locations) {
+            if let Some(location) = location
+                && layout.add_table(location, target_paths(targets))
+            {
+                examined_locations.push((*ti, location.as_str()));
             }
         }
+
+        // 1. Parents of all partition directories, each listed once: the partitions' mtimes
+        // (and, for directories the unreferenced-data view examines, their other entries).
+        let wanted = layout.parents();
         let fs = Arc::clone(&self.fs);
         let fs = fs.as_ref();
         let concurrency = self.config.list_concurrency;
@@ -425,7 +447,7 @@ impl ClusterScanner {
                 let Some((&parent, names)) = parents.next() else {
                     break;
                 };
-                in_flight.push(list_parent(fs, parent, names));
+                in_flight.push(list_parent(fs, parent, names, layout.is_examined(parent)));
             }
             let Some((parent, found)) = in_flight.next().await else {
                 break;
@@ -494,9 +516,23 @@ impl ClusterScanner {
             }
         }
         drop(outcomes);
+
+        // 3. Data below partitioned tables' locations that no partition points at.
+        let view = ViewContext {
+            fs,
+            layout: &layout,
+            parent_listings: &parent_listings,
+            cache: &cache,
+            small: self.config.small_file_bytes,
+            concurrency,
+        };
+        let mut unreferenced = view.run(&examined_locations).await;
+        summary.listings += unreferenced.listings;
+        summary.unreferenced_listings = unreferenced.listings;
+        summary.reused_directories += unreferenced.reused;
         cache.end_scan();
 
-        // 3. Fold per table; a failed table keeps its previous numbers when it has any.
+        // 4. Fold per table; a failed table keeps its previous numbers when it has any.
         let previous: HashMap<(&str, &str), &TableStats> = self
             .snapshot
             .tables
@@ -504,11 +540,12 @@ impl ClusterScanner {
             .map(|t| ((t.database.as_str(), t.table.as_str()), t))
             .collect();
         let mut stats = Vec::with_capacity(planned.len());
-        for (ti, _) in &planned {
+        for ((ti, _), location) in planned.iter().zip(&locations) {
             let table = &tables[*ti];
             let acc = per_table.remove(ti).unwrap_or_default();
+            let findings = unreferenced.tables.remove(ti).unwrap_or_default();
             let database = database_label(&table.catalog, &table.database);
-            if let Some(e) = &acc.error {
+            if let Some(e) = acc.error.as_ref().or(findings.error.as_ref()) {
                 results.failed += 1;
                 tracing::warn!(cluster = %self.config.name, database = %database, table = %table.name, error = %e, "Listing a table failed.");
                 if let Some(old) = previous.get(&(database.as_str(), table.name.as_str())) {
@@ -535,6 +572,8 @@ impl ClusterScanner {
                 counts: acc.counts,
                 excess_files: acc.excess,
                 missing_directories: acc.missing,
+                // Examined, or nothing to examine (the location lies in a partition).
+                unreferenced: location.as_ref().map(|_| findings.found),
             });
             self.progress.tables_done.fetch_add(1, Ordering::Relaxed);
         }
@@ -550,27 +589,40 @@ impl ClusterScanner {
     }
 }
 
-/// Per listed parent directory: the wanted names found in it (borrowed keys), or `None` when
-/// the parent could not be listed.
-type ParentListing<'a> = Option<HashMap<&'a str, (EntryKind, i64)>>;
+/// Per listed parent directory: what listing it found, or `None` when it could not be listed.
+type ParentListing<'a> = Option<ParentEntries<'a>>;
 
-/// Lists one parent directory, keeping the kind and mtime of the wanted entries.
+/// What listing one parent directory found.
+struct ParentEntries<'a> {
+    /// The wanted names found in it (borrowed keys), with their kind and mtime.
+    found: HashMap<&'a str, (EntryKind, i64)>,
+    /// Its other visible entries, kept only for directories the unreferenced-data view
+    /// examines (they are what it looks at).
+    others: Vec<ListedEntry>,
+}
+
+/// Lists one parent directory, keeping the kind and mtime of the wanted entries and, when
+/// `keep_others`, the other visible entries.
 async fn list_parent<'a>(
     fs: &dyn FileSystem,
     parent: &'a str,
     names: &HashSet<&'a str>,
+    keep_others: bool,
 ) -> (&'a str, ParentListing<'a>) {
     let mut found = HashMap::with_capacity(names.len());
+    let mut others = Vec::new();
     let r = fs
         .list_status(parent, &mut |page| {
             for s in page {
                 if let Some(&name) = names.get(s.name.as_str()) {
                     found.insert(name, (s.kind, s.modification_time_ms));
+                } else if keep_others && !s.is_hidden() {
+                    others.push(ListedEntry::from(s));
                 }
             }
         })
         .await;
-    (parent, r.ok().map(|()| found))
+    (parent, r.ok().map(|()| ParentEntries { found, others }))
 }
 
 /// The planned targets in order, as (table index, path or `None` when unlistable).
@@ -620,7 +672,7 @@ impl WalkContext<'_> {
             Some(path) => {
                 let (parent, name) = split_parent(path);
                 let seen = self.parent_listings.get(parent).and_then(Option::as_ref);
-                let observed = seen.map(|m| m.get(name).copied());
+                let observed = seen.map(|m| m.found.get(name).copied());
                 Some(match observed {
                     // The parent was listed and the directory is not in it.
                     Some(None) => PartitionOutcome::Missing(0),
@@ -646,6 +698,14 @@ struct TableAccumulator {
     excess: u64,
     missing: u64,
     error: Option<FsError>,
+}
+
+/// The paths of the listable targets.
+fn target_paths(targets: &[PartitionTarget]) -> impl Iterator<Item = &str> {
+    targets.iter().filter_map(|t| match t {
+        PartitionTarget::Path(p) => Some(p.as_str()),
+        PartitionTarget::Unlistable => None,
+    })
 }
 
 /// Splits a normalized absolute path into its parent and last segment.

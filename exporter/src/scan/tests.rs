@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::config::Config;
-use crate::snapshot::PartitionResults;
+use crate::snapshot::{PartitionResults, Unreferenced};
 use hive_smallfiles_core::fs::{EndpointProbe, FileStatus, PageSink, normalize_path};
 use hive_smallfiles_core::metastore::{PartitionKey, PartitionMeta, SchemaInfo};
 
@@ -223,6 +223,17 @@ fn scanner(fs: Arc<MemFs>) -> ClusterScanner {
     ClusterScanner::new(config.clusters[0].clone(), fs)
 }
 
+/// A scanner with the unreferenced-data view turned off.
+fn scanner_without_view(fs: Arc<MemFs>) -> ClusterScanner {
+    let text = CONFIG.replace(
+        "full_rescan_interval = \"1d\"",
+        "full_rescan_interval = \"1d\"\nunreferenced_files = false",
+    );
+    let config = Config::from_toml(&text, Path::new("."), &BTreeMap::new()).unwrap();
+    assert!(!config.clusters[0].unreferenced_files);
+    ClusterScanner::new(config.clusters[0].clone(), fs)
+}
+
 fn snap(tables: Vec<TableMeta>) -> MetastoreSnapshot {
     MetastoreSnapshot {
         schema: SchemaInfo::default(),
@@ -311,12 +322,14 @@ async fn multi_level_partitions_and_nested_directories() {
     let mut s = scanner(Arc::clone(&fs));
     let (stats, _, _) = s.list_tables(snap(tables.clone())).await.unwrap();
     assert_eq!(find(&stats, "db", "m").counts.files, 25);
-    // 4 parents (dt=*) + 24 partitions + 1 subdirectory.
-    assert_eq!(fs.listings(), 29);
+    // 4 parents (dt=*) + 24 partitions + 1 subdirectory, + the table location, which only
+    // the unreferenced-data view lists (a single-level table's is a parent anyway).
+    assert_eq!(fs.listings(), 30);
 
-    // Unchanged: the 4 parents, plus the one partition that has a subdirectory.
+    // Unchanged: the 4 parents, plus the one partition that has a subdirectory, + the table
+    // location.
     s.list_tables(snap(tables.clone())).await.unwrap();
-    assert_eq!(fs.listings(), 5);
+    assert_eq!(fs.listings(), 6);
 
     // A file deep inside the subdirectory: the partition's mtime does not change, but the
     // partition is relisted because it has subdirectories, and the subdirectory's changed
@@ -324,13 +337,17 @@ async fn multi_level_partitions_and_nested_directories() {
     fs.add_file("/wh/m/dt=0/hr=0/HIVE_UNION_SUBDIR_1/f3", 3);
     let (stats, _, _) = s.list_tables(snap(tables.clone())).await.unwrap();
     assert_eq!(find(&stats, "db", "m").counts.files, 26);
-    assert_eq!(fs.listings(), 6);
+    assert_eq!(fs.listings(), 7);
 
     // A new file in a second-level partition changes only that hr= directory.
     fs.add_file("/wh/m/dt=3/hr=5/f9", 9);
     let (stats, _, _) = s.list_tables(snap(tables)).await.unwrap();
     assert_eq!(find(&stats, "db", "m").counts.files, 27);
-    assert_eq!(fs.listings(), 6);
+    assert_eq!(fs.listings(), 7);
+    assert_eq!(
+        find(&stats, "db", "m").unreferenced,
+        Some(Unreferenced::default())
+    );
 }
 
 #[tokio::test]
@@ -448,3 +465,5 @@ fn labels() {
     assert_eq!(compression_label(None, FileFormat::Text, &counts), "gzip");
     let _ = HashSet::<u8>::new();
 }
+
+mod unreferenced;

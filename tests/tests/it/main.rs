@@ -26,6 +26,7 @@ mod native_commit;
 mod native_formats;
 mod native_spark;
 mod switch_spark;
+mod unreferenced_files;
 mod web;
 mod webhdfs_scan;
 mod webhdfs_server;
