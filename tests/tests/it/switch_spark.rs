@@ -155,7 +155,11 @@ async fn reader_loop(mode: &str) -> (ReaderStats, f64) {
     let expected = spark.query(&query).await;
     assert_eq!(expected[0][0], rows.to_string(), "rows generated");
     let original = seen(&mut spark, &t).await;
-    let files_before: Vec<usize> = original.partitions.iter().map(|p| t.files(p).len()).collect();
+    let files_before: Vec<usize> = original
+        .partitions
+        .iter()
+        .map(|p| t.files(p).len())
+        .collect();
     let agent = Agent::with_commit(&db.name, "native", "1h", mode, "1h");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -335,7 +339,11 @@ async fn switch_merges_killed_at_every_step_recover_at_restart() {
             );
         } else {
             assert_eq!(now, before, "{fp}: the partition stays where it was");
-            assert_eq!(t.files(part).len(), files_before, "{fp}: the original files");
+            assert_eq!(
+                t.files(part).len(),
+                files_before,
+                "{fp}: the original files"
+            );
         }
         assert_same_through_spark(&mut spark, &t, &original, &format!("{fp}: after restart")).await;
         eprintln!(
