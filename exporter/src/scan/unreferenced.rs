@@ -3,7 +3,7 @@
 //! The listings themselves are [`super::unreferenced_walk`]'s.
 //!
 //! The rules, for an entry `name` of a directory `dir` examined below a table location:
-//! * hidden names (`.…`, `_…`: `.merged`, `_temporary`, `.hive-staging…`) are skipped;
+//! * hidden names (`.…`, `_…`: `.hive-smallfiles-merged`, `_temporary`, `.hive-staging…`) are skipped;
 //! * a directory the scan walks anyway (any table's partition, any unpartitioned table) is
 //!   referenced and skipped: its files are the table's;
 //! * a directory holding partition directories deeper down (`a=1` of a partition `a=1/b=2`)
@@ -146,7 +146,7 @@ impl<'a> PartitionLayout<'a> {
                 continue;
             }
             let mut dir = parent_path(p);
-            // Below a hidden directory (`.merged/…`) nothing is examined.
+            // Below a hidden directory (`.hive-smallfiles-merged/…`) nothing is examined.
             if dir[location.len()..].split('/').any(is_hidden_name) {
                 continue;
             }
@@ -215,10 +215,13 @@ mod tests {
     #[test]
     fn single_level_unregistered_switched_and_stray() {
         // ds=1 was switched to a hidden directory; ds=2 is registered; ds=3 never was.
-        let parts = ["/w/t/.merged/ds=1-m1", "/w/t/ds=2"];
+        let parts = ["/w/t/.hive-smallfiles-merged/ds=1-m1", "/w/t/ds=2"];
         let l = layout(&parts, &[("/w/t", &parts)]);
         assert!(l.is_examined("/w/t"));
-        assert!(!l.is_examined("/w/t/.merged"), "hidden: never looked into");
+        assert!(
+            !l.is_examined("/w/t/.hive-smallfiles-merged"),
+            "hidden: never looked into"
+        );
         let got = verdicts(
             &l,
             "/w/t",
@@ -226,7 +229,7 @@ mod tests {
                 ("ds=1", D),
                 ("ds=2", D),
                 ("ds=3", D),
-                (".merged", D),
+                (".hive-smallfiles-merged", D),
                 (".hive-smallfiles.lock", F),
                 ("_temporary", D),
                 (".hive-staging_hive_1", D),

@@ -53,6 +53,9 @@ fn agent_config(dir: &Path, db: &str, executor: &str) -> AgentConfig {
         allow = ["{db}.*"]
         # The in-place path is measured on purpose.
         allow_in_place = ["*"]
+        # Directory swaps: the files stay where the test walks them (switch commits, which
+        # move partitions to new directories, are tested in switch_spark.rs).
+        commit_mode = "swap"
         [[cluster]]
         name = "spark"
         engine = "spark"

@@ -1,6 +1,6 @@
 //! The exporter's unreferenced-data view end to end: real MetaStore schemas on MariaDB and
 //! PostgreSQL, a warehouse of real files (`file:`, or the same tree over WebHDFS) holding an
-//! unregistered partition directory, a partition switched to a hidden `.merged/…` location
+//! unregistered partition directory, a partition switched to a hidden `.hive-smallfiles-merged/…` location
 //! with files left in its old directory, a multi-level table, partitions outside their table's
 //! location and hidden directories, and `/metrics` compared with ground truth from walking the
 //! tree in this test. The view's cost is checked against the same scan with the view off.
@@ -52,7 +52,7 @@ fn build(w: &Warehouse, loc: &dyn Fn(&str) -> String) -> (Vec<FixtureTable>, Vec
         .external();
     t = t.partition(&["2024-03-01"]);
     files(w, "sales.db/clicks/dt=2024-03-01", &[100, 200, 300]);
-    let switched = "sales.db/clicks/.merged/dt=2024-03-02-m42";
+    let switched = "sales.db/clicks/.hive-smallfiles-merged/dt=2024-03-02-m42";
     t = t.partition_at(&["2024-03-02"], &loc(switched));
     files(w, switched, &[5000]);
     files(w, "sales.db/clicks/dt=2024-03-02", &[10, 20, 30, 40]);
@@ -71,7 +71,11 @@ fn build(w: &Warehouse, loc: &dyn Fn(&str) -> String) -> (Vec<FixtureTable>, Vec
         &[4000],
     );
     files(w, "sales.db/clicks/.hive-smallfiles.m43", &[4000]);
-    files(w, "sales.db/clicks/.merged/dt=2024-03-01-m7", &[4000]);
+    files(
+        w,
+        "sales.db/clicks/.hive-smallfiles-merged/dt=2024-03-01-m7",
+        &[4000],
+    );
     w.file("sales.db/clicks/.hive-smallfiles.lock", 1).unwrap();
     tables.push(Table {
         name: "clicks",

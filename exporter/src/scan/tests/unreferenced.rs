@@ -103,12 +103,12 @@ fn assert_same_but_view(with: &[TableStats], without: &[TableStats]) {
 #[tokio::test]
 async fn single_level_table_unregistered_switched_stray_and_hidden() {
     let fs = Arc::new(MemFs::default());
-    for (dir, n) in [("ds=2", 3), (".merged/ds=1-m1", 2)] {
+    for (dir, n) in [("ds=2", 3), (".hive-smallfiles-merged/ds=1-m1", 2)] {
         for f in 0..n {
             fs.add_file(&format!("/wh/t/{dir}/{f:06}_0"), 10 + f);
         }
     }
-    // The old directory of ds=1, switched to .merged/ds=1-m1: its files stay behind.
+    // The old directory of ds=1, switched to .hive-smallfiles-merged/ds=1-m1: its files stay behind.
     fs.add_file("/wh/t/ds=1/000000_0", 100);
     fs.add_file("/wh/t/ds=1/000001_0", 200);
     // Written by an ingestion tool and never registered, with a subdirectory.
@@ -120,14 +120,18 @@ async fn single_level_table_unregistered_switched_stray_and_hidden() {
     fs.add_file("/wh/t/_temporary/0/part-00000", 1000);
     fs.add_file("/wh/t/.hive-staging_hive_1/-ext-10000/000000_0", 1000);
     fs.add_file("/wh/t/.hive-smallfiles.lock", 1);
-    fs.add_file("/wh/t/.merged/ds=5-m0/000000_0", 7);
+    fs.add_file("/wh/t/.hive-smallfiles-merged/ds=5-m0/000000_0", 7);
     // A partition outside the table location, next to unrelated data.
     fs.add_file("/landing/t/ds=4/000000_0", 5);
     fs.add_file("/landing/t/other/000000_0", 5);
     // An unpartitioned table: nothing to look at.
     fs.add_file("/wh/u/000000_0", 5);
     fs.add_file("/wh/u/sub/000000_0", 5);
-    let parts = ["/wh/t/ds=2", "/wh/t/.merged/ds=1-m1", "/landing/t/ds=4"];
+    let parts = [
+        "/wh/t/ds=2",
+        "/wh/t/.hive-smallfiles-merged/ds=1-m1",
+        "/landing/t/ds=4",
+    ];
     let tables = vec![
         table_with_partitions("t", "/wh/t", &["ds"], &parts),
         table("db", "u", "hdfs://ns/wh/u"),
@@ -161,7 +165,7 @@ async fn single_level_table_unregistered_switched_stray_and_hidden() {
     assert_eq!(find(&stats, "db", "t").unreferenced, Some(truth.found));
     let parts = [
         "/wh/t/ds=2",
-        "/wh/t/.merged/ds=1-m1",
+        "/wh/t/.hive-smallfiles-merged/ds=1-m1",
         "/landing/t/ds=4",
         "/wh/t/ds=3",
     ];
