@@ -5,10 +5,16 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use hive_smallfiles_agent::audit::AuditLog;
+use hive_smallfiles_agent::config::AgentConfig;
+use hive_smallfiles_agent::executor::MergeRunner;
 use hive_smallfiles_agent::hiveserver2::{Hs2Config, Hs2Session, Value};
+use hive_smallfiles_agent::metrics::AgentMetrics;
+use hive_smallfiles_agent::work::{JobRecord, JobState, Source, TableKey, WorkItem};
+use hive_smallfiles_core::fs::webhdfs::WebHdfsMetrics;
 use tokio_util::sync::CancellationToken;
 
 /// The server's port (`HSF_SPARK_PORT`, default 10000).
@@ -162,4 +168,45 @@ pub async fn sorted_rows(s: &mut Hs2Session, table: &str) -> Vec<String> {
         .collect();
     rows.sort();
     rows
+}
+
+/// A running manual job for a table of the cluster `spark` (the runner tests' input).
+pub fn manual_job(id: u64, database: &str, table: &str) -> JobRecord {
+    JobRecord {
+        id,
+        item: WorkItem {
+            key: TableKey {
+                cluster: "spark".into(),
+                database: database.into(),
+                table: table.into(),
+            },
+            partitions: Default::default(),
+            priority: 1,
+            fingerprints: Default::default(),
+            source: Source::Manual,
+            dry_run: false,
+        },
+        state: JobState::Running,
+        attempts: 1,
+        created_at: std::time::SystemTime::now(),
+        started_at: Some(std::time::SystemTime::now()),
+        finished_at: None,
+        not_before: None,
+        outcome: None,
+    }
+}
+
+/// A merge runner for `config` with a fresh audit log and metrics, as the agent builds it.
+pub fn merge_runner(config: &AgentConfig) -> (Arc<AuditLog>, MergeRunner) {
+    let audit = Arc::new(AuditLog::open(&config.audit_log).expect("audit log"));
+    let runner = MergeRunner::new(
+        &config.clusters,
+        config.policy.clone(),
+        Arc::clone(&audit),
+        Arc::new(AgentMetrics::new()),
+        &WebHdfsMetrics::default(),
+        &config.native,
+    )
+    .expect("merge runner");
+    (audit, runner)
 }

@@ -56,7 +56,22 @@ pub(super) struct EngineLocations<'a> {
     pub(super) session: Option<&'a Mutex<Option<Hs2Session>>>,
 }
 
-impl EngineLocations<'_> {
+impl<'a> EngineLocations<'a> {
+    /// Locations for start-up recovery and rollbacks: each switch opens its own session.
+    pub(super) fn detached(rt: &'a ClusterRuntime) -> Self {
+        EngineLocations { rt, session: None }
+    }
+
+    /// These locations as the committer takes them: none when the cluster has no engine to
+    /// switch a location through (its merges can only have been swaps).
+    pub(super) fn if_engine(&self) -> Option<&dyn crate::native::Locations> {
+        self.rt
+            .config
+            .hiveserver2
+            .is_some()
+            .then_some(self as &dyn crate::native::Locations)
+    }
+
     async fn table(&self, table: &str) -> Result<TableMeta, NativeError> {
         let (database, name) = table.split_once('.').unwrap_or(("default", table));
         let ms = self.rt.metastore().await.map_err(|e| Self::ms(&e))?;

@@ -364,12 +364,8 @@ impl JobRunner for MergeRunner {
             let dir = merge.merge_dir.as_str();
             let r = match self.clusters.get(&merge.cluster) {
                 Some(rt) => {
-                    let locations = locations::EngineLocations { rt, session: None };
-                    let locations = rt
-                        .config
-                        .hiveserver2
-                        .is_some()
-                        .then_some(&locations as &dyn crate::native::Locations);
+                    let engine = locations::EngineLocations::detached(rt);
+                    let locations = engine.if_engine();
                     rt.committer
                         .rollback(dir, locations)
                         .await

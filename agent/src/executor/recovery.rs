@@ -31,12 +31,8 @@ impl MergeRunner {
                     continue;
                 }
             };
-            let locations = super::locations::EngineLocations { rt, session: None };
-            let locations = rt
-                .config
-                .hiveserver2
-                .is_some()
-                .then_some(&locations as &dyn crate::native::Locations);
+            let engine = super::locations::EngineLocations::detached(rt);
+            let locations = engine.if_engine();
             for (area, result) in rt.committer.recover_in(&parents, locations).await {
                 match result {
                     Ok(recovered) => {
@@ -137,12 +133,8 @@ impl MergeRunner {
             .clusters
             .get(cluster)
             .ok_or_else(|| format!("no cluster {cluster:?}"))?;
-        let locations = super::locations::EngineLocations { rt, session: None };
-        let locations = rt
-            .config
-            .hiveserver2
-            .is_some()
-            .then_some(&locations as &dyn crate::native::Locations);
+        let engine = super::locations::EngineLocations::detached(rt);
+        let locations = engine.if_engine();
         let r = rt
             .committer
             .rollback(merge_dir, locations)

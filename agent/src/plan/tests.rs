@@ -57,6 +57,22 @@ fn run(
     hive3: bool,
     parts: Vec<PartitionState>,
 ) -> Result<MergePlan, Skip> {
+    let policy = Policy {
+        allow_external: true,
+        ..acknowledged()
+    };
+    plan_of(t, engine, hive3, ExecutorChoice::Engine, parts, &policy)
+}
+
+/// Plans `parts` of `t` with the test columns, a 128 MiB target and a fixed clock.
+fn plan_of(
+    t: &TableMeta,
+    engine: Engine,
+    hive3: bool,
+    executor: ExecutorChoice,
+    parts: Vec<PartitionState>,
+    policy: &Policy,
+) -> Result<MergePlan, Skip> {
     let cols = columns();
     let requested = BTreeSet::new();
     let input = PlanInput {
@@ -67,17 +83,11 @@ fn run(
         hive3,
         target_file_bytes: 128 * MIB,
         requested: &requested,
-        executor: ExecutorChoice::Engine,
+        executor,
         has_engine: true,
         now: UNIX_EPOCH + Duration::from_secs(1_000_000),
     };
-    plan(
-        &input,
-        &Policy {
-            allow_external: true,
-            ..acknowledged()
-        },
-    )
+    plan(&input, policy)
 }
 
 /// The default policy, with in-place rewrites of every table acknowledged.
@@ -658,21 +668,7 @@ fn plan_with(
     executor: ExecutorChoice,
     parts: Vec<PartitionState>,
 ) -> Result<MergePlan, Skip> {
-    let cols = columns();
-    let requested = BTreeSet::new();
-    let input = PlanInput {
-        table: t,
-        columns: &cols,
-        partitions: parts,
-        engine,
-        hive3: false,
-        target_file_bytes: 128 * MIB,
-        requested: &requested,
-        executor,
-        has_engine: true,
-        now: UNIX_EPOCH + Duration::from_secs(1_000_000),
-    };
-    plan(&input, &acknowledged())
+    plan_of(t, engine, false, executor, parts, &acknowledged())
 }
 
 fn planned<'a>(p: &'a MergePlan, name: &str) -> &'a PlannedPartition {

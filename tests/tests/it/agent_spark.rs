@@ -7,17 +7,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use hive_smallfiles_agent::audit::AuditLog;
 use hive_smallfiles_agent::config::AgentConfig;
-use hive_smallfiles_agent::executor::MergeRunner;
-use hive_smallfiles_agent::metrics::AgentMetrics;
 use hive_smallfiles_agent::sql::{Engine, string_literal};
-use hive_smallfiles_agent::work::{
-    JobOutcome, JobRecord, JobRunner, JobState, Source, TableKey, Unlimited, WorkItem,
-};
-use hive_smallfiles_core::fs::webhdfs::WebHdfsMetrics;
+use hive_smallfiles_agent::work::{JobOutcome, JobRunner, TableKey, Unlimited};
 use hive_smallfiles_tests::require;
 use hive_smallfiles_tests::spark::{
     self, exec, metastore_db, port, session, sorted_rows, warehouse,
@@ -54,31 +48,6 @@ fn agent_config(dir: &Path) -> AgentConfig {
         port()
     );
     AgentConfig::from_toml(&text, dir, &BTreeMap::new()).expect("agent config")
-}
-
-fn job(id: u64, database: &str, table: &str) -> JobRecord {
-    JobRecord {
-        id,
-        item: WorkItem {
-            key: TableKey {
-                cluster: "spark".into(),
-                database: database.into(),
-                table: table.into(),
-            },
-            partitions: Default::default(),
-            priority: 1,
-            fingerprints: Default::default(),
-            source: Source::Manual,
-            dry_run: false,
-        },
-        state: JobState::Running,
-        attempts: 1,
-        created_at: SystemTime::now(),
-        started_at: Some(SystemTime::now()),
-        finished_at: None,
-        not_before: None,
-        outcome: None,
-    }
 }
 
 fn walk(dir: &Path) -> Truth {
@@ -125,16 +94,7 @@ async fn merges_text_and_parquet_partitions_through_spark() {
 
     let dir = tempfile::tempdir().unwrap();
     let config = agent_config(dir.path());
-    let audit = Arc::new(AuditLog::open(&config.audit_log).unwrap());
-    let runner = MergeRunner::new(
-        &config.clusters,
-        config.policy.clone(),
-        Arc::clone(&audit),
-        Arc::new(AgentMetrics::new()),
-        &WebHdfsMetrics::default(),
-        &config.native,
-    )
-    .unwrap();
+    let (audit, runner) = spark::merge_runner(&config);
 
     // The plan shows the strategy and escapes the hostile value.
     let key = TableKey {
@@ -149,7 +109,7 @@ async fn merges_text_and_parquet_partitions_through_spark() {
 
     let outcome = runner
         .run(
-            &job(1, &db, "events"),
+            &spark::manual_job(1, &db, "events"),
             &Unlimited,
             &CancellationToken::new(),
         )
@@ -188,7 +148,11 @@ async fn merges_text_and_parquet_partitions_through_spark() {
     let pq_files = walk(&wh.join(format!("{db}.db/pq/k=x"))).files;
     assert!(pq_files >= 6);
     let outcome = runner
-        .run(&job(2, &db, "pq"), &Unlimited, &CancellationToken::new())
+        .run(
+            &spark::manual_job(2, &db, "pq"),
+            &Unlimited,
+            &CancellationToken::new(),
+        )
         .await;
     assert!(
         matches!(&outcome, JobOutcome::Merged { files_before, files_after: 1, .. } if *files_before == pq_files),
@@ -200,7 +164,7 @@ async fn merges_text_and_parquet_partitions_through_spark() {
     // Nothing left to merge: a second job is skipped, not failed.
     let again = runner
         .run(
-            &job(3, &db, "events"),
+            &spark::manual_job(3, &db, "events"),
             &Unlimited,
             &CancellationToken::new(),
         )
@@ -254,23 +218,17 @@ async fn a_writer_during_an_in_place_overwrite() {
     let before = sorted_rows(&mut s, &format!("{db}.cw")).await;
     let dir = tempfile::tempdir().unwrap();
     let config = agent_config(dir.path());
-    let audit = Arc::new(AuditLog::open(&config.audit_log).unwrap());
-    let runner = Arc::new(
-        MergeRunner::new(
-            &config.clusters,
-            config.policy.clone(),
-            Arc::clone(&audit),
-            Arc::new(AgentMetrics::new()),
-            &WebHdfsMetrics::default(),
-            &config.native,
-        )
-        .unwrap(),
-    );
+    let (audit, runner) = spark::merge_runner(&config);
+    let runner = Arc::new(runner);
     let job_runner = Arc::clone(&runner);
     let db2 = db.clone();
     let merge = tokio::spawn(async move {
         job_runner
-            .run(&job(7, &db2, "cw"), &Unlimited, &CancellationToken::new())
+            .run(
+                &spark::manual_job(7, &db2, "cw"),
+                &Unlimited,
+                &CancellationToken::new(),
+            )
             .await
     });
     // Wait until the merge statement has been sent, then write a new file into the partition.

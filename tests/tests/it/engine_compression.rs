@@ -13,18 +13,11 @@
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::SystemTime;
 
 use hive_smallfiles_agent::audit::AuditLog;
 use hive_smallfiles_agent::config::AgentConfig;
-use hive_smallfiles_agent::executor::MergeRunner;
 use hive_smallfiles_agent::hiveserver2::Hs2Session;
-use hive_smallfiles_agent::metrics::AgentMetrics;
-use hive_smallfiles_agent::work::{
-    JobOutcome, JobRecord, JobRunner, JobState, Source, TableKey, Unlimited, WorkItem,
-};
-use hive_smallfiles_core::fs::webhdfs::WebHdfsMetrics;
+use hive_smallfiles_agent::work::{JobOutcome, JobRunner, Unlimited};
 use hive_smallfiles_tests::require;
 use hive_smallfiles_tests::spark::{self, exec, metastore_db, port, sorted_rows, warehouse};
 use serde_json::Value as Json;
@@ -76,31 +69,6 @@ fn agent_config(dir: &Path, db: &str, executor: &str) -> AgentConfig {
         port = port()
     );
     AgentConfig::from_toml(&text, dir, &BTreeMap::new()).expect("agent config")
-}
-
-fn job(id: u64, database: &str, table: &str) -> JobRecord {
-    JobRecord {
-        id,
-        item: WorkItem {
-            key: TableKey {
-                cluster: "spark".into(),
-                database: database.into(),
-                table: table.into(),
-            },
-            partitions: Default::default(),
-            priority: 1,
-            fingerprints: Default::default(),
-            source: Source::Manual,
-            dry_run: false,
-        },
-        state: JobState::Running,
-        attempts: 1,
-        created_at: SystemTime::now(),
-        started_at: Some(SystemTime::now()),
-        finished_at: None,
-        not_before: None,
-        outcome: None,
-    }
 }
 
 /// Visible data files under `dir`, recursively (Hive's rule: names starting with `.` or `_`
@@ -363,16 +331,7 @@ async fn engine_merges_keep_compression(executor: &str, strategy: &str) {
 
     let dir = tempfile::tempdir().unwrap();
     let config = agent_config(dir.path(), &db, executor);
-    let audit = Arc::new(AuditLog::open(&config.audit_log).unwrap());
-    let runner = MergeRunner::new(
-        &config.clusters,
-        config.policy.clone(),
-        Arc::clone(&audit),
-        Arc::new(AgentMetrics::new()),
-        &WebHdfsMetrics::default(),
-        &config.native,
-    )
-    .unwrap();
+    let (audit, runner) = spark::merge_runner(&config);
 
     let tables: Vec<&str> = {
         let mut t: Vec<&str> = CASES.iter().map(|c| c.table).collect();
@@ -383,7 +342,11 @@ async fn engine_merges_keep_compression(executor: &str, strategy: &str) {
     for (i, table) in tables.iter().enumerate() {
         let id = i as u64 + 1;
         let outcome = runner
-            .run(&job(id, &db, table), &Unlimited, &CancellationToken::new())
+            .run(
+                &spark::manual_job(id, &db, table),
+                &Unlimited,
+                &CancellationToken::new(),
+            )
             .await;
         match &outcome {
             JobOutcome::Merged {
