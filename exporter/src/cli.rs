@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::report::{self, ReportFormat};
 use crate::service::{self, ServeOptions};
+use crate::snapshot::ScanResult;
 
 /// What a subcommand fails with beyond its exit code: printed with its causes by [`main`].
 type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
@@ -34,6 +35,13 @@ pub fn main() -> ExitCode {
 /// Exit code of configuration errors (sysexits `EX_USAGE`... `EX_CONFIG` is 78; 64 is what
 /// operators' wrappers usually expect from a bad invocation or file).
 pub const EXIT_CONFIG: u8 = 64;
+/// Exit code of `scan --once` when a cluster's scan failed: the MetaStore could not be read,
+/// the scan timed out, or no table could be listed (every NameNode down). Also that of
+/// `check` when something is unreachable, and of any other error.
+pub const EXIT_SCAN_FAILED: u8 = 1;
+/// Exit code of `scan --once` when every scan completed but some tables could not be listed
+/// (the report shows them with their previous numbers missing: a single run has none).
+pub const EXIT_SCAN_PARTIAL: u8 = 2;
 
 /// Prometheus exporter of small-file statistics for Hive/Impala warehouses.
 #[derive(Debug, Parser)]
@@ -75,7 +83,9 @@ pub struct Cli {
 pub enum Command {
     /// Scan on each cluster's interval and serve /metrics (the default).
     Serve,
-    /// Scan every cluster once and print the report, sorted by excess files.
+    /// Scan every cluster once and print the report, sorted by excess files. Exit code 0
+    /// when every table was listed, 2 when some tables failed, 1 when a cluster's scan failed
+    /// (MetaStore, timeout, no table listable), 64 on a configuration error.
     Scan {
         /// Run a single scan (the only mode; kept for clarity in scripts).
         #[arg(long)]
@@ -175,7 +185,7 @@ async fn scan_once(config: Config, format: ReportFormat, only: Option<&str>) -> 
     }
     let cancel = cancel_on_signal();
     let mut snapshots = Vec::new();
-    let mut ok = true;
+    let mut worst = ScanResult::Success;
     for mut scanner in scanners {
         let progress = scanner.progress_handle();
         let name = scanner.config().name.clone();
@@ -208,15 +218,31 @@ async fn scan_once(config: Config, format: ReportFormat, only: Option<&str>) -> 
         if std::io::stderr().is_terminal() {
             eprint!("\r\x1b[2K");
         }
-        ok &= snapshot.scan.success;
+        worst = worse(worst, snapshot.scan.result());
         snapshots.push(snapshot);
     }
     print!("{}", report::render(&snapshots, format));
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(ExitCode::from(scan_exit_code(worst)))
+}
+
+/// The worse of two scan results.
+fn worse(a: ScanResult, b: ScanResult) -> ScanResult {
+    let rank = |r| match r {
+        ScanResult::Success => 0,
+        ScanResult::Partial => 1,
+        ScanResult::Failure => 2,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+/// The exit code of `scan --once` for the worst result among its clusters: 0, 2 (partial,
+/// [`EXIT_SCAN_PARTIAL`]) or 1 (failed, [`EXIT_SCAN_FAILED`]).
+pub fn scan_exit_code(worst: ScanResult) -> u8 {
+    match worst {
+        ScanResult::Success => 0,
+        ScanResult::Partial => EXIT_SCAN_PARTIAL,
+        ScanResult::Failure => EXIT_SCAN_FAILED,
+    }
 }
 
 async fn check(config: Config) -> CliResult {

@@ -49,13 +49,15 @@ impl SnapshotStore {
         g.values().cloned().collect()
     }
 
-    /// Whether every registered cluster has completed a scan.
-    pub fn all_completed(&self) -> bool {
+    /// Whether every registered cluster has numbers to serve: a successful scan since start.
+    /// A later failed scan (MetaStore down, every NameNode down) keeps its cluster ready: the
+    /// previous numbers are still served, and the failure shows in `hive_scan_success`.
+    pub fn all_ready(&self) -> bool {
         let g = self
             .inner
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        !g.is_empty() && g.values().all(|s| s.completed_once)
+        !g.is_empty() && g.values().all(|s| s.last_success_unix.is_some())
     }
 }
 
@@ -64,7 +66,7 @@ impl SnapshotStore {
 pub struct ScanLabels {
     /// Cluster name.
     pub cluster: String,
-    /// `success` or `failure`.
+    /// `success`, `partial` (some tables failed) or `failure`.
     pub result: String,
 }
 
@@ -354,7 +356,7 @@ impl Collector for SnapshotCollector {
         gauge_family(
             e,
             "hive_scan_success",
-            "Whether the last scan completed (1) or failed (0)",
+            "Whether the last scan completed and listed tables (1) or failed (0): a MetaStore error, the timeout, or no table listable",
             snaps
                 .iter()
                 .filter(|s| s.scan.started_unix > 0.0)
@@ -387,6 +389,15 @@ impl Collector for SnapshotCollector {
                     )
                 })
             }),
+        )?;
+        gauge_family(
+            e,
+            "hive_scan_failed_tables_ratio",
+            "Share of the tables the last completed scan tried to list whose listing failed (0-1)",
+            snaps
+                .iter()
+                .filter(|s| s.completed_once)
+                .map(|s| (cl(s), s.scan.failed_tables_ratio())),
         )?;
         gauge_family(
             e,

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::snapshot::{ClusterSnapshot, TableStats};
+use crate::snapshot::{ClusterSnapshot, ScanResult, TableStats};
 
 /// Report format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -130,6 +130,7 @@ pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -
             struct ClusterLine<'a> {
                 cluster: &'a str,
                 success: bool,
+                result: &'static str,
                 error: Option<&'a str>,
                 duration_seconds: f64,
                 small_file_bytes: u64,
@@ -138,6 +139,7 @@ pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -
                 tables_skipped: u64,
                 tables_failed: u64,
                 tables_filtered: u64,
+                failed_tables_ratio: f64,
             }
             let clusters = snapshots
                 .iter()
@@ -146,6 +148,7 @@ pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -
                     ClusterLine {
                         cluster: &s.cluster,
                         success: s.scan.success,
+                        result: s.scan.result().as_str(),
                         error: s.scan.error.as_deref(),
                         duration_seconds: s.scan.duration_seconds,
                         small_file_bytes: s.small_file_bytes,
@@ -154,6 +157,7 @@ pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -
                         tables_skipped: s.scan.tables.skipped,
                         tables_failed: s.scan.tables.failed,
                         tables_filtered: s.scan.tables.filtered,
+                        failed_tables_ratio: s.scan.failed_tables_ratio(),
                     }
                 })
                 .collect();
@@ -250,10 +254,10 @@ pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -
                     out,
                     "\n{}: {} in {:.1} s; tables scanned {}, skipped {}, failed {}, filtered {}; small = under {}",
                     s.cluster,
-                    if s.scan.success {
-                        "scan ok"
-                    } else {
-                        "scan FAILED"
+                    match s.scan.result() {
+                        ScanResult::Success => "scan ok",
+                        ScanResult::Partial => "scan PARTIAL (tables failed)",
+                        ScanResult::Failure => "scan FAILED",
                     },
                     s.scan.duration_seconds,
                     t.scanned,

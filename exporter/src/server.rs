@@ -57,12 +57,12 @@ async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> R
 }
 
 async fn ready_handler(State(state): State<AppState>) -> Response {
-    if state.metrics.snapshots.all_completed() {
+    if state.metrics.snapshots.all_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "waiting for the first scan of every cluster\n",
+            "waiting for the first successful scan of every cluster\n",
         )
             .into_response()
     }
@@ -153,21 +153,25 @@ mod tests {
             get(router(st.clone()), "/healthz", None).await.0,
             StatusCode::OK
         );
-        assert_eq!(
-            get(router(st.clone()), "/ready", None).await.0,
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        st.metrics
-            .snapshots
-            .publish(Arc::new(crate::snapshot::ClusterSnapshot {
-                cluster: "c".into(),
-                completed_once: true,
-                ..Default::default()
-            }));
-        assert_eq!(
-            get(router(st.clone()), "/ready", None).await.0,
-            StatusCode::OK
-        );
+        // Before any scan; after a first scan that completed without listing any table (every
+        // NameNode down: no numbers to serve yet); after a successful one.
+        for (published, last_success_unix, want) in [
+            (false, None, StatusCode::SERVICE_UNAVAILABLE),
+            (true, None, StatusCode::SERVICE_UNAVAILABLE),
+            (true, Some(1.0), StatusCode::OK),
+        ] {
+            if published {
+                st.metrics
+                    .snapshots
+                    .publish(Arc::new(crate::snapshot::ClusterSnapshot {
+                        cluster: "c".into(),
+                        completed_once: true,
+                        last_success_unix,
+                        ..Default::default()
+                    }));
+            }
+            assert_eq!(get(router(st.clone()), "/ready", None).await.0, want);
+        }
         assert!(
             get(router(st), "/", None)
                 .await

@@ -134,11 +134,7 @@ async fn scan_loop(
         let snapshot = scanner.scan(&shutdown).await;
         progress_log.abort();
         metrics.snapshots.publish(Arc::clone(&snapshot));
-        let result = if snapshot.scan.success {
-            "success"
-        } else {
-            "failure"
-        };
+        let result = snapshot.scan.result().as_str();
         metrics
             .scans
             .get_or_create(&ScanLabels {

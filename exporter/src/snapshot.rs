@@ -91,7 +91,10 @@ pub struct ScanSummary {
     pub started_unix: f64,
     /// How long it took.
     pub duration_seconds: f64,
-    /// Whether it completed (MetaStore read, within the timeout).
+    /// Whether it succeeded: it completed (MetaStore read, within the timeout) and listed at
+    /// least one table when it had any to list. A scan whose every table failed (all
+    /// NameNodes down) completed but did not succeed; one where only some failed succeeded
+    /// partially (see [`ScanSummary::result`]).
     pub success: bool,
     /// Whether the MetaStore answered.
     pub metastore_up: bool,
@@ -113,6 +116,60 @@ pub struct ScanSummary {
     pub full_rescan: bool,
 }
 
+/// How the last scan ended, as `hive_scans_total{result}`, the report and the exit code of
+/// `scan --once` tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanResult {
+    /// Completed, every table it meant to list listed.
+    Success,
+    /// Completed, some tables listed and some failed (their previous numbers kept).
+    Partial,
+    /// Did not complete (MetaStore, timeout) or no table could be listed.
+    Failure,
+}
+
+impl ScanResult {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Partial => "partial",
+            Self::Failure => "failure",
+        }
+    }
+}
+
+impl ScanSummary {
+    /// How the scan ended.
+    pub fn result(&self) -> ScanResult {
+        if !self.success {
+            ScanResult::Failure
+        } else if self.tables.failed > 0 {
+            ScanResult::Partial
+        } else {
+            ScanResult::Success
+        }
+    }
+
+    /// Failed tables among those the scan tried to list (0 when it had none to list).
+    pub fn failed_tables_ratio(&self) -> f64 {
+        let tried = self.tables.scanned + self.tables.failed;
+        if tried == 0 {
+            0.0
+        } else {
+            #[allow(clippy::cast_precision_loss)]
+            let ratio = self.tables.failed as f64 / tried as f64;
+            ratio
+        }
+    }
+}
+
+/// Whether a completed scan failed as a whole: it had tables to list and listed none of them
+/// (every NameNode down, the warehouse root unreadable). Pure.
+pub fn every_table_failed(tables: &TableResults) -> bool {
+    tables.failed > 0 && tables.scanned == 0
+}
+
 /// Everything exported about one cluster.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterSnapshot {
@@ -130,10 +187,42 @@ pub struct ClusterSnapshot {
     pub scan: ScanSummary,
     /// End of the last successful scan (Unix seconds).
     pub last_success_unix: Option<f64>,
-    /// Whether any scan has completed since start.
+    /// Whether any scan has completed since start (successfully or not: the scan
+    /// families describe it).
     pub completed_once: bool,
     /// MetaStore schema as last probed.
     pub schema: Option<SchemaInfo>,
     /// NameNodes (or the local root) as last probed.
     pub endpoints: Vec<EndpointProbe>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(success: bool, scanned: u64, failed: u64) -> ScanSummary {
+        ScanSummary {
+            success,
+            tables: TableResults {
+                scanned,
+                failed,
+                skipped: 5,
+                filtered: 7,
+            },
+            ..ScanSummary::default()
+        }
+    }
+
+    #[test]
+    fn results_and_ratio() {
+        assert_eq!(summary(true, 3, 0).result(), ScanResult::Success);
+        assert_eq!(summary(true, 3, 1).result(), ScanResult::Partial);
+        assert_eq!(summary(false, 3, 0).result(), ScanResult::Failure);
+        assert!((summary(true, 3, 1).failed_tables_ratio() - 0.25).abs() < 1e-12);
+        // Skipped and filtered tables were never tried: not in the ratio.
+        assert!(summary(true, 0, 0).failed_tables_ratio().abs() < f64::EPSILON);
+        assert!(every_table_failed(&summary(true, 0, 4).tables));
+        assert!(!every_table_failed(&summary(true, 1, 4).tables));
+        assert!(!every_table_failed(&summary(true, 0, 0).tables));
+    }
 }

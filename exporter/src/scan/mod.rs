@@ -19,7 +19,7 @@ use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ClusterConfig;
-use crate::snapshot::{ClusterSnapshot, ScanSummary, TableResults, TableStats};
+use crate::snapshot::{ClusterSnapshot, ScanSummary, TableResults, TableStats, every_table_failed};
 use hive_smallfiles_core::fs::webhdfs::WebHdfsConfigError;
 use hive_smallfiles_core::fs::{
     EntryKind, FileSystem, FsError, LocationScheme, ResolvedLocation, parent_path, resolve_location,
@@ -292,6 +292,14 @@ impl ClusterScanner {
             Ok((tables, mut summary, schema)) => {
                 summary.started_unix = started_unix;
                 summary.duration_seconds = duration_seconds;
+                if let Some(e) = &summary.error {
+                    tracing::warn!(cluster = %self.config.name, error = %e, "Scan failed: no table could be listed; keeping their previous numbers.");
+                }
+                let last_success_unix = if summary.success {
+                    Some(unix_now())
+                } else {
+                    previous.last_success_unix
+                };
                 ClusterSnapshot {
                     cluster: self.config.name.clone(),
                     small_file_bytes: self.config.small_file_bytes,
@@ -299,7 +307,7 @@ impl ClusterScanner {
                     scan_interval_seconds: self.config.scan_interval.as_secs_f64(),
                     tables,
                     scan: summary,
-                    last_success_unix: Some(unix_now()),
+                    last_success_unix,
                     completed_once: true,
                     schema: Some(schema),
                     endpoints,
@@ -540,6 +548,7 @@ impl ClusterScanner {
             .map(|t| ((t.database.as_str(), t.table.as_str()), t))
             .collect();
         let mut stats = Vec::with_capacity(planned.len());
+        let mut first_error: Option<String> = None;
         for ((ti, _), location) in planned.iter().zip(&locations) {
             let table = &tables[*ti];
             let acc = per_table.remove(ti).unwrap_or_default();
@@ -547,6 +556,7 @@ impl ClusterScanner {
             let database = database_label(&table.catalog, &table.database);
             if let Some(e) = acc.error.as_ref().or(findings.error.as_ref()) {
                 results.failed += 1;
+                first_error.get_or_insert_with(|| format!("{database}.{}: {e}", table.name));
                 tracing::warn!(cluster = %self.config.name, database = %database, table = %table.name, error = %e, "Listing a table failed.");
                 if let Some(old) = previous.get(&(database.as_str(), table.name.as_str())) {
                     stats.push((*old).clone());
@@ -579,6 +589,14 @@ impl ClusterScanner {
         }
         stats.sort_by(|a, b| (&a.database, &a.table).cmp(&(&b.database, &b.table)));
         stats.dedup_by(|a, b| a.database == b.database && a.table == b.table);
+        if every_table_failed(&results) {
+            summary.success = false;
+            summary.error = Some(format!(
+                "every table to list failed ({} tables), e.g. {}",
+                results.failed,
+                first_error.unwrap_or_default()
+            ));
+        }
         summary.tables = results;
         summary.skipped_by_reason = skipped_by_reason;
         self.cache = Some(cache);

@@ -25,6 +25,7 @@ mod metastore;
 mod native_commit;
 mod native_formats;
 mod native_spark;
+mod storage_outage;
 mod switch_spark;
 mod unreferenced_files;
 mod web;
