@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use hive_smallfiles_core::service::{cancel_on_signal, run_main};
+use hive_smallfiles_core::service::{LogFormat, cancel_on_signal, run_main};
 use hive_smallfiles_core::web;
 
 use crate::config::AgentConfig;
@@ -24,7 +24,8 @@ type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = cli.log_level.clone();
-    run_main("hive-smallfiles-agent", &level, run(cli))
+    let format = cli.log_format;
+    run_main("hive-smallfiles-agent", &level, format, run(cli))
 }
 use hive_smallfiles_core::config::ProcessEnv;
 use hive_smallfiles_core::web::WebConfig;
@@ -57,6 +58,10 @@ pub struct Cli {
     /// Log filter.
     #[arg(long = "log.level", default_value = "info", global = true)]
     pub log_level: String,
+    /// Log line format: `logfmt` or `json` (one event per line; values with control
+    /// characters escaped).
+    #[arg(long = "log.format", default_value = "logfmt", global = true)]
+    pub log_format: LogFormat,
     /// Time to let running statements reach a safe point after SIGTERM/SIGINT.
     #[arg(long = "shutdown.grace-period", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
     pub grace_period: Duration,

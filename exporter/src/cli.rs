@@ -14,7 +14,7 @@ use hive_smallfiles_core::config::ProcessEnv;
 use hive_smallfiles_core::fs::EndpointState;
 use hive_smallfiles_core::fs::factory::read_filesystem;
 use hive_smallfiles_core::metastore::Metastore;
-use hive_smallfiles_core::service::{cancel_on_signal, run_main};
+use hive_smallfiles_core::service::{LogFormat, cancel_on_signal, run_main};
 use hive_smallfiles_core::web::{self, WebConfig};
 
 use crate::config::Config;
@@ -30,7 +30,8 @@ type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = cli.log_level.clone();
-    run_main("hive-smallfiles-exporter", &level, run(cli))
+    let format = cli.log_format;
+    run_main("hive-smallfiles-exporter", &level, format, run(cli))
 }
 /// Exit code of configuration errors (sysexits `EX_USAGE`... `EX_CONFIG` is 78; 64 is what
 /// operators' wrappers usually expect from a bad invocation or file).
@@ -70,6 +71,10 @@ pub struct Cli {
     /// Log filter (`info`, `debug`, `hive_smallfiles_exporter=debug`...).
     #[arg(long = "log.level", default_value = "info", global = true)]
     pub log_level: String,
+    /// Log line format: `logfmt` or `json` (one event per line; values with control
+    /// characters escaped).
+    #[arg(long = "log.format", default_value = "logfmt", global = true)]
+    pub log_format: LogFormat,
     /// Seconds to let HTTP requests finish after SIGTERM/SIGINT.
     #[arg(long = "shutdown.grace-period", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     pub grace_period: Duration,

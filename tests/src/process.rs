@@ -44,11 +44,15 @@ pub fn strip_ansi(line: &str) -> String {
     out
 }
 
-/// The address of a `Listening … address=<addr>` log line.
+/// The address of a `Listening … address=<addr>` log line (logfmt, or the `address` of a
+/// JSON line).
 pub fn listening_address(line: &str) -> Option<SocketAddr> {
     let line = strip_ansi(line);
     if !line.contains("Listening") {
         return None;
+    }
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+        return v["address"].as_str()?.parse().ok();
     }
     line.split_whitespace()
         .find_map(|w| w.strip_prefix("address="))
@@ -64,17 +68,26 @@ pub struct ServedProcess {
     /// `http://<addr>`.
     pub base_url: String,
     log: Arc<Mutex<String>>,
+    raw_log: Arc<Mutex<String>>,
 }
 
 impl ServedProcess {
     /// Starts `binary` with `args` followed by `--web.listen-address 127.0.0.1:0
     /// --log.level info serve`, and waits (up to `timeout`) for its `Listening` line.
     pub fn start(binary: &Path, args: &[&str], timeout: Duration) -> Self {
+        let mut args = args.to_vec();
+        args.extend(["--log.level", "info"]);
+        Self::start_logging(binary, &args, timeout)
+    }
+
+    /// Like [`start`](Self::start), but `args` choose the log level and `NO_COLOR` is not
+    /// set (for tests of the log lines themselves; stderr is a pipe).
+    pub fn start_logging(binary: &Path, args: &[&str], timeout: Duration) -> Self {
         let mut child = Command::new(binary)
             .args(args)
-            .args(["--web.listen-address", "127.0.0.1:0", "--log.level", "info"])
+            .args(["--web.listen-address", "127.0.0.1:0"])
             .arg("serve")
-            .env("NO_COLOR", "1")
+            .env_remove("NO_COLOR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -82,9 +95,11 @@ impl ServedProcess {
             .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Mutex::new(String::new()));
+        let raw_log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         std::thread::spawn({
             let log = Arc::clone(&log);
+            let raw_log = Arc::clone(&raw_log);
             move || {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
@@ -94,6 +109,9 @@ impl ServedProcess {
                     let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
                     l.push_str(&strip_ansi(&line));
                     l.push('\n');
+                    let mut r = raw_log.lock().unwrap_or_else(|p| p.into_inner());
+                    r.push_str(&line);
+                    r.push('\n');
                 }
             }
         });
@@ -127,7 +145,16 @@ impl ServedProcess {
             addr,
             base_url: format!("http://{addr}"),
             log,
+            raw_log,
         }
+    }
+
+    /// What the process logged so far, as written (colours kept).
+    pub fn raw_log(&self) -> String {
+        self.raw_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// What the process logged so far (colours removed).
@@ -179,5 +206,10 @@ mod tests {
             Some("127.0.0.1:9".parse().unwrap())
         );
         assert_eq!(listening_address("Scan started. address=1.2.3.4:5"), None);
+        let json = r#"{"ts":"2025-01-01T00:00:00Z","level":"info","msg":"Listening; metrics at http://127.0.0.1:9/metrics","address":"127.0.0.1:9"}"#;
+        assert_eq!(
+            listening_address(json),
+            Some("127.0.0.1:9".parse().unwrap())
+        );
     }
 }

@@ -286,11 +286,10 @@ async fn exporter_serves_on_its_own_port_and_exits_0_on_sigterm() {
     assert_eq!(code.0, Some(0), "exit code after SIGTERM; log:\n{}", code.1);
 }
 
-#[tokio::test]
-async fn agent_serves_on_its_own_port_and_exits_0_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("agent.toml");
-    std::fs::write(dir.path().join("token"), "cli-token").unwrap();
+/// An agent configuration in `dir` with bearer token `token` and an unreachable MetaStore.
+pub(crate) fn write_agent_config(dir: &Path, token: &str) -> std::path::PathBuf {
+    let config = dir.join("agent.toml");
+    std::fs::write(dir.join("token"), token).unwrap();
     std::fs::write(
         &config,
         format!(
@@ -298,10 +297,17 @@ async fn agent_serves_on_its_own_port_and_exits_0_on_sigterm() {
              [[cluster]]\nname = \"c\"\nengine = \"spark\"\nexecutor = \"native\"\n\
              [cluster.metastore]\nurl = \"mysql://hive@127.0.0.1:1/metastore\"\n\
              [cluster.storage]\ntype = \"local\"\nroot = \"{}\"\n",
-            dir.path().display()
+            dir.display()
         ),
     )
     .unwrap();
+    config
+}
+
+#[tokio::test]
+async fn agent_serves_on_its_own_port_and_exits_0_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_agent_config(dir.path(), "cli-token");
     let mut agent = ServedProcess::start(
         Path::new(crate::AGENT_BIN),
         &["--config.file", config.to_str().unwrap()],

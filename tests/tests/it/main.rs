@@ -21,6 +21,7 @@ mod engine_compression;
 mod exporter_e2e;
 mod full_loop;
 mod hiveserver2;
+mod log_lines;
 mod metastore;
 mod native_commit;
 mod native_formats;
