@@ -11,6 +11,7 @@ mod assemble;
 pub mod classify;
 mod mysql;
 mod postgres;
+pub mod server_error;
 pub mod sql;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use assemble::{Cell, Param};
 use sql::{Dialect, TableFilter};
 
 pub use classify::{FileFormat, NotScannedReason, TableClass, TableType, Transactional};
+pub use server_error::ServerCode;
 
 use crate::secret::Secret;
 
@@ -67,13 +69,18 @@ pub enum MetastoreError {
     /// Could not connect or the connection broke.
     #[error("cannot reach the metastore database: {0}")]
     Connection(String),
-    /// The server rejected a statement or it timed out.
-    #[error("metastore query failed ({query}): {message}")]
+    /// The server answered a statement (or the login: `connect`) with an error: a timeout,
+    /// a deadlock, too many connections (retryable), or a rejection — syntax, a missing table
+    /// or column, a denied privilege, an unknown database (not retryable; see
+    /// [`server_error`]).
+    #[error("metastore query failed ({query}): {message} ({code})")]
     Query {
-        /// Short name of the query (`tables`, `partitions`...).
+        /// Short name of the query (`tables`, `partitions`..., `connect`).
         query: &'static str,
         /// Server message.
         message: String,
+        /// The server's error number or SQLSTATE.
+        code: ServerCode,
     },
     /// The database does not look like a Hive MetaStore (required table or column missing).
     #[error("not a supported Hive MetaStore schema: {0}")]
@@ -89,9 +96,14 @@ pub enum MetastoreError {
 }
 
 impl MetastoreError {
-    /// Whether retrying later may succeed.
+    /// Whether retrying later may succeed: connection trouble, and server errors whose code
+    /// says so (timeouts, deadlocks, lock waits, serialization failures, exhausted resources).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Connection(_) | Self::Query { .. })
+        match self {
+            Self::Connection(_) => true,
+            Self::Query { code, .. } => code.is_retryable(),
+            Self::Schema(_) | Self::Decode { .. } => false,
+        }
     }
 
     /// A short, bounded label for metrics and logs.

@@ -11,7 +11,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value};
 
 use super::assemble::{Cell, Param};
-use super::{MetastoreConfig, MetastoreError};
+use super::{MetastoreConfig, MetastoreError, ServerCode};
 
 /// Pooled MySQL/MariaDB connections.
 pub(crate) struct MysqlBackend {
@@ -34,16 +34,22 @@ fn base_opts(cfg: &MetastoreConfig) -> OptsBuilder {
         .prefer_socket(false)
 }
 
+/// A failed login or pool checkout: the server's answer (access denied, unknown database,
+/// too many connections) classified by its code, anything else a connection error.
 fn connection_error(e: mysql_async::Error) -> MetastoreError {
-    // The error text of mysql_async never contains the password.
-    MetastoreError::Connection(e.to_string())
+    match e {
+        mysql_async::Error::Server(_) => query_error("connect", e),
+        // The error text of mysql_async never contains the password.
+        other => MetastoreError::Connection(other.to_string()),
+    }
 }
 
 fn query_error(query: &'static str, e: mysql_async::Error) -> MetastoreError {
     match e {
         mysql_async::Error::Server(s) => MetastoreError::Query {
             query,
-            message: format!("{} ({})", s.message, s.code),
+            message: s.message,
+            code: ServerCode::Mysql(s.code),
         },
         other => MetastoreError::Connection(format!("{query}: {other}")),
     }

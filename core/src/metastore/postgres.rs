@@ -9,7 +9,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::assemble::{Cell, Param};
-use super::{MetastoreConfig, MetastoreError};
+use super::{MetastoreConfig, MetastoreError, ServerCode};
 
 /// Pooled PostgreSQL clients.
 pub(crate) struct PgBackend {
@@ -29,7 +29,8 @@ fn pg_error(query: &'static str, e: tokio_postgres::Error) -> MetastoreError {
     match e.as_db_error() {
         Some(db) => MetastoreError::Query {
             query,
-            message: format!("{} ({})", db.message(), db.code().code()),
+            message: db.message().to_owned(),
+            code: ServerCode::Sqlstate(db.code().code().to_owned()),
         },
         None => MetastoreError::Connection(format!("{query}: {e}")),
     }
@@ -74,8 +75,10 @@ impl PgBackend {
                     self.connect_timeout
                 ))
             })?
-            // tokio-postgres error texts never contain the password.
-            .map_err(|e| MetastoreError::Connection(e.to_string()))?;
+            // The server's answer to the login (invalid password, unknown database, too many
+            // connections) is classified by its SQLSTATE. tokio-postgres error texts never
+            // contain the password.
+            .map_err(|e| pg_error("connect", e))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "metastore postgres connection ended");

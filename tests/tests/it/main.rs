@@ -23,6 +23,7 @@ mod full_loop;
 mod hiveserver2;
 mod log_lines;
 mod metastore;
+mod metastore_errors;
 mod native_commit;
 mod native_formats;
 mod native_spark;
