@@ -70,6 +70,11 @@ pub struct RawCluster {
     /// Default true.
     #[serde(default = "default_true")]
     pub unreferenced_files: bool,
+    /// List Hive 3 materialized views (`TBLS.TBL_TYPE = MATERIALIZED_VIEW`): they have their
+    /// own directories and files, written by every rebuild. When false they are counted as
+    /// filtered with reason `materialized_view`. Default true.
+    #[serde(default = "default_true")]
+    pub materialized_views: bool,
 }
 
 fn default_small() -> ByteSize {
@@ -127,6 +132,8 @@ pub struct ClusterConfig {
     pub list_concurrency: usize,
     /// Whether the unreferenced-data view is on.
     pub unreferenced_files: bool,
+    /// Whether materialized views are listed.
+    pub materialized_views: bool,
 }
 
 impl Config {
@@ -203,6 +210,7 @@ impl RawCluster {
             full_rescan_interval: self.full_rescan_interval,
             list_concurrency: self.list_concurrency,
             unreferenced_files: self.unreferenced_files,
+            materialized_views: self.materialized_views,
         })
     }
 }

@@ -173,6 +173,9 @@ where
     Ok(())
 }
 
+/// Selects a by-reason count map of a snapshot.
+type ByReason = fn(&ClusterSnapshot) -> &BTreeMap<&'static str, u64>;
+
 /// Counts as integer gauge values (`3`, not `3.0`).
 fn f(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -399,19 +402,32 @@ impl Collector for SnapshotCollector {
                 .filter(|s| s.completed_once)
                 .map(|s| (cl(s), s.scan.failed_tables_ratio())),
         )?;
-        gauge_family(
-            e,
-            "hive_scan_skipped_tables",
-            "Tables not listed in the last completed scan by reason",
-            snaps.iter().filter(|s| s.completed_once).flat_map(|s| {
-                s.scan.skipped_by_reason.iter().map(|(k, v)| {
-                    (
-                        [("cluster", s.cluster.clone()), ("reason", (*k).to_owned())],
-                        f(*v),
-                    )
-                })
-            }),
-        )?;
+        for (name, help, select) in [
+            (
+                "hive_scan_skipped_tables",
+                "Tables not listed in the last completed scan by reason",
+                (|s: &ClusterSnapshot| &s.scan.skipped_by_reason) as ByReason,
+            ),
+            (
+                "hive_scan_filtered_tables",
+                "Tables the last completed scan left out by configuration, by reason (glob: include/exclude, catalog: a Hive 3 catalog not configured, materialized_view: materialized_views = false)",
+                |s: &ClusterSnapshot| &s.scan.filtered_by_reason,
+            ),
+        ] {
+            gauge_family(
+                e,
+                name,
+                help,
+                snaps.iter().filter(|s| s.completed_once).flat_map(|s| {
+                    select(s).iter().map(|(k, v)| {
+                        (
+                            [("cluster", s.cluster.clone()), ("reason", (*k).to_owned())],
+                            f(*v),
+                        )
+                    })
+                }),
+            )?;
+        }
         gauge_family(
             e,
             "hive_scan_partitions",

@@ -49,6 +49,8 @@ pub struct ReportRow {
     pub small_file_ratio: f64,
     /// Partition directories that do not exist.
     pub missing_directories: u64,
+    /// Newest file modification time (Unix seconds); `None` without files.
+    pub newest_file_timestamp_seconds: Option<i64>,
 }
 
 impl ReportRow {
@@ -75,8 +77,41 @@ impl ReportRow {
             average_file_bytes: c.bytes.checked_div(c.files).unwrap_or(0),
             small_file_ratio: (ratio * 10_000.0).round() / 10_000.0,
             missing_directories: t.missing_directories,
+            newest_file_timestamp_seconds: (c.files > 0)
+                .then(|| c.newest_modification_ms.div_euclid(1000)),
         }
     }
+}
+
+/// A table not listed, with its reason.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SkippedRow<'a> {
+    /// Cluster name.
+    pub cluster: &'a str,
+    /// Database label.
+    pub database: &'a str,
+    /// Table name.
+    pub table: &'a str,
+    /// Why it was not listed (`view`, `storage_handler`, `foreign_filesystem`...).
+    pub reason: &'static str,
+}
+
+/// The skipped tables of all snapshots, by cluster, database and table.
+pub fn skipped_rows(snapshots: &[impl AsRef<ClusterSnapshot>]) -> Vec<SkippedRow<'_>> {
+    let mut rows: Vec<SkippedRow<'_>> = snapshots
+        .iter()
+        .flat_map(|s| {
+            let s = s.as_ref();
+            s.scan.skipped_tables.iter().map(|t| SkippedRow {
+                cluster: &s.cluster,
+                database: &t.database,
+                table: &t.table,
+                reason: t.reason,
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| (a.cluster, a.database, a.table).cmp(&(b.cluster, b.database, b.table)));
+    rows
 }
 
 /// Rows of all snapshots, most excess files first (then most small files, then name).
@@ -125,6 +160,7 @@ pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -
             struct Doc<'a> {
                 clusters: Vec<ClusterLine<'a>>,
                 tables: &'a [ReportRow],
+                skipped: Vec<SkippedRow<'a>>,
             }
             #[derive(Serialize)]
             struct ClusterLine<'a> {
@@ -140,6 +176,8 @@ pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -
                 tables_failed: u64,
                 tables_filtered: u64,
                 failed_tables_ratio: f64,
+                tables_skipped_by_reason: &'a std::collections::BTreeMap<&'static str, u64>,
+                tables_filtered_by_reason: &'a std::collections::BTreeMap<&'static str, u64>,
             }
             let clusters = snapshots
                 .iter()
@@ -158,12 +196,15 @@ pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -
                         tables_failed: s.scan.tables.failed,
                         tables_filtered: s.scan.tables.filtered,
                         failed_tables_ratio: s.scan.failed_tables_ratio(),
+                        tables_skipped_by_reason: &s.scan.skipped_by_reason,
+                        tables_filtered_by_reason: &s.scan.filtered_by_reason,
                     }
                 })
                 .collect();
             let mut out = serde_json::to_string_pretty(&Doc {
                 clusters,
                 tables: &rows,
+                skipped: skipped_rows(snapshots),
             })
             .unwrap_or_default();
             out.push('\n');
@@ -171,12 +212,12 @@ pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -
         }
         ReportFormat::Csv => {
             let mut out = String::from(
-                "cluster,database,table,format,table_type,partitions,files,small_files,empty_files,size_bytes,excess_files,average_file_bytes,small_file_ratio,missing_directories\n",
+                "cluster,database,table,format,table_type,partitions,files,small_files,empty_files,size_bytes,excess_files,average_file_bytes,small_file_ratio,missing_directories,newest_file_timestamp_seconds,status,reason\n",
             );
             for r in &rows {
                 let _ = writeln!(
                     out,
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},scanned,",
                     csv(&r.cluster),
                     csv(&r.database),
                     csv(&r.table),
@@ -190,7 +231,21 @@ pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -
                     r.excess_files,
                     r.average_file_bytes,
                     r.small_file_ratio,
-                    r.missing_directories
+                    r.missing_directories,
+                    r.newest_file_timestamp_seconds
+                        .map(|t| t.to_string())
+                        .unwrap_or_default()
+                );
+            }
+            // Skipped tables: no numbers, a reason.
+            for r in skipped_rows(snapshots) {
+                let _ = writeln!(
+                    out,
+                    "{},{},{},,,,,,,,,,,,,skipped,{}",
+                    csv(r.cluster),
+                    csv(r.database),
+                    csv(r.table),
+                    r.reason
                 );
             }
             out
@@ -268,6 +323,16 @@ pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -
                 );
                 if let Some(e) = &s.scan.error {
                     let _ = writeln!(out, "  error: {e}");
+                }
+                for (label, reasons) in [
+                    ("skipped", &s.scan.skipped_by_reason),
+                    ("filtered", &s.scan.filtered_by_reason),
+                ] {
+                    if !reasons.is_empty() {
+                        let list: Vec<String> =
+                            reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                        let _ = writeln!(out, "  {label}: {}", list.join(", "));
+                    }
                 }
             }
             out

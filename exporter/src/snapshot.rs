@@ -67,8 +67,20 @@ pub struct TableResults {
     pub skipped: u64,
     /// Listing failed (previous numbers kept when there are any).
     pub failed: u64,
-    /// Excluded by include/exclude globs.
+    /// Not looked at by configuration: excluded by the include/exclude globs, or in a Hive 3
+    /// catalog not in `metastore.catalogs`.
     pub filtered: u64,
+}
+
+/// A table the scan did not list, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedTable {
+    /// Database label (see [`TableStats::database`]).
+    pub database: String,
+    /// Table name.
+    pub table: String,
+    /// The reason, as in `hive_scan_skipped_tables{reason}`.
+    pub reason: &'static str,
 }
 
 /// How the partition directories of one scan ended up.
@@ -104,6 +116,11 @@ pub struct ScanSummary {
     pub tables: TableResults,
     /// Skipped tables by reason.
     pub skipped_by_reason: BTreeMap<&'static str, u64>,
+    /// The skipped tables themselves, for the report.
+    pub skipped_tables: Vec<SkippedTable>,
+    /// Filtered tables by reason: `glob` (include/exclude) or `catalog` (a catalog not
+    /// configured).
+    pub filtered_by_reason: BTreeMap<&'static str, u64>,
     /// Partition directories by result.
     pub partitions: PartitionResults,
     /// Directory listings made.

@@ -229,6 +229,9 @@ pub struct MetastoreSnapshot {
     pub schema: SchemaInfo,
     /// Tables of the selected catalogs, ordered by (catalog, database, name).
     pub tables: Vec<TableMeta>,
+    /// Tables of the catalogs not selected (Hive 3: Spark's `spark` catalog...), counted by
+    /// catalog and not read further.
+    pub other_catalog_tables: BTreeMap<String, u64>,
 }
 
 /// The backend behind a [`Metastore`].
@@ -400,7 +403,7 @@ impl Metastore {
     /// (catalog, database, name), partitions by `PART_ID`, partition keys by `INTEGER_IDX`.
     pub async fn read_snapshot(&self) -> Result<MetastoreSnapshot, MetastoreError> {
         let schema = self.probe().await?;
-        let tables = self
+        let (tables, other_catalog_tables) = self
             .read(
                 &schema,
                 Selection {
@@ -410,7 +413,11 @@ impl Metastore {
                 &self.catalogs,
             )
             .await?;
-        Ok(MetastoreSnapshot { schema, tables })
+        Ok(MetastoreSnapshot {
+            schema,
+            tables,
+            other_catalog_tables,
+        })
     }
 
     /// Reads one table with its partitions; `None` if it does not exist. On schemas without
@@ -430,7 +437,7 @@ impl Metastore {
             return Ok(None);
         }
         let catalogs = [catalog.to_owned()];
-        let mut tables = self
+        let (mut tables, _) = self
             .read(
                 &schema,
                 Selection {
@@ -466,11 +473,14 @@ impl Metastore {
         schema: &SchemaInfo,
         selection: Selection<'_>,
         catalogs: &[String],
-    ) -> Result<Vec<TableMeta>, MetastoreError> {
+    ) -> Result<(Vec<TableMeta>, BTreeMap<String, u64>), MetastoreError> {
         let d = self.dialect;
         let mut params = Vec::new();
         let mut filter = TableFilter::default();
-        if schema.has_catalogs {
+        // A full read selects the catalogs here, not in SQL, to count the tables of the
+        // others (a few rows more, no statement more); a single-table read filters in SQL.
+        let one_table = selection.table.is_some();
+        if schema.has_catalogs && one_table {
             let before = params.len();
             for c in catalogs {
                 params.extend(assemble::text_params(d, c));
@@ -495,9 +505,18 @@ impl Metastore {
             )
             .await?;
         let mut tables = assemble::tables_from_rows(&rows)?;
-        let one_table = selection.table.is_some();
+        let mut other_catalogs: BTreeMap<String, u64> = BTreeMap::new();
+        if schema.has_catalogs && !one_table {
+            tables.retain(|t| {
+                let keep = catalogs.contains(&t.catalog);
+                if !keep {
+                    *other_catalogs.entry(t.catalog.clone()).or_default() += 1;
+                }
+                keep
+            });
+        }
         if one_table && tables.is_empty() {
-            return Ok(tables);
+            return Ok((tables, other_catalogs));
         }
         // A single-table read filters the detail queries by TBL_ID (the first match; a
         // second match can only be the other encoding of the same name on MySQL).
@@ -529,7 +548,7 @@ impl Metastore {
         tables.sort_by(|a, b| {
             (&a.catalog, &a.database, &a.name).cmp(&(&b.catalog, &b.database, &b.name))
         });
-        Ok(tables)
+        Ok((tables, other_catalogs))
     }
 
     /// Keyset-pages `PARTITIONS` by `PART_ID`; for each non-empty page reads the key values

@@ -19,13 +19,16 @@ use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ClusterConfig;
-use crate::snapshot::{ClusterSnapshot, ScanSummary, TableResults, TableStats, every_table_failed};
+use crate::snapshot::{
+    ClusterSnapshot, ScanSummary, SkippedTable, TableResults, TableStats, every_table_failed,
+};
 use hive_smallfiles_core::fs::webhdfs::WebHdfsConfigError;
 use hive_smallfiles_core::fs::{
     EntryKind, FileSystem, FsError, LocationScheme, ResolvedLocation, parent_path, resolve_location,
 };
 use hive_smallfiles_core::metastore::{
     FileFormat, Metastore, MetastoreError, MetastoreSnapshot, NotScannedReason, TableMeta,
+    TableType,
 };
 
 use hive_smallfiles_core::walk::counts::{FileCounts, excess_files};
@@ -64,6 +67,13 @@ impl ScanError {
         }
     }
 }
+
+/// `reason` of tables excluded by the include/exclude globs.
+pub const FILTERED_GLOB: &str = "glob";
+/// `reason` of tables in a Hive 3 catalog not in `metastore.catalogs`.
+pub const FILTERED_CATALOG: &str = "catalog";
+/// `reason` of materialized views when `materialized_views = false`.
+pub const FILTERED_MATERIALIZED_VIEW: &str = "materialized_view";
 
 /// Live progress of a running scan, for progress lines.
 #[derive(Debug, Default)]
@@ -386,15 +396,38 @@ impl ClusterScanner {
         };
         let mut results = TableResults::default();
         let mut skipped_by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut filtered_by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let other_catalogs: u64 = metastore_snapshot.other_catalog_tables.values().sum();
+        if other_catalogs > 0 {
+            results.filtered += other_catalogs;
+            filtered_by_reason.insert(FILTERED_CATALOG, other_catalogs);
+        }
         let mut planned: Vec<(usize, Vec<PartitionTarget>)> = Vec::new();
         let tables = &metastore_snapshot.tables;
         for (i, table) in tables.iter().enumerate() {
+            if !self.config.materialized_views
+                && table.class().table_type == TableType::MaterializedView
+            {
+                results.filtered += 1;
+                *filtered_by_reason
+                    .entry(FILTERED_MATERIALIZED_VIEW)
+                    .or_default() += 1;
+                continue;
+            }
             let filter = &self.config.filter;
             match plan_table(table, |d, t| filter.matches(d, t), &self.scheme) {
-                TablePlan::Filtered => results.filtered += 1,
+                TablePlan::Filtered => {
+                    results.filtered += 1;
+                    *filtered_by_reason.entry(FILTERED_GLOB).or_default() += 1;
+                }
                 TablePlan::Skipped(reason) => {
                     results.skipped += 1;
                     *skipped_by_reason.entry(reason.as_str()).or_default() += 1;
+                    summary.skipped_tables.push(SkippedTable {
+                        database: database_label(&table.catalog, &table.database),
+                        table: table.name.clone(),
+                        reason: reason.as_str(),
+                    });
                 }
                 TablePlan::List(targets) => planned.push((i, targets)),
             }
@@ -599,6 +632,7 @@ impl ClusterScanner {
         }
         summary.tables = results;
         summary.skipped_by_reason = skipped_by_reason;
+        summary.filtered_by_reason = filtered_by_reason;
         self.cache = Some(cache);
         if full_rescan {
             self.last_full_scan = Some(Instant::now());

@@ -238,6 +238,7 @@ fn snap(tables: Vec<TableMeta>) -> MetastoreSnapshot {
     MetastoreSnapshot {
         schema: SchemaInfo::default(),
         tables,
+        ..MetastoreSnapshot::default()
     }
 }
 

@@ -27,6 +27,7 @@ mod metastore_errors;
 mod native_commit;
 mod native_formats;
 mod native_spark;
+mod scan_report;
 mod storage_outage;
 mod switch_spark;
 mod unreferenced_files;

@@ -160,6 +160,7 @@ fn metastore_snapshot(tables: &[Table]) -> MetastoreSnapshot {
     MetastoreSnapshot {
         schema: SchemaInfo::default(),
         tables,
+        ..MetastoreSnapshot::default()
     }
 }
 
