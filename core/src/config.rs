@@ -120,7 +120,12 @@ pub enum RawStorage {
     /// A local directory tree holding `file:` locations.
     Local {
         /// Only locations under this directory are listed.
-        root: PathBuf,
+        #[serde(default)]
+        root: Option<PathBuf>,
+        /// Several such directories (a warehouse with external tables elsewhere, say); with
+        /// `root`, or instead of it.
+        #[serde(default)]
+        roots: Vec<PathBuf>,
     },
 }
 
@@ -208,10 +213,10 @@ pub enum StorageConfig {
         /// Accepted `hdfs://` authorities.
         authorities: Vec<String>,
     },
-    /// Local directory tree.
+    /// Local directory trees.
     Local {
-        /// Root directory.
-        root: PathBuf,
+        /// Root directories (at least one): only locations under one of them are listed.
+        roots: Vec<PathBuf>,
     },
 }
 
@@ -471,9 +476,16 @@ impl RawStorage {
                     authorities,
                 })
             }
-            Self::Local { root } => {
-                let root = resolve(base, &root);
-                Ok(StorageConfig::Local { root })
+            Self::Local { root, roots } => {
+                let roots: Vec<PathBuf> = root
+                    .iter()
+                    .chain(&roots)
+                    .map(|r| resolve(base, r))
+                    .collect();
+                if roots.is_empty() {
+                    return Err(invalid(cluster, "storage: set root or roots"));
+                }
+                Ok(StorageConfig::Local { roots })
             }
         }
     }

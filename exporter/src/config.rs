@@ -310,7 +310,9 @@ mod tests {
         assert!(!cl.filter.matches("scratch", "x"));
         assert!(!cl.unreferenced_files);
         match &cl.storage {
-            StorageConfig::Local { root } => assert_eq!(root, Path::new("/srv/warehouse")),
+            StorageConfig::Local { roots } => {
+                assert_eq!(roots, &[Path::new("/srv/warehouse").to_path_buf()]);
+            }
             StorageConfig::WebHdfs { .. } => panic!("expected local"),
         }
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::FileSystem;
 use super::local::LocalFs;
+use super::local::roots::LocalRoots;
 use super::webhdfs::{WebHdfs, WebHdfsConfigError, WebHdfsMetrics};
 #[cfg(feature = "write")]
 use super::write::FileSystemWrite;
@@ -16,6 +17,7 @@ use crate::config::StorageConfig;
 enum Client {
     WebHdfs(WebHdfs),
     Local(LocalFs),
+    LocalRoots(LocalRoots),
 }
 
 fn build(storage: &StorageConfig, metrics: &WebHdfsMetrics) -> Result<Client, WebHdfsConfigError> {
@@ -23,7 +25,10 @@ fn build(storage: &StorageConfig, metrics: &WebHdfsMetrics) -> Result<Client, We
         StorageConfig::WebHdfs { client, .. } => {
             Client::WebHdfs(WebHdfs::new(client.clone(), metrics.clone())?)
         }
-        StorageConfig::Local { root } => Client::Local(LocalFs::new(root.clone())),
+        StorageConfig::Local { roots } => match roots.as_slice() {
+            [root] => Client::Local(LocalFs::new(root.clone())),
+            roots => Client::LocalRoots(LocalRoots::new(roots)),
+        },
     })
 }
 
@@ -35,6 +40,7 @@ pub fn read_filesystem(
     Ok(match build(storage, metrics)? {
         Client::WebHdfs(fs) => Arc::new(fs),
         Client::Local(fs) => Arc::new(fs),
+        Client::LocalRoots(fs) => Arc::new(fs),
     })
 }
 
@@ -47,5 +53,6 @@ pub fn write_filesystem(
     Ok(match build(storage, metrics)? {
         Client::WebHdfs(fs) => Arc::new(fs),
         Client::Local(fs) => Arc::new(fs),
+        Client::LocalRoots(fs) => Arc::new(fs),
     })
 }

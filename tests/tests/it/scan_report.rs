@@ -168,3 +168,70 @@ async fn filtered_catalogs_skipped_tables_and_materialized_views() {
     );
     db.drop_database().await.unwrap();
 }
+
+/// A `file:` warehouse with an external table in a second directory: `roots` lists both, and
+/// both tables are counted; with only the first root the second table fails (exit 2).
+#[tokio::test]
+async fn a_file_cluster_with_two_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = Warehouse::new(dir.path().join("warehouse")).unwrap();
+    let external = Warehouse::new(dir.path().join("external")).unwrap();
+    main.file("sales.db/orders/000000_0", 100).unwrap();
+    for i in 0..3 {
+        external.file(&format!("landing/part-{i}"), 10 + i).unwrap();
+    }
+    let tables = [
+        FixtureTable::new(
+            "sales",
+            "orders",
+            Format::Text,
+            &main.uri("sales.db/orders"),
+        ),
+        FixtureTable::new("sales", "landing", Format::Text, &external.uri("landing")).external(),
+    ];
+    let db = FixtureDb::create(
+        DbKind::Postgres,
+        SchemaVersion::Hive2_1,
+        &unique_db_name("roots"),
+    )
+    .await
+    .unwrap();
+    db.insert(&tables).await.unwrap();
+    let c = db.metastore_config();
+    let config = dir.path().join("exporter.toml");
+    let write = |storage: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[[cluster]]\nname = \"c1\"\n\
+                 [cluster.metastore]\nurl = \"postgres://{}@{}:{}/{}\"\n\
+                 [cluster.storage]\ntype = \"local\"\n{storage}\n",
+                c.user, c.host, c.port, c.database
+            ),
+        )
+        .unwrap();
+    };
+    write(&format!(
+        "root = \"{}\"\nroots = [\"{}\"]",
+        main.root().display(),
+        external.root().display()
+    ));
+    let (code, out) = scan_once(&config, "json");
+    assert_eq!(code, Some(0), "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let files = |table: &str| {
+        doc["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["table"] == table)
+            .map(|r| r["files"].clone())
+    };
+    assert_eq!(files("orders"), Some(serde_json::json!(1)));
+    assert_eq!(files("landing"), Some(serde_json::json!(3)));
+
+    write(&format!("root = \"{}\"", main.root().display()));
+    let (code, out) = scan_once(&config, "json");
+    assert_eq!(code, Some(2), "outside the only root: {out}");
+    db.drop_database().await.unwrap();
+}

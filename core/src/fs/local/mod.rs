@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 
 use super::{EndpointProbe, EndpointState, EntryKind, FileStatus, FileSystem, FsError, PageSink};
 
+pub mod roots;
 #[cfg(feature = "write")]
 mod write;
 
