@@ -139,6 +139,11 @@ pub struct RawQueue {
     /// Queued jobs at most. Default 1000.
     #[serde(default = "d_capacity")]
     pub capacity: usize,
+    /// Queued jobs of one cluster at most; at the bound a new job of the cluster evicts a
+    /// weaker queued job of the same cluster or is dropped (`cluster_queue_full`). Default
+    /// 500.
+    #[serde(default = "d_cluster_capacity")]
+    pub cluster_capacity: usize,
     /// Merges started per hour, all clusters. Default 30.
     #[serde(default = "d_merges")]
     pub merges_per_hour: u32,
@@ -179,6 +184,9 @@ impl Default for RawQueue {
 
 fn d_capacity() -> usize {
     1000
+}
+fn d_cluster_capacity() -> usize {
+    500
 }
 fn d_merges() -> u32 {
     30
@@ -474,6 +482,7 @@ impl AgentConfig {
             .transpose()?;
         let q = &raw.queue;
         if q.capacity == 0
+            || q.cluster_capacity == 0
             || q.merges_per_hour == 0
             || q.cluster_merges_per_hour == 0
             || q.max_running == 0

@@ -86,6 +86,7 @@ pub fn queue_settings(config: &AgentConfig, first_job_id: u64) -> QueueSettings 
     let q = &config.queue;
     QueueSettings {
         capacity: q.capacity,
+        capacity_per_cluster: q.cluster_capacity,
         max_concurrent: q.max_running,
         max_concurrent_per_cluster: q.cluster_max_running,
         merges_per_hour: NonZeroU32::new(q.merges_per_hour),

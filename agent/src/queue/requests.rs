@@ -69,8 +69,8 @@ impl Queue {
                 }
                 None => {
                     let priority = req.priority();
-                    if !self.make_room(&mut inner, priority, now) {
-                        *report.dropped.entry(reason::QUEUE_FULL).or_default() += 1;
+                    if let Err(why) = self.make_room(&mut inner, &req.key.cluster, priority, now) {
+                        *report.dropped.entry(why).or_default() += 1;
                         continue;
                     }
                     let mut entry = Self::new_entry(&mut inner, req.key, false, now);
@@ -151,9 +151,13 @@ impl Queue {
                 e.record.clone()
             }
             None => {
-                if !self.make_room(&mut inner, req.priority, now) {
-                    inc_reason(&self.metrics, reason::QUEUE_FULL, 1);
-                    return Err(SubmitError::QueueFull);
+                if let Err(why) = self.make_room(&mut inner, &req.key.cluster, req.priority, now) {
+                    inc_reason(&self.metrics, why, 1);
+                    return Err(if why == CLUSTER_QUEUE_FULL {
+                        SubmitError::ClusterQueueFull
+                    } else {
+                        SubmitError::QueueFull
+                    });
                 }
                 let mut entry = Self::new_entry(&mut inner, req.key, req.dry_run, now);
                 entry.manual = Some((req.partitions, req.priority));

@@ -1,5 +1,5 @@
-//! Starting and finishing jobs: concurrency caps and rate limits checked when a job is
-//! about to start, retries with backoff, cool-downs and final outcomes.
+//! Starting and finishing jobs: concurrency caps and (probed, not taken) merge-rate limits
+//! checked when a job is about to start, retries with backoff, cool-downs and final outcomes.
 
 use std::time::Duration;
 
@@ -55,41 +55,24 @@ impl Queue {
                 }
                 continue;
             }
-            if let Some(until) = inner.global_blocked_until
-                && until > mono
-            {
-                soon(until - mono);
-                break;
-            }
-            if let Some(&until) = inner.cluster_blocked_until.get(&cluster)
-                && until > mono
-            {
-                soon(until - mono);
-                continue;
-            }
-            if let Some(l) = &self.cluster_rate
-                && let Err(nu) = l.check_key(&cluster)
-            {
-                let wait = nu.wait_time_from(mono);
-                inner.cluster_blocked_until.insert(cluster, mono + wait);
-                if entry.waited & WAIT_CLUSTER_RATE == 0 {
-                    entry.waited |= WAIT_CLUSTER_RATE;
-                    inc_limit(&self.metrics, "cluster_rate");
+            // Start a job only while the merges-per-hour limits would admit its merge; the
+            // start itself is taken by the runner when it merges (see `budget`).
+            if let Err(refusal) = self.budget.probe_start(&cluster) {
+                let global = refusal.limit == budget::limit::GLOBAL_RATE;
+                let bit = if global {
+                    WAIT_GLOBAL_RATE
+                } else {
+                    WAIT_CLUSTER_RATE
+                };
+                if entry.waited & bit == 0 {
+                    entry.waited |= bit;
+                    inc_limit(&self.metrics, refusal.limit);
                 }
-                soon(wait);
-                continue;
-            }
-            if let Some(l) = &self.global_rate
-                && let Err(nu) = l.check()
-            {
-                let wait = nu.wait_time_from(mono);
-                inner.global_blocked_until = Some(mono + wait);
-                if entry.waited & WAIT_GLOBAL_RATE == 0 {
-                    entry.waited |= WAIT_GLOBAL_RATE;
-                    inc_limit(&self.metrics, "global_rate");
+                soon(refusal.wait);
+                if global {
+                    break;
                 }
-                soon(wait);
-                break;
+                continue;
             }
             entry.record.state = JobState::Running;
             entry.record.attempts += 1;
@@ -97,7 +80,7 @@ impl Queue {
             entry.record.not_before = None;
             entry.waited = 0;
             let record = entry.record.clone();
-            inner.queued = inner.queued.saturating_sub(1);
+            inner.uncount_queued(&cluster);
             inner.running += 1;
             *inner.running_per_cluster.entry(cluster).or_default() += 1;
             let cancel = parent.child_token();
@@ -108,7 +91,6 @@ impl Queue {
                 started: mono,
             });
         }
-        inner.cluster_blocked_until.retain(|_, until| *until > mono);
         self.update_gauges(&inner);
         (started, wake)
     }
@@ -160,7 +142,7 @@ impl Queue {
         if let Some(wait) = requeue_after {
             entry.record.state = JobState::Queued;
             entry.record.not_before = Some(now + wait);
-            inner.queued += 1;
+            inner.count_queued(&cluster);
             inner.active.insert(id, entry);
         } else {
             inner.by_table.remove(&entry.record.item.key);

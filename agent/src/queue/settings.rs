@@ -42,6 +42,8 @@ impl RetrySettings {
 pub struct QueueSettings {
     /// Queued jobs at most (running ones not counted). Default 1,000.
     pub capacity: usize,
+    /// Queued jobs of one cluster at most. Default 1,000 (no bound below `capacity`).
+    pub capacity_per_cluster: usize,
     /// Finished or cancelled jobs kept for the API. Default 1,000.
     pub history: usize,
     /// Jobs running at once. Default 4.
@@ -73,6 +75,7 @@ impl Default for QueueSettings {
     fn default() -> Self {
         Self {
             capacity: 1000,
+            capacity_per_cluster: 1000,
             history: 1000,
             max_concurrent: 4,
             max_concurrent_per_cluster: 1,

@@ -19,7 +19,7 @@ use hive_smallfiles_agent::api::{ApiSettings, ApiState, WEBHOOK_PATH, router};
 use hive_smallfiles_agent::metrics::AgentMetrics;
 use hive_smallfiles_agent::queue::{Clock, ManualClock, Queue, QueueSettings, run_workers};
 use hive_smallfiles_agent::work::{
-    ByteBudget, JobOutcome, JobRecord, JobRunner, JobState, TableKey,
+    JobOutcome, JobRecord, JobRunner, JobState, MergeBudget, TableKey,
 };
 
 const CLUSTERS: usize = 10;
@@ -46,7 +46,7 @@ struct Recorder {
 
 #[async_trait::async_trait]
 impl JobRunner for Recorder {
-    async fn run(&self, job: &JobRecord, _: &dyn ByteBudget, _: &CancellationToken) -> JobOutcome {
+    async fn run(&self, job: &JobRecord, _: &dyn MergeBudget, _: &CancellationToken) -> JobOutcome {
         let key = job.item.key.clone();
         self.starts
             .lock()
