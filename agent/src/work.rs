@@ -165,6 +165,14 @@ pub struct JobRecord {
     pub not_before: Option<SystemTime>,
     /// The last attempt's outcome.
     pub outcome: Option<JobOutcome>,
+    /// Why the last attempt stopped before its end, at a step boundary (between partitions,
+    /// never inside a partition's merge): `cancelled` (an operator), `shutdown` (the agent
+    /// stopped; the job is queued again and continues after the restart),
+    /// `shutdown_timeout` (the agent stopped before the job reached a step boundary within
+    /// the drain timeout) or `interrupted` (the agent died while the job ran); the last two
+    /// are queued again after start-up recovery has run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// Why the merge budget refused a start: the limit (a `rate_limited_total` label) and how

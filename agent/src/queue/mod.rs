@@ -45,13 +45,20 @@
 //!   `jobs_total`.
 //! * **Cool-down:** after a `merged` outcome the table's alerts are dropped for `cooldown`.
 //!   Manual requests ignore the cool-down.
-//! * **History:** the last `history` finished or cancelled jobs are kept for the API.
+//! * **History:** finished or cancelled jobs are kept for the API, at most `history` of them
+//!   and none older than `history_max_age`.
+//! * **Persistence:** with a persistent [`JobStore`] every change of a queued or running job
+//!   (and every cool-down) is written before the call that made it returns, so a restart —
+//!   even after `kill -9` — resumes the same queue (see [`Queue::with_store`]).
+//! * **Shutdown:** [`Queue::begin_shutdown`] stops starting jobs and asks running ones to
+//!   stop at their next step boundary; a job that stops so is queued again with `stopped:
+//!   "shutdown"` (its attempt not counted), so it continues after the restart.
 //!
 //! Time comes from an injected [`Clock`]: wall time for records and cool-downs, a monotonic
 //! reading for the rate limiters, so tests drive limits with a [`ManualClock`] instead of
 //! waiting.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -77,7 +84,7 @@ use crate::intake::{self, IntakeSettings, IntakeView, Origin, reason};
 use crate::metrics::{
     AgentMetrics, ClusterLabels, JobLabels, LimitLabels, ReasonLabels, StatusLabels,
 };
-use crate::store::{JobStore, MemoryStore};
+use crate::store::{ActiveJob, HistoryLimits, JobStore, MemoryStore, StoredOrigin};
 use crate::work::{JobId, JobOutcome, JobRecord, JobRunner, JobState, Source, TableKey, WorkItem};
 
 /// A manual merge request (`POST /api/v1/merges`, the CLI).
@@ -195,6 +202,51 @@ impl Entry {
         };
     }
 
+    /// The entry as the store keeps it.
+    fn stored(&self) -> ActiveJob {
+        ActiveJob {
+            record: self.record.clone(),
+            origins: self
+                .origins
+                .iter()
+                .map(|(fp, o)| {
+                    (
+                        fp.clone(),
+                        StoredOrigin {
+                            partition: o.partition.clone(),
+                            priority: o.priority,
+                        },
+                    )
+                })
+                .collect(),
+            manual: self.manual.clone(),
+            overflow: self.overflow,
+        }
+    }
+
+    /// An entry restored from the store.
+    fn restored(job: ActiveJob) -> Self {
+        Self {
+            record: job.record,
+            origins: job
+                .origins
+                .into_iter()
+                .map(|(fp, o)| {
+                    (
+                        fp,
+                        Origin {
+                            partition: o.partition,
+                            priority: o.priority,
+                        },
+                    )
+                })
+                .collect(),
+            manual: job.manual,
+            overflow: job.overflow,
+            waited: 0,
+        }
+    }
+
     fn backed(&self) -> bool {
         self.overflow || self.manual.is_some() || !self.origins.is_empty()
     }
@@ -227,6 +279,10 @@ struct Inner {
     running_tokens: HashMap<JobId, CancellationToken>,
     /// Queued jobs per cluster (bounded by `capacity_per_cluster`).
     queued_per_cluster: HashMap<String, usize>,
+    /// Running jobs an operator asked to stop.
+    cancel_requested: HashSet<JobId>,
+    /// The agent is stopping: no job starts, running ones stop at a step boundary.
+    shutting_down: bool,
 }
 
 impl Inner {
@@ -247,6 +303,18 @@ impl Inner {
             }
         }
     }
+}
+
+/// `stopped` reasons of a job record (see [`JobRecord::stopped`]).
+pub mod stop {
+    /// An operator cancelled the running job.
+    pub const CANCELLED: &str = "cancelled";
+    /// The agent stopped; the job stopped at a step boundary and is queued again.
+    pub const SHUTDOWN: &str = "shutdown";
+    /// The agent stopped before the job reached a step boundary within the drain timeout.
+    pub const SHUTDOWN_TIMEOUT: &str = "shutdown_timeout";
+    /// The agent died while the job ran (found at start-up).
+    pub const INTERRUPTED: &str = "interrupted";
 }
 
 /// `intake_dropped{reason}` and outcome reason of a job refused or evicted because its
@@ -318,7 +386,10 @@ impl Queue {
                 Arc::clone(&clock),
                 Arc::clone(&metrics),
             )),
-            store: Arc::new(MemoryStore::new(settings.history)),
+            store: Arc::new(MemoryStore::with_limits(HistoryLimits {
+                max_jobs: settings.history,
+                max_age: settings.history_max_age,
+            })),
             settings,
             clock,
             metrics,
@@ -330,11 +401,70 @@ impl Queue {
         }
     }
 
-    /// Keeps finished jobs in `store` (shared with the runner) instead of its own memory.
+    /// Keeps its state in `store` (shared with the runner) instead of its own memory, and
+    /// restores what the store holds: queued jobs (with their retry times), cool-downs and
+    /// job ids. Jobs that were running when the agent stopped without draining (`kill -9`,
+    /// a crash, a drain timeout) are queued again with `stopped: "interrupted"` — they start
+    /// only after start-up recovery has run, because the workers start after it — unless
+    /// they have used all their attempts, then they end `failed` (`interrupted`).
     #[must_use]
     pub fn with_store(mut self, store: Arc<dyn JobStore>) -> Self {
         self.store = store;
+        self.restore();
         self
+    }
+
+    fn restore(&self) {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        inner.next_id = inner.next_id.max(self.store.max_job_id() + 1);
+        for (key, until) in self.store.cooldowns(now) {
+            inner.cooldowns.insert(key, until);
+        }
+        let (mut queued, mut interrupted) = (0usize, Vec::new());
+        for job in self.store.active() {
+            let mut entry = Entry::restored(job);
+            if inner.by_table.contains_key(&entry.record.item.key) {
+                continue;
+            }
+            if entry.record.state == JobState::Running {
+                entry.record.stopped = Some(stop::INTERRUPTED.to_owned());
+                if entry.record.attempts >= self.settings.retry.max_attempts {
+                    entry.record.state = JobState::Finished;
+                    entry.record.finished_at = Some(now);
+                    entry.record.outcome = Some(JobOutcome::Failed {
+                        kind: stop::INTERRUPTED.into(),
+                        error: "the agent stopped while the job ran, on its last attempt".into(),
+                        retryable: false,
+                    });
+                    self.store.save_finished(&entry.record);
+                    continue;
+                }
+                entry.record.state = JobState::Queued;
+                interrupted.push(entry.record.id);
+            }
+            queued += 1;
+            Self::insert(&mut inner, entry);
+        }
+        if queued > 0 {
+            tracing::info!(
+                queued,
+                interrupted = interrupted.len(),
+                "Restored the queue from the state store."
+            );
+        }
+        self.persist(&inner, interrupted);
+        self.update_gauges(&inner);
+    }
+
+    /// Writes these active jobs to the store.
+    fn persist(&self, inner: &Inner, ids: impl IntoIterator<Item = JobId>) {
+        let jobs: Vec<ActiveJob> = ids
+            .into_iter()
+            .filter_map(|id| inner.active.get(&id))
+            .map(Entry::stored)
+            .collect();
+        self.store.save_active(&jobs);
     }
 
     /// The settings.
@@ -399,6 +529,7 @@ impl Queue {
                 finished_at: None,
                 not_before: None,
                 outcome: None,
+                stopped: None,
             },
             origins: BTreeMap::new(),
             manual: None,

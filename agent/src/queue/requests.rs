@@ -30,10 +30,12 @@ impl Queue {
                 })
                 .inc_by(*n);
         }
+        let mut touched = Vec::new();
         for (key, fingerprints) in &decision.resolved {
             let Some(&id) = inner.by_table.get(key) else {
                 continue;
             };
+            touched.push(id);
             let Some(entry) = inner.active.get_mut(&id) else {
                 continue;
             };
@@ -82,6 +84,8 @@ impl Queue {
         for (r, n) in &report.dropped {
             inc_reason(&self.metrics, r, *n);
         }
+        touched.extend(report.queued.iter().chain(&report.folded));
+        self.persist(&inner, touched);
         self.update_gauges(&inner);
         drop(inner);
         if !report.queued.is_empty() || !report.folded.is_empty() {
@@ -167,6 +171,7 @@ impl Queue {
                 record
             }
         };
+        self.persist(&inner, [record.id]);
         self.update_gauges(&inner);
         drop(inner);
         self.notify.notify_one();
@@ -189,6 +194,7 @@ impl Queue {
                     );
                     t.cancel();
                 }
+                inner.cancel_requested.insert(id);
                 return inner
                     .active
                     .get(&id)

@@ -46,6 +46,8 @@ pub struct QueueSettings {
     pub capacity_per_cluster: usize,
     /// Finished or cancelled jobs kept for the API. Default 1,000.
     pub history: usize,
+    /// Finished jobs older than this are pruned from the history. Default 30 days.
+    pub history_max_age: Duration,
     /// Jobs running at once. Default 4.
     pub max_concurrent: usize,
     /// Jobs running at once per cluster. Default 1.
@@ -77,6 +79,7 @@ impl Default for QueueSettings {
             capacity: 1000,
             capacity_per_cluster: 1000,
             history: 1000,
+            history_max_age: Duration::from_secs(30 * 24 * 3600),
             max_concurrent: 4,
             max_concurrent_per_cluster: 1,
             merges_per_hour: NonZeroU32::new(60),

@@ -5,6 +5,7 @@ use serde_json::json;
 use std::num::{NonZeroU32, NonZeroU64};
 
 use super::*;
+use crate::store::{JobStore, MemoryStore};
 use crate::work::MergeBudget;
 
 fn key(c: &str, t: &str) -> TableKey {
@@ -804,4 +805,166 @@ async fn workers_run_jobs_and_survive_panics() {
         .unwrap()
         .unwrap();
     assert_eq!(runner.runs.load(Ordering::SeqCst), 3);
+}
+
+/// A runner that merges `steps` partitions, one per `step` of wall time, and stops between
+/// partitions when its token fires (the executor's discipline); it reports each step it
+/// began and finished.
+#[derive(Debug)]
+struct SteppingRunner {
+    steps: u32,
+    step: Duration,
+    began: AtomicUsize,
+    finished: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl JobRunner for SteppingRunner {
+    async fn run(
+        &self,
+        _: &JobRecord,
+        _: &dyn MergeBudget,
+        cancel: &CancellationToken,
+    ) -> JobOutcome {
+        let mut done = 0;
+        for _ in 0..self.steps {
+            if cancel.is_cancelled() {
+                break;
+            }
+            self.began.fetch_add(1, Ordering::SeqCst);
+            // A step is never interrupted: no cancellation inside it.
+            tokio::time::sleep(self.step).await;
+            self.finished.fetch_add(1, Ordering::SeqCst);
+            done += 1;
+        }
+        JobOutcome::Merged {
+            strategy: "native".into(),
+            partitions: done,
+            files_before: u64::from(done) * 10,
+            files_after: u64::from(done),
+            bytes_rewritten: 0,
+        }
+    }
+    async fn preview(&self, _: &TableKey) -> Result<serde_json::Value, String> {
+        Ok(json!({}))
+    }
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_a_step_boundary_and_requeues_the_job() {
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new(100));
+    let (q, _) = queue(unlimited());
+    let q = Arc::new(Arc::into_inner(q).unwrap().with_store(Arc::clone(&store)));
+    let runner = Arc::new(SteppingRunner {
+        steps: 10,
+        step: Duration::from_millis(300),
+        began: AtomicUsize::new(0),
+        finished: AtomicUsize::new(0),
+    });
+    let shutdown = CancellationToken::new();
+    let workers = tokio::spawn(run_workers(
+        Arc::clone(&q),
+        runner.clone(),
+        shutdown.clone(),
+    ));
+    q.offer_alerts(&payload(&[firing("c", "t", "1", 1)]));
+    let id = q.job_for(&key("c", "t")).unwrap().id;
+    while runner.began.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), workers)
+        .await
+        .unwrap()
+        .unwrap();
+    // The step under way when shutdown came was finished, and no further one began.
+    let began = runner.began.load(Ordering::SeqCst);
+    assert_eq!(runner.finished.load(Ordering::SeqCst), began);
+    assert!(began < 10, "{began}");
+    let job = q.get(id).unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.stopped.as_deref(), Some("shutdown"));
+    assert_eq!(
+        job.attempts, 0,
+        "a shutdown stop does not count as an attempt"
+    );
+    assert!(
+        matches!(job.outcome, Some(JobOutcome::Merged { partitions, .. }) if partitions as usize == began)
+    );
+    // No job starts once shutdown began.
+    assert!(q.start_ready(&CancellationToken::new()).0.is_empty());
+    // The store has it queued for the restart.
+    let stored = store.active();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].record.stopped.as_deref(), Some("shutdown"));
+}
+
+#[test]
+fn a_restart_restores_queue_cooldowns_and_history() {
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new(100));
+    let (q, clock) = queue(unlimited_with_attempts(2));
+    let q = Arc::into_inner(q).unwrap().with_store(Arc::clone(&store));
+    q.offer_alerts(&payload(&[
+        firing("c", "merged", "1", 9),
+        firing("c", "running", "2", 8),
+        firing("c", "last", "3", 7),
+    ]));
+    let (s, _) = q.start_ready(&CancellationToken::new());
+    assert_eq!(tables(&s), ["merged", "running", "last"]);
+    q.finish(&s[0], merged(), None);
+    // "last" fails once, retryable; below it runs its second and last attempt.
+    q.finish(&s[2], failed(true), None);
+    q.offer_alerts(&payload(&[("c", "queued", "4", Some("dt=1"), "firing", 1)]));
+    clock.advance(Duration::from_secs(3600));
+    let (s2, _) = q.start_ready(&CancellationToken::new());
+    assert_eq!(tables(&s2), ["last", "queued"]);
+    let queued_id = s2[1].record.id;
+    q.finish(&s2[1], failed(true), None);
+    let before = q.get(queued_id).unwrap();
+    // The agent dies here ("running" and "last" running) and starts again on the store.
+    drop(q);
+    let q2 = Queue::with_clock(
+        unlimited_with_attempts(2),
+        Arc::new(AgentMetrics::new()),
+        Arc::new(clock),
+    )
+    .with_store(Arc::clone(&store));
+    let queued = q2.job_for(&key("c", "queued")).unwrap();
+    assert_eq!(
+        queued, before,
+        "queued jobs come back as they were, retry time included"
+    );
+    let running = q2.job_for(&key("c", "running")).unwrap();
+    assert_eq!(running.state, JobState::Queued);
+    assert_eq!(running.stopped.as_deref(), Some("interrupted"));
+    let last = q2.get(s[2].record.id).unwrap();
+    assert_eq!(last.state, JobState::Finished, "no attempt left");
+    assert!(
+        matches!(last.outcome, Some(JobOutcome::Failed { ref kind, .. }) if kind == "interrupted")
+    );
+    assert_eq!(q2.get(s[0].record.id).unwrap().state, JobState::Finished);
+    assert!(q2.cooldown_until(&key("c", "merged")).is_some());
+    // Resolved alerts still withdraw a restored job (its fingerprints came back too).
+    let r = q2.offer_alerts(&payload(&[(
+        "c",
+        "queued",
+        "4",
+        Some("dt=1"),
+        "resolved",
+        1,
+    )]));
+    assert_eq!(r.removed, [queued_id]);
+    // New ids continue after the restored ones.
+    let r = q2.offer_alerts(&payload(&[firing("c", "new", "5", 1)]));
+    assert_eq!(r.queued, [5]);
+}
+
+fn unlimited_with_attempts(max_attempts: u32) -> QueueSettings {
+    QueueSettings {
+        retry: RetrySettings {
+            max_attempts,
+            ..RetrySettings::default()
+        },
+        ..unlimited()
+    }
 }

@@ -1,6 +1,6 @@
 //! Alert storm: 10,000 alerts over 1,000 tables posted to the router in Alertmanager-sized
 //! batches while the workers run, with simulated hours on a manual clock. Checks that no
-//! more merges start than the limits allow, that no table runs twice, and that the webhook
+//! more merges start (take from the merge budget) than the limits allow, that no table runs twice, and that the webhook
 //! never answers 5xx for valid bodies.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -46,8 +46,21 @@ struct Recorder {
 
 #[async_trait::async_trait]
 impl JobRunner for Recorder {
-    async fn run(&self, job: &JobRecord, _: &dyn MergeBudget, _: &CancellationToken) -> JobOutcome {
+    async fn run(
+        &self,
+        job: &JobRecord,
+        budget: &dyn MergeBudget,
+        _: &CancellationToken,
+    ) -> JobOutcome {
         let key = job.item.key.clone();
+        // A merge starts only with the budget's consent (as the executor asks it).
+        if let Err(r) = budget.try_start(&key.cluster, 1 << 20) {
+            return JobOutcome::Failed {
+                kind: "rate_limited".into(),
+                error: r.limit.into(),
+                retryable: true,
+            };
+        }
         self.starts
             .lock()
             .unwrap()

@@ -14,6 +14,7 @@ const AGENT_BIN: &str = env!("CARGO_BIN_EXE_hsf-agent");
 mod agent_e2e;
 mod agent_recovery;
 mod agent_spark;
+mod agent_state;
 mod alerts;
 mod cli;
 mod deploy_files;
