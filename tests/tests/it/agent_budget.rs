@@ -6,11 +6,9 @@ use std::sync::Mutex;
 
 use hive_smallfiles_agent::config::AgentConfig;
 use hive_smallfiles_agent::service::build_runner;
-use hive_smallfiles_agent::work::{
-    BudgetRefusal, JobOutcome, JobRecord, JobRunner, JobState, MergeBudget, Source, TableKey,
-    WorkItem,
-};
+use hive_smallfiles_agent::work::{BudgetRefusal, JobOutcome, JobRunner, MergeBudget};
 use hive_smallfiles_tests::metastore_fixture::{DbKind, FixtureDb, SchemaVersion, unique_db_name};
+use hive_smallfiles_tests::spark::manual_job;
 use tokio_util::sync::CancellationToken;
 
 /// Records every start the runner asks for.
@@ -32,7 +30,7 @@ async fn a_stale_alert_ends_table_not_found_without_asking_the_budget() {
         .expect("MariaDB at 127.0.0.1:3306 (tests/run.sh starts it)");
     let dir = tempfile::tempdir().expect("tempdir");
     let text = format!(
-        "audit_log = \"audit.jsonl\"\n[[cluster]]\nname = \"c\"\nengine = \"hive\"\n\
+        "audit_log = \"audit.jsonl\"\n[[cluster]]\nname = \"spark\"\nengine = \"hive\"\n\
          [cluster.metastore]\nurl = \"mysql://root@127.0.0.1:3306/{db_name}\"\n\
          [cluster.storage]\ntype = \"local\"\nroot = \"{}\"\n",
         dir.path().display()
@@ -40,30 +38,8 @@ async fn a_stale_alert_ends_table_not_found_without_asking_the_budget() {
     let config = AgentConfig::from_toml(&text, dir.path(), &std::collections::BTreeMap::new())
         .expect("config");
     let runner = build_runner(&config).expect("runner");
-    let now = std::time::SystemTime::now();
-    let job = JobRecord {
-        id: 1,
-        item: WorkItem {
-            key: TableKey {
-                cluster: "c".into(),
-                database: "sales".into(),
-                table: "dropped_last_week".into(),
-            },
-            partitions: Default::default(),
-            priority: 100,
-            fingerprints: ["fp".to_owned()].into(),
-            source: Source::Alert,
-            dry_run: false,
-        },
-        state: JobState::Running,
-        attempts: 1,
-        created_at: now,
-        started_at: Some(now),
-        finished_at: None,
-        not_before: None,
-        outcome: None,
-        stopped: None,
-    };
+    // A job for a table dropped since the alert fired.
+    let job = manual_job(1, "sales", "dropped_last_week");
     let ledger = Ledger::default();
     let outcome = runner.run(&job, &ledger, &CancellationToken::new()).await;
     assert!(

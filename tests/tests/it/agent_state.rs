@@ -7,13 +7,13 @@
 //! ones, and the state file opens (a corrupt one would stop the agent at start-up).
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hive_smallfiles_tests::agent_process::{AgentProcess, kill9};
+use hive_smallfiles_tests::process::free_port;
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -24,13 +24,6 @@ const TOKEN: &str = "state-token-0123456789abcdef";
 struct Acknowledged {
     queued: BTreeSet<u64>,
     cancelled: BTreeSet<u64>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn client() -> reqwest::Client {
