@@ -790,6 +790,15 @@ fn stored_job(h: &Harness, id: u64) -> hive_smallfiles_agent::work::JobRecord {
         .record
 }
 
+/// Starts `serve` (no fail point): the child and its API base URL.
+fn start_serving(h: &Harness) -> (std::process::Child, String) {
+    let port = hive_smallfiles_tests::process::free_port();
+    let mut cmd = h.agent.command(&serve_args(port));
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    (cmd.spawn().unwrap(), format!("http://127.0.0.1:{port}"))
+}
+
 /// Starts the agent again and waits until job `id` has finished merged; both partitions then
 /// have their planned single file and the rows are unchanged.
 async fn restart_finishes(
@@ -799,12 +808,7 @@ async fn restart_finishes(
     rows_before: &BTreeMap<String, usize>,
 ) {
     use std::time::{Duration, Instant};
-    let port = hive_smallfiles_tests::process::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut cmd = h.agent.command(&serve_args(port));
-    cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit());
-    let child = cmd.spawn().unwrap();
+    let (child, base) = start_serving(h);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(r) = http_client()
@@ -829,10 +833,13 @@ async fn restart_finishes(
 /// The serving agent gets SIGTERM while a job is inside its first partition's merge (held at
 /// a fail point): it finishes that partition, starts no other, exits within the drain
 /// timeout, and the state store has the job queued again as stopped for shutdown; the next
-/// start merges the other partition under the same job id.
+/// start merges the other partition under the same job id, and after one more restart the
+/// job is rolled back by its id (both partitions' originals back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_a_job_at_the_next_partition_and_the_restart_continues_it() {
     let (h, cases) = Harness::new(false, &[("drain", Kind::Text)]).await;
+    // Backups kept, for the rollback by job id at the end.
+    h.write_config("1h");
     let case = &cases[0];
     let rows_before = case.rows(&h.store);
     let resume = h.dir.path().join("resume-drain");
@@ -864,6 +871,30 @@ async fn sigterm_stops_a_job_at_the_next_partition_and_the_restart_continues_it(
         job.outcome
     );
     restart_finishes(&h, case, id, &rows_before).await;
+    // Rollback by job id after yet another restart: the merges of both runs of the job
+    // were recorded in the state store.
+    let (child, base) = start_serving(&h);
+    let url = format!("{base}/api/v1/merges/{id}/rollback");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let r = loop {
+        if let Ok(r) = http_client().post(&url).send().await {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent did not come up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let rollbacks = body["rollbacks"].as_array().unwrap();
+    assert_eq!(rollbacks.len(), 2, "{body}");
+    assert!(rollbacks.iter().all(|r| r["error"].is_null()), "{body}");
+    kill9(child);
+    let files: Vec<usize> = (0..2).map(|p| case.files(&h.store, p).len()).collect();
+    assert_eq!(files, [FILES_PER_PART, FILES_PER_PART]);
+    assert_eq!(case.rows(&h.store), rows_before);
     h.finish().await;
 }
 
