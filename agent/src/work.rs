@@ -102,6 +102,10 @@ pub enum JobOutcome {
         files_after: u64,
         /// Bytes rewritten.
         bytes_rewritten: u64,
+        /// The job stopped at a step boundary (its cancellation token fired) before its
+        /// last planned partition: `partitions` is what it merged so far.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        stopped_early: bool,
     },
     /// Dry run: the plan that would have run.
     DryRun {

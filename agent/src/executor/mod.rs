@@ -316,6 +316,8 @@ impl MergeRunner {
                 .take(merged)
                 .map(|p| p.bytes)
                 .sum(),
+            // The loop ends early without an error only when the job was told to stop.
+            stopped_early: merged < merge_plan.partitions.len(),
         })
     }
 }

@@ -132,11 +132,16 @@ impl Queue {
             JobOutcome::Merged { .. } | JobOutcome::DryRun { .. }
         );
         let cancelled = job.cancel.is_cancelled();
-        entry.record.stopped = match (cancelled, operator_cancel, inner.shutting_down) {
-            (true, true, _) => Some(stop::CANCELLED.to_owned()),
-            (true, false, true) if !matches!(outcome, JobOutcome::Failed { .. }) => {
-                Some(stop::SHUTDOWN.to_owned())
+        let stopped_early = matches!(
+            outcome,
+            JobOutcome::Merged {
+                stopped_early: true,
+                ..
             }
+        );
+        entry.record.stopped = match (stopped_early, operator_cancel, inner.shutting_down) {
+            (true, true, _) => Some(stop::CANCELLED.to_owned()),
+            (true, false, true) => Some(stop::SHUTDOWN.to_owned()),
             _ => None,
         };
         let stopped_for_shutdown = entry.record.stopped.as_deref() == Some(stop::SHUTDOWN);

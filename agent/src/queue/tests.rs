@@ -70,6 +70,7 @@ fn merged() -> JobOutcome {
         files_before: 10,
         files_after: 1,
         bytes_rewritten: 1000,
+        stopped_early: false,
     }
 }
 
@@ -843,6 +844,7 @@ impl JobRunner for SteppingRunner {
             files_before: u64::from(done) * 10,
             files_after: u64::from(done),
             bytes_rewritten: 0,
+            stopped_early: done < self.steps,
         }
     }
     async fn preview(&self, _: &TableKey) -> Result<serde_json::Value, String> {

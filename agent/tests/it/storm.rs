@@ -91,6 +91,7 @@ impl JobRunner for Recorder {
             files_before: 100,
             files_after: 2,
             bytes_rewritten: 1 << 20,
+            stopped_early: false,
         }
     }
 
