@@ -874,24 +874,37 @@ async fn sigterm_stops_a_job_at_the_next_partition_and_the_restart_continues_it(
     // Rollback by job id after yet another restart: the merges of both runs of the job
     // were recorded in the state store.
     let (child, base) = start_serving(&h);
-    let url = format!("{base}/api/v1/merges/{id}/rollback");
+    // Once start-up recovery is done (it holds partition locks while it runs).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let r = loop {
-        if let Ok(r) = http_client().post(&url).send().await {
-            break r;
+    while !http_client()
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        if std::time::Instant::now() > deadline {
+            kill9(child);
+            panic!("the agent did not become ready");
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the agent did not come up"
-        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let r = http_client()
+        .post(format!("{base}/api/v1/merges/{id}/rollback"))
+        .send()
+        .await;
+    let r = match r {
+        Ok(r) => (r.status(), r.json::<serde_json::Value>().await),
+        Err(e) => {
+            kill9(child);
+            panic!("rollback: {e}");
+        }
     };
-    assert_eq!(r.status(), 200);
-    let body: serde_json::Value = r.json().await.unwrap();
+    kill9(child);
+    let (status, body) = (r.0, r.1.unwrap());
+    assert_eq!(status, 200, "{body}");
     let rollbacks = body["rollbacks"].as_array().unwrap();
     assert_eq!(rollbacks.len(), 2, "{body}");
     assert!(rollbacks.iter().all(|r| r["error"].is_null()), "{body}");
-    kill9(child);
     let files: Vec<usize> = (0..2).map(|p| case.files(&h.store, p).len()).collect();
     assert_eq!(files, [FILES_PER_PART, FILES_PER_PART]);
     assert_eq!(case.rows(&h.store), rows_before);
