@@ -536,6 +536,7 @@ async fn create_merge(State(state): State<ApiState>, headers: HeaderMap, body: B
             error(StatusCode::CONFLICT, e)
         }
         Err(SubmitError::QueueFull) => unavailable("the queue is full"),
+        Err(SubmitError::ClusterQueueFull) => unavailable("the queue of this cluster is full"),
     }
 }
 

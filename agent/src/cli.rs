@@ -62,9 +62,10 @@ pub struct Cli {
     /// characters escaped).
     #[arg(long = "log.format", default_value = "logfmt", global = true)]
     pub log_format: LogFormat,
-    /// Time to let running statements reach a safe point after SIGTERM/SIGINT.
-    #[arg(long = "shutdown.grace-period", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
-    pub grace_period: Duration,
+    /// Time to let running jobs reach a step boundary after SIGTERM/SIGINT (overrides
+    /// `[shutdown] drain_timeout`).
+    #[arg(long = "shutdown.grace-period", value_parser = humantime::parse_duration, global = true)]
+    pub grace_period: Option<Duration>,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -205,6 +206,7 @@ pub async fn run(cli: Cli) -> CliResult {
                 finished_at: None,
                 not_before: None,
                 outcome: None,
+                stopped: None,
             };
             let outcome = runner
                 .run(&job, &crate::work::Unlimited, &CancellationToken::new())
@@ -251,10 +253,13 @@ pub async fn run(cli: Cli) -> CliResult {
             }
         }
         Command::Serve => {
+            let store = service::open_state(&config, runner.metrics())?;
+            let runner = runner.with_store(store);
             let listener = web::bind(&cli.listen_address).await?;
             let options = ServeOptions {
                 web,
-                grace: cli.grace_period,
+                grace: cli.grace_period.unwrap_or(config.shutdown.drain_timeout),
+                http_grace: config.shutdown.http_grace,
             };
             service::run(
                 config,

@@ -35,6 +35,13 @@ pub struct RawAgentConfig {
     /// JSON-lines audit log (appended). Default `audit.jsonl` beside the config file.
     #[serde(default = "default_audit")]
     pub audit_log: PathBuf,
+    /// Directory of the agent's state store (`agent-state.redb`: queued jobs, cool-downs,
+    /// job history, committed merges). Default: the audit log's directory.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// How the agent stops.
+    #[serde(default)]
+    pub shutdown: RawShutdown,
     /// Webhook and API authentication.
     #[serde(default)]
     pub api: RawApi,
@@ -123,6 +130,33 @@ fn default_audit() -> PathBuf {
     PathBuf::from("audit.jsonl")
 }
 
+/// `[shutdown]`: what happens on SIGTERM/SIGINT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    /// How long running jobs may take to reach their next step boundary (they stop there
+    /// and are queued again); jobs still running then are recorded `shutdown_timeout` and
+    /// the agent exits. `--shutdown.grace-period` overrides it. Default 60s.
+    #[serde(default = "d_drain", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// How long open HTTP requests may take to complete. Default 10s.
+    #[serde(default = "d_http_grace", with = "humantime_serde")]
+    pub http_grace: Duration,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        toml::from_str("").unwrap_or_else(|_| unreachable!("defaults"))
+    }
+}
+
+fn d_drain() -> Duration {
+    Duration::from_secs(60)
+}
+fn d_http_grace() -> Duration {
+    Duration::from_secs(10)
+}
+
 /// `[api]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,6 +173,11 @@ pub struct RawQueue {
     /// Queued jobs at most. Default 1000.
     #[serde(default = "d_capacity")]
     pub capacity: usize,
+    /// Queued jobs of one cluster at most; at the bound a new job of the cluster evicts a
+    /// weaker queued job of the same cluster or is dropped (`cluster_queue_full`). Default
+    /// 500.
+    #[serde(default = "d_cluster_capacity")]
+    pub cluster_capacity: usize,
     /// Merges started per hour, all clusters. Default 30.
     #[serde(default = "d_merges")]
     pub merges_per_hour: u32,
@@ -151,6 +190,12 @@ pub struct RawQueue {
     /// Bytes rewritten per hour per cluster. Default 1 TiB.
     #[serde(default = "d_cluster_bytes")]
     pub cluster_bytes_per_hour: ByteSize,
+    /// Finished jobs kept for the API (and rollback by job id). Default 1000.
+    #[serde(default = "d_history")]
+    pub history: usize,
+    /// Finished jobs older than this are pruned from the history. Default 30 days.
+    #[serde(default = "d_history_age", with = "humantime_serde")]
+    pub history_max_age: Duration,
     /// Jobs running at once, all clusters. Default 4.
     #[serde(default = "d_running")]
     pub max_running: usize,
@@ -179,6 +224,15 @@ impl Default for RawQueue {
 
 fn d_capacity() -> usize {
     1000
+}
+fn d_history() -> usize {
+    1000
+}
+fn d_history_age() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+fn d_cluster_capacity() -> usize {
+    500
 }
 fn d_merges() -> u32 {
     30
@@ -379,6 +433,10 @@ fn d_hs2_connect() -> Duration {
 pub struct AgentConfig {
     /// Audit log path.
     pub audit_log: PathBuf,
+    /// State store directory.
+    pub state_dir: PathBuf,
+    /// Shutdown timings.
+    pub shutdown: RawShutdown,
     /// Bearer token for the webhook and API, if any.
     pub bearer_token: Option<Secret>,
     /// Queue settings as written.
@@ -474,6 +532,7 @@ impl AgentConfig {
             .transpose()?;
         let q = &raw.queue;
         if q.capacity == 0
+            || q.cluster_capacity == 0
             || q.merges_per_hour == 0
             || q.cluster_merges_per_hour == 0
             || q.max_running == 0
@@ -608,6 +667,7 @@ impl AgentConfig {
         if clusters.is_empty() {
             return Err(invalid("-", "no [[cluster]] configured"));
         }
+        let audit_log = resolve(base, &raw.audit_log);
         let n = raw.native;
         if n.lock_stale_after < Duration::from_secs(4) {
             return Err(invalid("-", "native.lock_stale_after must be at least 4s"));
@@ -629,7 +689,16 @@ impl AgentConfig {
         };
         Ok(Self {
             native,
-            audit_log: resolve(base, &raw.audit_log),
+            state_dir: raw.state_dir.as_ref().map_or_else(
+                || {
+                    audit_log
+                        .parent()
+                        .map_or_else(|| base.to_owned(), Path::to_owned)
+                },
+                |d| resolve(base, d),
+            ),
+            shutdown: raw.shutdown,
+            audit_log,
             bearer_token,
             queue: raw.queue,
             policy,
@@ -664,6 +733,27 @@ mod tests {
         assert_eq!(prod.hiveserver2.as_ref().unwrap().port, 10000);
         assert_eq!(c.policy.windows.len(), 1);
         assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn shutdown_timings_and_state_dir() {
+        let base = "[[cluster]]\nname = \"c\"\nengine = \"spark\"\n[cluster.metastore]\nurl = \"mysql://h@db/m\"\n[cluster.storage]\ntype = \"local\"\nroot = \"/w\"\n";
+        let env = BTreeMap::new();
+        let dir = Path::new("/etc/agent");
+        let c = AgentConfig::from_toml(base, dir, &env).unwrap();
+        assert_eq!(c.shutdown.drain_timeout, Duration::from_secs(60));
+        assert_eq!(c.shutdown.http_grace, Duration::from_secs(10));
+        assert_eq!(c.state_dir, dir, "beside the audit log by default");
+        let text = format!(
+            "audit_log = \"/var/log/a/audit.jsonl\"\n[shutdown]\ndrain_timeout = \"5m\"\nhttp_grace = \"3s\"\n{base}"
+        );
+        let c = AgentConfig::from_toml(&text, dir, &env).unwrap();
+        assert_eq!(c.shutdown.drain_timeout, Duration::from_secs(300));
+        assert_eq!(c.shutdown.http_grace, Duration::from_secs(3));
+        assert_eq!(c.state_dir, Path::new("/var/log/a"));
+        let text = format!("state_dir = \"state\"\n{base}");
+        let c = AgentConfig::from_toml(&text, dir, &env).unwrap();
+        assert_eq!(c.state_dir, Path::new("/etc/agent/state"));
     }
 
     #[test]

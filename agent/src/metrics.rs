@@ -97,6 +97,9 @@ pub struct AgentMetrics {
     pub unrecovered: Gauge,
     /// `hive_merge_recovery_last_run_timestamp_seconds`: when the last recovery pass ended.
     pub recovery_last_run: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// `hive_merge_state_store_errors_total`: writes or reads of the agent's state store that
+    /// failed (the queue carries on in memory; see the log).
+    pub state_store_errors: Counter,
 }
 
 impl Default for AgentMetrics {
@@ -126,6 +129,7 @@ impl AgentMetrics {
             intake_dropped: Family::default(),
             unrecovered: Gauge::default(),
             recovery_last_run: Gauge::default(),
+            state_store_errors: Counter::default(),
         };
         registry.register(
             "agent_build",
@@ -193,6 +197,11 @@ impl AgentMetrics {
             "recovery_actions",
             "What recovery did with merge directories, by action",
             m.recovered.clone(),
+        );
+        registry.register(
+            "state_store_errors",
+            "Failed reads or writes of the agent's state store",
+            m.state_store_errors.clone(),
         );
         registry.register(
             "intake_dropped",

@@ -1,7 +1,8 @@
 //! The long-running agent: [`run`] serves the webhook, API and metrics on a bound listener,
 //! runs the queue's workers and the recovery sweep, until its shutdown token fires (one
-//! shutdown path; tests run it in-process). After shutdown no job starts; running merges
-//! finish their current step within the grace period.
+//! shutdown path; tests run it in-process). After shutdown no job starts; running jobs stop
+//! at their next step boundary within the drain timeout and are queued again (in the state
+//! store, for the restart); open HTTP requests get the HTTP grace period.
 
 use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::executor::MergeRunner;
 use crate::intake::IntakeSettings;
 use crate::metrics::AgentMetrics;
 use crate::queue::{Queue, QueueSettings, RetrySettings, run_workers};
+use crate::store::{HistoryLimits, RedbStore, StoreError};
 use crate::work::JobRunner;
 
 /// How the agent serves HTTP and stops.
@@ -27,8 +29,11 @@ use crate::work::JobRunner;
 pub struct ServeOptions {
     /// TLS, basic auth and headers (`--web.config.file`).
     pub web: WebConfig,
-    /// Time for running merges to reach a step boundary after shutdown.
+    /// Time for running jobs to reach a step boundary after shutdown (`[shutdown]
+    /// drain_timeout`, `--shutdown.grace-period`).
     pub grace: Duration,
+    /// Time for open HTTP requests to complete after shutdown (`[shutdown] http_grace`).
+    pub http_grace: Duration,
 }
 
 impl Default for ServeOptions {
@@ -36,6 +41,7 @@ impl Default for ServeOptions {
         Self {
             web: WebConfig::default(),
             grace: Duration::from_secs(60),
+            http_grace: Duration::from_secs(10),
         }
     }
 }
@@ -55,6 +61,9 @@ pub enum StartError {
     /// A cluster's clients could not be built from the configuration.
     #[error("{0}")]
     Runner(String),
+    /// The state store cannot be opened (another agent has it open, no permission).
+    #[error(transparent)]
+    State(#[from] StoreError),
 }
 
 impl StartError {
@@ -64,7 +73,8 @@ impl StartError {
     }
 }
 
-/// The runner the configuration describes: its audit log opened, fresh metrics.
+/// The runner the configuration describes: its audit log opened, fresh metrics, its state
+/// in memory (commands; [`open_state`] gives the serving agent its persistent store).
 pub fn build_runner(config: &AgentConfig) -> Result<MergeRunner, StartError> {
     let audit = AuditLog::open(&config.audit_log).map_err(|source| StartError::AuditLog {
         path: config.audit_log.clone(),
@@ -81,11 +91,33 @@ pub fn build_runner(config: &AgentConfig) -> Result<MergeRunner, StartError> {
     .map_err(StartError::Runner)
 }
 
+/// Opens the state store in `state_dir` (repairing a file left by a killed agent); hand it
+/// to the runner with [`MergeRunner::with_store`] before [`run`], which gives it to the
+/// queue. Fails if another agent has it open.
+pub fn open_state(
+    config: &AgentConfig,
+    metrics: Arc<AgentMetrics>,
+) -> Result<Arc<RedbStore>, StartError> {
+    let store = RedbStore::open(
+        &config.state_dir,
+        HistoryLimits {
+            max_jobs: config.queue.history,
+            max_age: config.queue.history_max_age,
+        },
+        metrics,
+    )?;
+    tracing::info!(path = %store.path().display(), "State store opened.");
+    Ok(Arc::new(store))
+}
+
 /// The queue's settings from the configuration file.
 pub fn queue_settings(config: &AgentConfig, first_job_id: u64) -> QueueSettings {
     let q = &config.queue;
     QueueSettings {
         capacity: q.capacity,
+        capacity_per_cluster: q.cluster_capacity,
+        history: q.history,
+        history_max_age: q.history_max_age,
         max_concurrent: q.max_running,
         max_concurrent_per_cluster: q.cluster_max_running,
         merges_per_hour: NonZeroU32::new(q.merges_per_hour),
@@ -123,6 +155,7 @@ pub async fn run(
     );
     let web = options.web;
     let grace = options.grace;
+    let http_grace = options.http_grace;
     let api_settings = ApiSettings {
         bearer_token: config.bearer_token.as_ref().map(|s| s.expose().to_owned()),
         web: web.clone(),
@@ -147,7 +180,7 @@ pub async fn run(
     }
     let http = tokio::spawn({
         let shutdown = shutdown.clone();
-        async move { web::serve(listener, router, &web, shutdown, Duration::from_secs(10)).await }
+        async move { web::serve(listener, router, &web, shutdown, http_grace).await }
     });
     // Start-up recovery runs before any job starts; merges it leaves unrecovered are retried
     // in the background (a merge of such a partition recovers it first, under its lock).
@@ -171,10 +204,14 @@ pub async fn run(
     shutdown.cancelled().await;
     tracing::info!(
         ?grace,
-        "Shutting down: no new jobs; running merges finish their current partition."
+        "Shutting down: no new jobs; running jobs stop at their next step boundary."
     );
     if tokio::time::timeout(grace, workers).await.is_err() {
-        tracing::warn!("Jobs still running after the grace period; stopping between statements.");
+        let ids = queue.abandon_running();
+        tracing::warn!(
+            jobs = ?ids,
+            "Jobs still running after the drain timeout: recorded as shutdown_timeout and queued again; start-up recovery handles their partition at the next start."
+        );
     }
     sweeper.abort();
     let _ = http.await;

@@ -1,7 +1,7 @@
 //! Domain types shared by the agent's stages: what a merge request is (a [`WorkItem`]), how
 //! the queue tracks it (a [`JobRecord`]), how it ends (a [`JobOutcome`]), and the two seams
 //! between the queue and the rest: [`JobRunner`] (plans and executes one job) and
-//! [`ByteBudget`] (the bytes-per-hour rate limit a runner consults once it knows the size).
+//! [`MergeBudget`] (the rate limits a runner takes from when a merge really starts).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -102,6 +102,10 @@ pub enum JobOutcome {
         files_after: u64,
         /// Bytes rewritten.
         bytes_rewritten: u64,
+        /// The job stopped at a step boundary (its cancellation token fired) before its
+        /// last planned partition: `partitions` is what it merged so far.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        stopped_early: bool,
     },
     /// Dry run: the plan that would have run.
     DryRun {
@@ -165,21 +169,41 @@ pub struct JobRecord {
     pub not_before: Option<SystemTime>,
     /// The last attempt's outcome.
     pub outcome: Option<JobOutcome>,
+    /// Why the last attempt stopped before its end, at a step boundary (between partitions,
+    /// never inside a partition's merge): `cancelled` (an operator), `shutdown` (the agent
+    /// stopped; the job is queued again and continues after the restart),
+    /// `shutdown_timeout` (the agent stopped before the job reached a step boundary within
+    /// the drain timeout) or `interrupted` (the agent died while the job ran); the last two
+    /// are queued again after start-up recovery has run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
-/// The bytes-per-hour budget. A runner reserves a job's bytes once its plan knows them;
-/// `Err(wait)` means "not now, try again after `wait`".
-pub trait ByteBudget: Send + Sync {
-    /// Reserves `bytes` for `cluster` (global and per-cluster budgets).
-    fn try_reserve(&self, cluster: &str, bytes: u64) -> Result<(), Duration>;
+/// Why the merge budget refused a start: the limit (a `rate_limited_total` label) and how
+/// long until the start would be admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetRefusal {
+    /// `global_rate`, `cluster_rate` or `bytes`.
+    pub limit: &'static str,
+    /// Until the limit would admit it.
+    pub wait: Duration,
+}
+
+/// The merge budget (merges and bytes per hour, global and per cluster). A runner calls
+/// [`MergeBudget::try_start`] once per job, right before it changes anything: jobs that end
+/// without merging spend nothing.
+pub trait MergeBudget: Send + Sync {
+    /// Takes one merge start and `bytes` for `cluster` from every limit, or nothing from any
+    /// of them when one refuses.
+    fn try_start(&self, cluster: &str, bytes: u64) -> Result<(), BudgetRefusal>;
 }
 
 /// A budget that never says no (tests, the `plan` command).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Unlimited;
 
-impl ByteBudget for Unlimited {
-    fn try_reserve(&self, _cluster: &str, _bytes: u64) -> Result<(), Duration> {
+impl MergeBudget for Unlimited {
+    fn try_start(&self, _cluster: &str, _bytes: u64) -> Result<(), BudgetRefusal> {
         Ok(())
     }
 }
@@ -192,7 +216,7 @@ pub trait JobRunner: Send + Sync + fmt::Debug {
     async fn run(
         &self,
         job: &JobRecord,
-        budget: &dyn ByteBudget,
+        budget: &dyn MergeBudget,
         cancel: &CancellationToken,
     ) -> JobOutcome;
 

@@ -193,6 +193,7 @@ pub fn manual_job(id: u64, database: &str, table: &str) -> JobRecord {
         finished_at: None,
         not_before: None,
         outcome: None,
+        stopped: None,
     }
 }
 

@@ -6,14 +6,14 @@ use tower::ServiceExt;
 use super::*;
 use crate::metrics::AgentMetrics;
 use crate::queue::{ManualClock, QueueSettings};
-use crate::work::{ByteBudget, JobOutcome, JobRecord};
+use crate::work::{JobOutcome, JobRecord, MergeBudget};
 
 #[derive(Debug)]
 struct Runner;
 
 #[async_trait::async_trait]
 impl JobRunner for Runner {
-    async fn run(&self, _: &JobRecord, _: &dyn ByteBudget, _: &CancellationToken) -> JobOutcome {
+    async fn run(&self, _: &JobRecord, _: &dyn MergeBudget, _: &CancellationToken) -> JobOutcome {
         JobOutcome::Skipped {
             reason: "test".into(),
             detail: String::new(),

@@ -10,8 +10,8 @@ pub enum StepErrorKind {
     UnknownCluster,
     /// The plan needs an engine and none is configured.
     NoEngine,
-    /// The bytes-per-hour budget refused the job (retried after the wait).
-    BytesBudget,
+    /// A merges- or bytes-per-hour limit refused the start (re-queued after the wait).
+    RateLimited,
     /// Rows before and after an in-place engine merge differ.
     RowCountMismatch,
     /// Listing or locating files failed.
@@ -32,7 +32,7 @@ impl StepErrorKind {
         match self {
             Self::UnknownCluster => "unknown_cluster",
             Self::NoEngine => "no_engine",
-            Self::BytesBudget => "bytes_budget",
+            Self::RateLimited => "rate_limited",
             Self::RowCountMismatch => "row_count_mismatch",
             Self::Storage => "storage",
             Self::Engine => "engine",
@@ -85,6 +85,6 @@ mod tests {
         assert_eq!(e.kind.as_str(), "new_file_arrived");
         assert!(e.is_retryable());
         assert_eq!(e.to_string(), "new_file_arrived: x");
-        assert_eq!(StepErrorKind::BytesBudget.as_str(), "bytes_budget");
+        assert_eq!(StepErrorKind::RateLimited.as_str(), "rate_limited");
     }
 }

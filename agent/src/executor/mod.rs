@@ -3,7 +3,8 @@
 //!
 //! Steps, each recorded in the audit log: re-read the table from the live MetaStore (alert
 //! labels are never trusted), rescan its partitions, plan ([`crate::plan`], which applies the
-//! policy), reserve the bytes budget, then per partition: count rows, run the merge, count
+//! policy), take one merge start and the plan's bytes from the rate limits (nothing is
+//! taken by jobs that end before this step), then per partition: count rows, run the merge, count
 //! rows again — a difference stops the job and is reported — and run the post-merge
 //! statements; finally rescan to record files after. Cancellation is honoured only between
 //! partitions, never in the middle of a merge statement.
@@ -36,7 +37,7 @@ use crate::plan::{MergePlan, PartitionState, PlanInput, plan};
 use crate::plan::{PlannedPartition, Strategy, native_format};
 use crate::policy::{Policy, Skip};
 use crate::store::{CommittedMerge, JobStore, MemoryStore};
-use crate::work::{ByteBudget, JobOutcome, JobRecord, JobRunner, TableKey};
+use crate::work::{JobOutcome, JobRecord, JobRunner, MergeBudget, TableKey};
 
 mod engine;
 mod error;
@@ -216,7 +217,7 @@ impl MergeRunner {
     async fn run_job(
         &self,
         job: &JobRecord,
-        budget: &dyn ByteBudget,
+        budget: &dyn MergeBudget,
         cancel: &CancellationToken,
     ) -> Result<JobOutcome, StepError> {
         let key = &job.item.key;
@@ -253,12 +254,14 @@ impl MergeRunner {
                 partitions: parts,
             });
         }
-        if let Err(wait) = budget.try_reserve(&key.cluster, merge_plan.total_bytes) {
+        // The merge really starts here: the only place a job takes from the rate limits.
+        if let Err(r) = budget.try_start(&key.cluster, merge_plan.total_bytes) {
             return Err(StepError::new(
-                StepErrorKind::BytesBudget,
+                StepErrorKind::RateLimited,
                 format!(
-                    "bytes-per-hour budget exhausted; retry in {}s",
-                    wait.as_secs()
+                    "{} limit reached; the job is re-queued for {}s",
+                    r.limit,
+                    r.wait.as_secs()
                 ),
                 true,
             ));
@@ -313,6 +316,8 @@ impl MergeRunner {
                 .take(merged)
                 .map(|p| p.bytes)
                 .sum(),
+            // The loop ends early without an error only when the job was told to stop.
+            stopped_early: merged < merge_plan.partitions.len(),
         })
     }
 }
@@ -334,7 +339,7 @@ impl JobRunner for MergeRunner {
     async fn run(
         &self,
         job: &JobRecord,
-        budget: &dyn ByteBudget,
+        budget: &dyn MergeBudget,
         cancel: &CancellationToken,
     ) -> JobOutcome {
         self.audit.record(

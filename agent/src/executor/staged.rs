@@ -178,6 +178,8 @@ impl MergeRunner {
             files_before: reports.iter().map(|r| r.files_before).sum(),
             files_after: reports.iter().map(|r| r.files_after).sum(),
             bytes_rewritten: reports.iter().map(|r| r.bytes_before).sum(),
+            // The loop ends early without an error only when the job was told to stop.
+            stopped_early: reports.len() < p.partitions.len(),
         })
     }
 }

@@ -2,14 +2,9 @@
 //! limiters; [`ManualClock`] lets tests drive limits without waiting.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use governor::RateLimiter;
 use governor::clock::FakeRelativeClock;
-use governor::middleware::NoOpMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::state::{InMemoryState, NotKeyed};
 
 /// Time source of the queue.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -72,19 +67,3 @@ impl Clock for ManualClock {
         Duration::from_nanos(governor::clock::Clock::now(&self.fake).as_u64())
     }
 }
-
-/// Adapter: the queue's clock as governor's clock (instants are `Duration`s).
-#[derive(Debug, Clone)]
-pub(super) struct GovClock(pub(super) Arc<dyn Clock>);
-
-impl governor::clock::Clock for GovClock {
-    type Instant = Duration;
-    fn now(&self) -> Duration {
-        self.0.elapsed()
-    }
-}
-
-pub(super) type DirectLimiter =
-    RateLimiter<NotKeyed, InMemoryState, GovClock, NoOpMiddleware<Duration>>;
-pub(super) type KeyedLimiter =
-    RateLimiter<String, DefaultKeyedStateStore<String>, GovClock, NoOpMiddleware<Duration>>;

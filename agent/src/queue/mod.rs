@@ -19,42 +19,56 @@
 //!   (the youngest among equals) if its own priority is higher, otherwise it is rejected;
 //!   either way `intake_dropped{reason="queue_full"}` counts it. Evicted jobs end as
 //!   `cancelled` with outcome `skipped`/`queue_full`.
-//! * **Limits**, checked when a job is about to start: a global and a per-cluster concurrency
-//!   cap, merges started per hour (global and per cluster) and bytes per hour (global and per
-//!   cluster, reserved by the runner through [`ByteBudget`] once its plan knows the size).
-//!   Rates are `governor` GCRA quotas: a burst of `n` refilled at `n` per hour, so over any
-//!   window of length `W` at most `n + W·n/1h` starts happen. If the per-cluster quota admits
-//!   a job but the global one does not, the per-cluster cell is spent anyway (limits err on
-//!   the side of fewer merges). A byte reservation larger than a whole hour's budget waits
-//!   for a full bucket and takes all of it.
-//! * **Byte budget refusals:** when the runner's reservation is refused it should return
-//!   promptly (any outcome but `merged`/`dry_run`); the queue then re-queues the job after
-//!   the wait without counting an attempt.
+//! * **Queue full:** at most `capacity_per_cluster` queued jobs per cluster and `capacity` in
+//!   all. At a bound, a new job evicts the weakest queued job under that bound (the
+//!   cluster's, then anyone's: lowest priority, the youngest among equals) if its own
+//!   priority is higher, otherwise it is rejected; either way
+//!   `intake_dropped{reason="cluster_queue_full"|"queue_full"}` counts it, evicted jobs end
+//!   `cancelled` with outcome `skipped` and that reason, and a refused manual request gets
+//!   503. One noisy cluster therefore cannot take the whole queue from the others.
+//! * **Limits:** a global and a per-cluster concurrency cap, checked when a job is about to
+//!   start; merges started per hour and bytes rewritten per hour (global and per cluster),
+//!   taken by the runner through [`crate::work::MergeBudget::try_start`] only when a merge really starts
+//!   (after the live MetaStore re-read and a plan that found work): jobs that end
+//!   `table_not_found`, `nothing_to_merge`, skipped by policy or as dry runs spend nothing.
+//!   The four limits are probed first and taken all together or not at all, so one limit's
+//!   refusal never spends another's budget (see `budget`). The queue starts a job only
+//!   while the merges-per-hour limits would admit it (a probe that takes nothing). Rates
+//!   are GCRA quotas: a burst of `n` refilled at `n` per hour, so over any window of length
+//!   `W` at most `n + W·n/1h` merges start. A byte reservation larger than a whole hour's
+//!   budget waits for a full bucket and takes all of it.
+//! * **Refused starts:** when the runner's start is refused it returns promptly (any
+//!   outcome but `merged`/`dry_run`); the queue then re-queues the job after the wait
+//!   without counting an attempt.
 //! * **Retries:** `failed` outcomes with `retryable: true` are re-queued with jittered
 //!   exponential backoff until `max_attempts` attempts; only final outcomes are counted in
 //!   `jobs_total`.
 //! * **Cool-down:** after a `merged` outcome the table's alerts are dropped for `cooldown`.
 //!   Manual requests ignore the cool-down.
-//! * **History:** the last `history` finished or cancelled jobs are kept for the API.
+//! * **History:** finished or cancelled jobs are kept for the API, at most `history` of them
+//!   and none older than `history_max_age`.
+//! * **Persistence:** with a persistent [`JobStore`] every change of a queued or running job
+//!   (and every cool-down) is written before the call that made it returns, so a restart —
+//!   even after `kill -9` — resumes the same queue (see [`Queue::with_store`]).
+//! * **Shutdown:** [`Queue::begin_shutdown`] stops starting jobs and asks running ones to
+//!   stop at their next step boundary; a job that stops so is queued again with `stopped:
+//!   "shutdown"` (its attempt not counted), so it continues after the restart.
 //!
 //! Time comes from an injected [`Clock`]: wall time for records and cool-downs, a monotonic
-//! reading for the rate limiters, so tests drive limits with a [`ManualClock`] (built on
-//! governor's `FakeRelativeClock`) instead of waiting.
+//! reading for the rate limiters, so tests drive limits with a [`ManualClock`] instead of
+//! waiting.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use governor::state::InMemoryState;
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 mod budget;
 mod clock;
+mod gcra;
 mod requests;
 mod scheduling;
 mod settings;
@@ -62,7 +76,6 @@ mod worker;
 
 pub use budget::{JobBudget, RateBudget};
 pub use clock::{Clock, ManualClock, SystemClock};
-use clock::{DirectLimiter, GovClock, KeyedLimiter};
 pub use settings::{QueueSettings, RetrySettings};
 pub use worker::run_workers;
 
@@ -71,10 +84,8 @@ use crate::intake::{self, IntakeSettings, IntakeView, Origin, reason};
 use crate::metrics::{
     AgentMetrics, ClusterLabels, JobLabels, LimitLabels, ReasonLabels, StatusLabels,
 };
-use crate::store::{JobStore, MemoryStore};
-use crate::work::{
-    ByteBudget, JobId, JobOutcome, JobRecord, JobRunner, JobState, Source, TableKey, WorkItem,
-};
+use crate::store::{ActiveJob, HistoryLimits, JobStore, MemoryStore, StoredOrigin};
+use crate::work::{JobId, JobOutcome, JobRecord, JobRunner, JobState, Source, TableKey, WorkItem};
 
 /// A manual merge request (`POST /api/v1/merges`, the CLI).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +112,9 @@ pub enum SubmitError {
     /// The queue is full of jobs with at least this priority.
     #[error("the queue is full")]
     QueueFull,
+    /// The cluster's share of the queue is full of jobs with at least this priority.
+    #[error("the queue of this cluster is full")]
+    ClusterQueueFull,
 }
 
 /// Why a cancel was refused.
@@ -188,6 +202,51 @@ impl Entry {
         };
     }
 
+    /// The entry as the store keeps it.
+    fn stored(&self) -> ActiveJob {
+        ActiveJob {
+            record: self.record.clone(),
+            origins: self
+                .origins
+                .iter()
+                .map(|(fp, o)| {
+                    (
+                        fp.clone(),
+                        StoredOrigin {
+                            partition: o.partition.clone(),
+                            priority: o.priority,
+                        },
+                    )
+                })
+                .collect(),
+            manual: self.manual.clone(),
+            overflow: self.overflow,
+        }
+    }
+
+    /// An entry restored from the store.
+    fn restored(job: ActiveJob) -> Self {
+        Self {
+            record: job.record,
+            origins: job
+                .origins
+                .into_iter()
+                .map(|(fp, o)| {
+                    (
+                        fp,
+                        Origin {
+                            partition: o.partition,
+                            priority: o.priority,
+                        },
+                    )
+                })
+                .collect(),
+            manual: job.manual,
+            overflow: job.overflow,
+            waited: 0,
+        }
+    }
+
     fn backed(&self) -> bool {
         self.overflow || self.manual.is_some() || !self.origins.is_empty()
     }
@@ -218,10 +277,49 @@ struct Inner {
     running_per_cluster: HashMap<String, usize>,
     /// Running jobs' tokens: cancelling one stops the job at its next step boundary.
     running_tokens: HashMap<JobId, CancellationToken>,
-    /// Monotonic time before which the cluster's rate limit is known to refuse.
-    cluster_blocked_until: HashMap<String, Duration>,
-    global_blocked_until: Option<Duration>,
+    /// Queued jobs per cluster (bounded by `capacity_per_cluster`).
+    queued_per_cluster: HashMap<String, usize>,
+    /// Running jobs an operator asked to stop.
+    cancel_requested: HashSet<JobId>,
+    /// The agent is stopping: no job starts, running ones stop at a step boundary.
+    shutting_down: bool,
 }
+
+impl Inner {
+    fn count_queued(&mut self, cluster: &str) {
+        self.queued += 1;
+        *self
+            .queued_per_cluster
+            .entry(cluster.to_owned())
+            .or_default() += 1;
+    }
+
+    fn uncount_queued(&mut self, cluster: &str) {
+        self.queued = self.queued.saturating_sub(1);
+        if let Some(n) = self.queued_per_cluster.get_mut(cluster) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.queued_per_cluster.remove(cluster);
+            }
+        }
+    }
+}
+
+/// `stopped` reasons of a job record (see [`JobRecord::stopped`]).
+pub mod stop {
+    /// An operator cancelled the running job.
+    pub const CANCELLED: &str = "cancelled";
+    /// The agent stopped; the job stopped at a step boundary and is queued again.
+    pub const SHUTDOWN: &str = "shutdown";
+    /// The agent stopped before the job reached a step boundary within the drain timeout.
+    pub const SHUTDOWN_TIMEOUT: &str = "shutdown_timeout";
+    /// The agent died while the job ran (found at start-up).
+    pub const INTERRUPTED: &str = "interrupted";
+}
+
+/// `intake_dropped{reason}` and outcome reason of a job refused or evicted because its
+/// cluster has `capacity_per_cluster` queued jobs.
+pub const CLUSTER_QUEUE_FULL: &str = "cluster_queue_full";
 
 struct CooldownView<'a>(&'a HashMap<TableKey, SystemTime>);
 
@@ -238,8 +336,6 @@ pub struct Queue {
     metrics: Arc<AgentMetrics>,
     inner: Mutex<Inner>,
     notify: Notify,
-    global_rate: Option<DirectLimiter>,
-    cluster_rate: Option<KeyedLimiter>,
     budget: Arc<RateBudget>,
     store: Arc<dyn JobStore>,
 }
@@ -283,16 +379,17 @@ impl Queue {
         metrics: Arc<AgentMetrics>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let gov = GovClock(Arc::clone(&clock));
         let first_id = settings.first_job_id.max(1);
-        let per_hour = |n: Option<NonZeroU32>| n.map(Quota::per_hour);
         Self {
-            global_rate: per_hour(settings.merges_per_hour)
-                .map(|q| RateLimiter::new(q, InMemoryState::default(), gov.clone())),
-            cluster_rate: per_hour(settings.merges_per_hour_per_cluster)
-                .map(|q| RateLimiter::new(q, DefaultKeyedStateStore::default(), gov.clone())),
-            budget: Arc::new(RateBudget::new(&settings, &gov, Arc::clone(&metrics))),
-            store: Arc::new(MemoryStore::new(settings.history)),
+            budget: Arc::new(RateBudget::new(
+                &settings,
+                Arc::clone(&clock),
+                Arc::clone(&metrics),
+            )),
+            store: Arc::new(MemoryStore::with_limits(HistoryLimits {
+                max_jobs: settings.history,
+                max_age: settings.history_max_age,
+            })),
             settings,
             clock,
             metrics,
@@ -304,11 +401,70 @@ impl Queue {
         }
     }
 
-    /// Keeps finished jobs in `store` (shared with the runner) instead of its own memory.
+    /// Keeps its state in `store` (shared with the runner) instead of its own memory, and
+    /// restores what the store holds: queued jobs (with their retry times), cool-downs and
+    /// job ids. Jobs that were running when the agent stopped without draining (`kill -9`,
+    /// a crash, a drain timeout) are queued again with `stopped: "interrupted"` — they start
+    /// only after start-up recovery has run, because the workers start after it — unless
+    /// they have used all their attempts, then they end `failed` (`interrupted`).
     #[must_use]
     pub fn with_store(mut self, store: Arc<dyn JobStore>) -> Self {
         self.store = store;
+        self.restore();
         self
+    }
+
+    fn restore(&self) {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        inner.next_id = inner.next_id.max(self.store.max_job_id() + 1);
+        for (key, until) in self.store.cooldowns(now) {
+            inner.cooldowns.insert(key, until);
+        }
+        let (mut queued, mut interrupted) = (0usize, Vec::new());
+        for job in self.store.active() {
+            let mut entry = Entry::restored(job);
+            if inner.by_table.contains_key(&entry.record.item.key) {
+                continue;
+            }
+            if entry.record.state == JobState::Running {
+                entry.record.stopped = Some(stop::INTERRUPTED.to_owned());
+                if entry.record.attempts >= self.settings.retry.max_attempts {
+                    entry.record.state = JobState::Finished;
+                    entry.record.finished_at = Some(now);
+                    entry.record.outcome = Some(JobOutcome::Failed {
+                        kind: stop::INTERRUPTED.into(),
+                        error: "the agent stopped while the job ran, on its last attempt".into(),
+                        retryable: false,
+                    });
+                    self.store.save_finished(&entry.record);
+                    continue;
+                }
+                entry.record.state = JobState::Queued;
+                interrupted.push(entry.record.id);
+            }
+            queued += 1;
+            Self::insert(&mut inner, entry);
+        }
+        if queued > 0 {
+            tracing::info!(
+                queued,
+                interrupted = interrupted.len(),
+                "Restored the queue from the state store."
+            );
+        }
+        self.persist(&inner, interrupted);
+        self.update_gauges(&inner);
+    }
+
+    /// Writes these active jobs to the store.
+    fn persist(&self, inner: &Inner, ids: impl IntoIterator<Item = JobId>) {
+        let jobs: Vec<ActiveJob> = ids
+            .into_iter()
+            .filter_map(|id| inner.active.get(&id))
+            .map(Entry::stored)
+            .collect();
+        self.store.save_active(&jobs);
     }
 
     /// The settings.
@@ -373,6 +529,7 @@ impl Queue {
                 finished_at: None,
                 not_before: None,
                 outcome: None,
+                stopped: None,
             },
             origins: BTreeMap::new(),
             manual: None,
@@ -383,22 +540,47 @@ impl Queue {
 
     fn insert(inner: &mut Inner, entry: Entry) -> JobId {
         let id = entry.record.id;
+        inner.count_queued(&entry.record.item.key.cluster);
         inner.by_table.insert(entry.record.item.key.clone(), id);
         inner.active.insert(id, entry);
-        inner.queued += 1;
         id
     }
 
-    /// Ensures there is room for a new job of `priority`: evicts the weakest queued job if
-    /// it is weaker; false if the new job must be rejected.
-    fn make_room(&self, inner: &mut Inner, priority: u64, now: SystemTime) -> bool {
-        if inner.queued < self.settings.capacity {
-            return true;
+    /// Ensures there is room for a new job of `priority` on `cluster`, in the cluster's
+    /// share first (`capacity_per_cluster`), then in the whole queue (`capacity`): at a
+    /// bound, the weakest queued job under that bound (lowest priority, youngest among
+    /// equals) is evicted if it is weaker than the new one; otherwise the new job is
+    /// rejected, with the reason of the bound it hit.
+    fn make_room(
+        &self,
+        inner: &mut Inner,
+        cluster: &str,
+        priority: u64,
+        now: SystemTime,
+    ) -> Result<(), &'static str> {
+        let here = inner.queued_per_cluster.get(cluster).copied().unwrap_or(0);
+        if here >= self.settings.capacity_per_cluster {
+            return self.evict_weakest(inner, Some(cluster), priority, now, CLUSTER_QUEUE_FULL);
         }
+        if inner.queued >= self.settings.capacity {
+            return self.evict_weakest(inner, None, priority, now, reason::QUEUE_FULL);
+        }
+        Ok(())
+    }
+
+    fn evict_weakest(
+        &self,
+        inner: &mut Inner,
+        cluster: Option<&str>,
+        priority: u64,
+        now: SystemTime,
+        why: &'static str,
+    ) -> Result<(), &'static str> {
         let victim = inner
             .active
             .values()
             .filter(|e| e.record.state == JobState::Queued)
+            .filter(|e| cluster.is_none_or(|c| e.record.item.key.cluster == c))
             .min_by_key(|e| {
                 (
                     e.record.item.priority,
@@ -413,16 +595,16 @@ impl Queue {
                     inner,
                     id,
                     JobOutcome::Skipped {
-                        reason: reason::QUEUE_FULL.into(),
+                        reason: why.into(),
                         detail: "evicted by a higher-priority request while the queue was full"
                             .into(),
                     },
                     now,
                 );
-                inc_reason(&self.metrics, reason::QUEUE_FULL, 1);
-                true
+                inc_reason(&self.metrics, why, 1);
+                Ok(())
             }
-            _ => false,
+            _ => Err(why),
         }
     }
 
@@ -430,7 +612,7 @@ impl Queue {
     fn end_queued(&self, inner: &mut Inner, id: JobId, outcome: JobOutcome, now: SystemTime) {
         if let Some(mut entry) = inner.active.remove(&id) {
             inner.by_table.remove(&entry.record.item.key);
-            inner.queued = inner.queued.saturating_sub(1);
+            inner.uncount_queued(&entry.record.item.key.cluster);
             entry.record.state = JobState::Cancelled;
             entry.record.finished_at = Some(now);
             entry.record.outcome = Some(outcome);

@@ -30,10 +30,12 @@ impl Queue {
                 })
                 .inc_by(*n);
         }
+        let mut touched = Vec::new();
         for (key, fingerprints) in &decision.resolved {
             let Some(&id) = inner.by_table.get(key) else {
                 continue;
             };
+            touched.push(id);
             let Some(entry) = inner.active.get_mut(&id) else {
                 continue;
             };
@@ -69,8 +71,8 @@ impl Queue {
                 }
                 None => {
                     let priority = req.priority();
-                    if !self.make_room(&mut inner, priority, now) {
-                        *report.dropped.entry(reason::QUEUE_FULL).or_default() += 1;
+                    if let Err(why) = self.make_room(&mut inner, &req.key.cluster, priority, now) {
+                        *report.dropped.entry(why).or_default() += 1;
                         continue;
                     }
                     let mut entry = Self::new_entry(&mut inner, req.key, false, now);
@@ -82,6 +84,8 @@ impl Queue {
         for (r, n) in &report.dropped {
             inc_reason(&self.metrics, r, *n);
         }
+        touched.extend(report.queued.iter().chain(&report.folded));
+        self.persist(&inner, touched);
         self.update_gauges(&inner);
         drop(inner);
         if !report.queued.is_empty() || !report.folded.is_empty() {
@@ -151,9 +155,13 @@ impl Queue {
                 e.record.clone()
             }
             None => {
-                if !self.make_room(&mut inner, req.priority, now) {
-                    inc_reason(&self.metrics, reason::QUEUE_FULL, 1);
-                    return Err(SubmitError::QueueFull);
+                if let Err(why) = self.make_room(&mut inner, &req.key.cluster, req.priority, now) {
+                    inc_reason(&self.metrics, why, 1);
+                    return Err(if why == CLUSTER_QUEUE_FULL {
+                        SubmitError::ClusterQueueFull
+                    } else {
+                        SubmitError::QueueFull
+                    });
                 }
                 let mut entry = Self::new_entry(&mut inner, req.key, req.dry_run, now);
                 entry.manual = Some((req.partitions, req.priority));
@@ -163,6 +171,7 @@ impl Queue {
                 record
             }
         };
+        self.persist(&inner, [record.id]);
         self.update_gauges(&inner);
         drop(inner);
         self.notify.notify_one();
@@ -185,6 +194,7 @@ impl Queue {
                     );
                     t.cancel();
                 }
+                inner.cancel_requested.insert(id);
                 return inner
                     .active
                     .get(&id)

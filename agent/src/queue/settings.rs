@@ -42,8 +42,12 @@ impl RetrySettings {
 pub struct QueueSettings {
     /// Queued jobs at most (running ones not counted). Default 1,000.
     pub capacity: usize,
+    /// Queued jobs of one cluster at most. Default 1,000 (no bound below `capacity`).
+    pub capacity_per_cluster: usize,
     /// Finished or cancelled jobs kept for the API. Default 1,000.
     pub history: usize,
+    /// Finished jobs older than this are pruned from the history. Default 30 days.
+    pub history_max_age: Duration,
     /// Jobs running at once. Default 4.
     pub max_concurrent: usize,
     /// Jobs running at once per cluster. Default 1.
@@ -73,7 +77,9 @@ impl Default for QueueSettings {
     fn default() -> Self {
         Self {
             capacity: 1000,
+            capacity_per_cluster: 1000,
             history: 1000,
+            history_max_age: Duration::from_secs(30 * 24 * 3600),
             max_concurrent: 4,
             max_concurrent_per_cluster: 1,
             merges_per_hour: NonZeroU32::new(60),

@@ -2,9 +2,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::json;
 
-use std::num::NonZeroU64;
+use std::num::{NonZeroU32, NonZeroU64};
 
 use super::*;
+use crate::store::{JobStore, MemoryStore};
+use crate::work::MergeBudget;
 
 fn key(c: &str, t: &str) -> TableKey {
     TableKey {
@@ -68,6 +70,7 @@ fn merged() -> JobOutcome {
         files_before: 10,
         files_after: 1,
         bytes_rewritten: 1000,
+        stopped_early: false,
     }
 }
 
@@ -296,6 +299,39 @@ fn queue_full_evicts_weaker_or_rejects() {
     );
 }
 
+/// One round of the worker loop with the executor's budget discipline: tables named
+/// `stale*` end `table_not_found` before anything is taken (as the executor does when the
+/// live MetaStore re-read finds no table); the others take a start when they merge.
+fn run_round(q: &Queue) -> Vec<(String, &'static str)> {
+    let (started, _) = q.start_ready(&CancellationToken::new());
+    let mut out = Vec::new();
+    for job in started {
+        let budget = JobBudget::new(q.budget());
+        let k = &job.record.item.key;
+        let outcome = if k.table.starts_with("stale") {
+            JobOutcome::Skipped {
+                reason: "table_not_found".into(),
+                detail: String::new(),
+            }
+        } else if budget.try_start(&k.cluster, 0).is_ok() {
+            merged()
+        } else {
+            failed(true)
+        };
+        out.push((format!("{}/{}", k.cluster, k.table), outcome.label()));
+        q.finish(&job, outcome, budget.refused());
+    }
+    out
+}
+
+fn merged_in(round: &[(String, &'static str)]) -> Vec<String> {
+    round
+        .iter()
+        .filter(|(_, r)| *r == "merged")
+        .map(|(t, _)| t.clone())
+        .collect()
+}
+
 #[test]
 fn rate_limits_follow_the_fake_clock() {
     let (q, clock) = queue(QueueSettings {
@@ -312,32 +348,24 @@ fn rate_limits_follow_the_fake_clock() {
         batch.push(firing("b", t, t, 50 - i as u64));
     }
     q.offer_alerts(&payload(&batch));
-    let token = CancellationToken::new();
-    let (started, wake) = q.start_ready(&token);
-    let clusters: Vec<_> = started
-        .iter()
-        .map(|j| j.record.item.key.cluster.as_str())
-        .collect();
+    let round = merged_in(&run_round(&q));
     // Cluster "a" has the higher priorities: 3 of them (cluster quota), then 1 of "b"
     // (global quota of 4).
-    assert_eq!(clusters, ["a", "a", "a", "b"]);
+    assert_eq!(round, ["a/t0", "a/t1", "a/t2", "b/t0"]);
+    let (_, wake) = q.start_ready(&CancellationToken::new());
     let wake = wake.unwrap();
     assert!(wake <= Duration::from_secs(15 * 60), "{wake:?}");
-    for j in &started {
-        q.finish(j, merged(), None);
-    }
-    assert!(q.start_ready(&token).0.is_empty());
+    assert!(run_round(&q).is_empty(), "refused jobs wait for the refill");
     // The global quota refills one merge per 15 minutes.
     clock.advance(Duration::from_secs(15 * 60));
-    let (started, _) = q.start_ready(&token);
-    assert_eq!(started.len(), 1);
+    assert_eq!(merged_in(&run_round(&q)).len(), 1);
     // Nothing more within the same instant.
-    assert!(q.start_ready(&token).0.is_empty());
+    assert!(merged_in(&run_round(&q)).is_empty());
     // Over an hour from the start: at most burst + refills.
     let mut total = 5;
     for _ in 0..3 {
         clock.advance(Duration::from_secs(15 * 60));
-        total += q.start_ready(&token).0.len();
+        total += merged_in(&run_round(&q)).len();
     }
     assert_eq!(total, 8, "4 burst + 4 refills in one hour");
     let text = q
@@ -351,6 +379,139 @@ fn rate_limits_follow_the_fake_clock() {
         text.contains("hive_merge_rate_limited_total{limit=\"cluster_rate\"}"),
         "{text}"
     );
+}
+
+#[test]
+fn stale_alerts_spend_no_budget_and_a_real_merge_still_runs() {
+    // The incident: one merge an hour, three alerts for tables dropped since, and a real one
+    // with the lowest priority.
+    let (q, _) = queue(QueueSettings {
+        max_concurrent: 1,
+        max_concurrent_per_cluster: 1,
+        merges_per_hour: NonZeroU32::new(1),
+        merges_per_hour_per_cluster: NonZeroU32::new(1),
+        ..QueueSettings::default()
+    });
+    q.offer_alerts(&payload(&[
+        firing("c", "stale1", "1", 30),
+        firing("c", "stale2", "2", 20),
+        firing("c", "stale3", "3", 10),
+        firing("c", "real", "4", 1),
+    ]));
+    let mut done = Vec::new();
+    for _ in 0..4 {
+        done.extend(run_round(&q));
+    }
+    assert_eq!(
+        done,
+        [
+            ("c/stale1".to_owned(), "skipped"),
+            ("c/stale2".to_owned(), "skipped"),
+            ("c/stale3".to_owned(), "skipped"),
+            ("c/real".to_owned(), "merged"),
+        ],
+        "without advancing the clock"
+    );
+    // The one merge of the hour is spent now.
+    q.offer_alerts(&payload(&[firing("c", "real2", "5", 1)]));
+    assert!(run_round(&q).is_empty());
+}
+
+#[test]
+fn a_global_refusal_spends_no_cluster_budget() {
+    // Global: 4 an hour (one per 15 minutes); per cluster: 1 an hour.
+    let (q, clock) = queue(QueueSettings {
+        max_concurrent: 100,
+        max_concurrent_per_cluster: 100,
+        merges_per_hour: NonZeroU32::new(4),
+        merges_per_hour_per_cluster: NonZeroU32::new(1),
+        ..QueueSettings::default()
+    });
+    q.offer_alerts(&payload(&[
+        firing("a", "t", "1", 50),
+        firing("c", "t", "2", 40),
+        firing("d", "t", "3", 30),
+        firing("e", "t", "4", 20),
+        firing("b", "t", "5", 10),
+    ]));
+    assert_eq!(
+        merged_in(&run_round(&q)),
+        ["a/t", "c/t", "d/t", "e/t"],
+        "the global burst"
+    );
+    // "b" was refused by the global limit only: its own hour is intact, so it merges as
+    // soon as the global limit refills, not an hour later.
+    clock.advance(Duration::from_secs(15 * 60));
+    assert_eq!(merged_in(&run_round(&q)), ["b/t"]);
+    // And the other way round: a per-cluster refusal spends no global budget.
+    let b = q.budget();
+    clock.advance(Duration::from_secs(15 * 60));
+    assert_eq!(
+        b.try_start("a", 0).map_err(|r| r.limit),
+        Err("cluster_rate"),
+        "a's hour is not over"
+    );
+    assert_eq!(
+        b.try_start("f", 0),
+        Ok(()),
+        "the global refill is still there"
+    );
+}
+
+#[test]
+fn bytes_refusal_spends_no_merge_start() {
+    let (q, _) = queue(QueueSettings {
+        merges_per_hour: NonZeroU32::new(2),
+        merges_per_hour_per_cluster: NonZeroU32::new(2),
+        bytes_per_hour_per_cluster: NonZeroU64::new(4 << 20),
+        ..unlimited()
+    });
+    let b = q.budget();
+    assert_eq!(b.try_start("a", 3 << 20), Ok(()));
+    for _ in 0..5 {
+        assert_eq!(b.try_start("a", 2 << 20).unwrap_err().limit, "bytes");
+    }
+    // The five refusals took no start: the second of the hour is still there.
+    assert_eq!(b.try_start("b", 1 << 20), Ok(()));
+    assert_eq!(b.try_start("c", 1).unwrap_err().limit, "global_rate");
+}
+
+#[test]
+fn queue_bound_per_cluster() {
+    let (q, _) = queue(QueueSettings {
+        capacity: 100,
+        capacity_per_cluster: 2,
+        ..unlimited()
+    });
+    let r = q.offer_alerts(&payload(&[
+        firing("a", "t1", "1", 5),
+        firing("a", "t2", "2", 3),
+        firing("a", "t3", "3", 1),
+        firing("b", "t1", "4", 1),
+    ]));
+    assert_eq!(r.queued.len(), 3);
+    assert_eq!(r.dropped.get("cluster_queue_full"), Some(&1));
+    // A stronger one evicts the weakest of its own cluster, never another cluster's.
+    let r = q.offer_alerts(&payload(&[firing("a", "t4", "5", 10)]));
+    assert_eq!(r.queued.len(), 1);
+    assert!(q.job_for(&key("a", "t2")).is_none());
+    assert!(q.job_for(&key("b", "t1")).is_some());
+    let evicted = q
+        .list(Some(JobState::Cancelled), 10)
+        .into_iter()
+        .find(|j| j.item.key.table == "t2")
+        .unwrap();
+    assert!(
+        matches!(evicted.outcome, Some(JobOutcome::Skipped { ref reason, .. }) if reason == "cluster_queue_full")
+    );
+    let weak = ManualRequest {
+        key: key("a", "t5"),
+        partitions: BTreeSet::new(),
+        dry_run: false,
+        priority: 0,
+    };
+    assert_eq!(q.submit(weak), Err(SubmitError::ClusterQueueFull));
+    assert_eq!(q.counts(), (3, 0));
 }
 
 #[test]
@@ -498,26 +659,26 @@ fn byte_budget_and_deferral() {
         ..unlimited()
     });
     let b = q.budget();
-    assert_eq!(b.try_reserve("a", 0), Ok(()));
-    assert_eq!(b.try_reserve("a", 6 << 20), Ok(()));
+    assert_eq!(b.try_start("a", 0), Ok(()));
+    assert_eq!(b.try_start("a", 6 << 20), Ok(()));
     // Cluster "a" has 2 MiB left: refused for 4 MiB.
-    let wait = b.try_reserve("a", 4 << 20).unwrap_err();
+    let wait = b.try_start("a", 4 << 20).unwrap_err().wait;
     assert!(
         wait > Duration::ZERO && wait <= Duration::from_secs(3600),
         "{wait:?}"
     );
     // Cluster "b": its own budget, but the global one has 4 MiB left.
-    assert_eq!(b.try_reserve("b", 4 << 20), Ok(()));
-    assert!(b.try_reserve("b", 1).is_err());
+    assert_eq!(b.try_start("b", 4 << 20), Ok(()));
+    assert!(b.try_start("b", 1).is_err());
     // A job larger than a whole hour's budget waits for a full bucket, then takes it.
     clock.advance(Duration::from_secs(3600));
-    assert_eq!(b.try_reserve("c", 100 << 20), Ok(()));
+    assert_eq!(b.try_start("c", 100 << 20), Ok(()));
 
     // A refusal during a run re-queues without counting the attempt.
     q.offer_alerts(&payload(&[firing("a", "t", "1", 1)]));
     let (s, _) = q.start_ready(&CancellationToken::new());
     let jb = JobBudget::new(q.budget());
-    assert!(jb.try_reserve("a", 1).is_err());
+    assert!(jb.try_start("a", 1).is_err());
     q.finish(
         &s[0],
         JobOutcome::Skipped {
@@ -588,14 +749,14 @@ impl JobRunner for CountingRunner {
     async fn run(
         &self,
         job: &JobRecord,
-        budget: &dyn ByteBudget,
+        budget: &dyn MergeBudget,
         _: &CancellationToken,
     ) -> JobOutcome {
         self.runs.fetch_add(1, Ordering::SeqCst);
         if job.item.key.table == "panic" {
             panic!("runner bug");
         }
-        if budget.try_reserve(&job.item.key.cluster, 1).is_err() {
+        if budget.try_start(&job.item.key.cluster, 1).is_err() {
             return JobOutcome::Skipped {
                 reason: "byte_budget".into(),
                 detail: String::new(),
@@ -645,4 +806,167 @@ async fn workers_run_jobs_and_survive_panics() {
         .unwrap()
         .unwrap();
     assert_eq!(runner.runs.load(Ordering::SeqCst), 3);
+}
+
+/// A runner that merges `steps` partitions, one per `step` of wall time, and stops between
+/// partitions when its token fires (the executor's discipline); it reports each step it
+/// began and finished.
+#[derive(Debug)]
+struct SteppingRunner {
+    steps: u32,
+    step: Duration,
+    began: AtomicUsize,
+    finished: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl JobRunner for SteppingRunner {
+    async fn run(
+        &self,
+        _: &JobRecord,
+        _: &dyn MergeBudget,
+        cancel: &CancellationToken,
+    ) -> JobOutcome {
+        let mut done = 0;
+        for _ in 0..self.steps {
+            if cancel.is_cancelled() {
+                break;
+            }
+            self.began.fetch_add(1, Ordering::SeqCst);
+            // A step is never interrupted: no cancellation inside it.
+            tokio::time::sleep(self.step).await;
+            self.finished.fetch_add(1, Ordering::SeqCst);
+            done += 1;
+        }
+        JobOutcome::Merged {
+            strategy: "native".into(),
+            partitions: done,
+            files_before: u64::from(done) * 10,
+            files_after: u64::from(done),
+            bytes_rewritten: 0,
+            stopped_early: done < self.steps,
+        }
+    }
+    async fn preview(&self, _: &TableKey) -> Result<serde_json::Value, String> {
+        Ok(json!({}))
+    }
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_a_step_boundary_and_requeues_the_job() {
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new(100));
+    let (q, _) = queue(unlimited());
+    let q = Arc::new(Arc::into_inner(q).unwrap().with_store(Arc::clone(&store)));
+    let runner = Arc::new(SteppingRunner {
+        steps: 10,
+        step: Duration::from_millis(300),
+        began: AtomicUsize::new(0),
+        finished: AtomicUsize::new(0),
+    });
+    let shutdown = CancellationToken::new();
+    let workers = tokio::spawn(run_workers(
+        Arc::clone(&q),
+        runner.clone(),
+        shutdown.clone(),
+    ));
+    q.offer_alerts(&payload(&[firing("c", "t", "1", 1)]));
+    let id = q.job_for(&key("c", "t")).unwrap().id;
+    while runner.began.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), workers)
+        .await
+        .unwrap()
+        .unwrap();
+    // The step under way when shutdown came was finished, and no further one began.
+    let began = runner.began.load(Ordering::SeqCst);
+    assert_eq!(runner.finished.load(Ordering::SeqCst), began);
+    assert!(began < 10, "{began}");
+    let job = q.get(id).unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.stopped.as_deref(), Some("shutdown"));
+    assert_eq!(
+        job.attempts, 0,
+        "a shutdown stop does not count as an attempt"
+    );
+    assert!(
+        matches!(job.outcome, Some(JobOutcome::Merged { partitions, .. }) if partitions as usize == began)
+    );
+    // No job starts once shutdown began.
+    assert!(q.start_ready(&CancellationToken::new()).0.is_empty());
+    // The store has it queued for the restart.
+    let stored = store.active();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].record.stopped.as_deref(), Some("shutdown"));
+}
+
+#[test]
+fn a_restart_restores_queue_cooldowns_and_history() {
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new(100));
+    let (q, clock) = queue(unlimited_with_attempts(2));
+    let q = Arc::into_inner(q).unwrap().with_store(Arc::clone(&store));
+    q.offer_alerts(&payload(&[
+        firing("c", "merged", "1", 9),
+        firing("c", "running", "2", 8),
+        firing("c", "last", "3", 7),
+    ]));
+    let (s, _) = q.start_ready(&CancellationToken::new());
+    assert_eq!(tables(&s), ["merged", "running", "last"]);
+    q.finish(&s[0], merged(), None);
+    // "last" fails once, retryable; below it runs its second and last attempt.
+    q.finish(&s[2], failed(true), None);
+    q.offer_alerts(&payload(&[("c", "queued", "4", Some("dt=1"), "firing", 1)]));
+    clock.advance(Duration::from_secs(3600));
+    let (s2, _) = q.start_ready(&CancellationToken::new());
+    assert_eq!(tables(&s2), ["last", "queued"]);
+    let queued_id = s2[1].record.id;
+    q.finish(&s2[1], failed(true), None);
+    let before = q.get(queued_id).unwrap();
+    // The agent dies here ("running" and "last" running) and starts again on the store.
+    drop(q);
+    let q2 = Queue::with_clock(
+        unlimited_with_attempts(2),
+        Arc::new(AgentMetrics::new()),
+        Arc::new(clock),
+    )
+    .with_store(Arc::clone(&store));
+    let queued = q2.job_for(&key("c", "queued")).unwrap();
+    assert_eq!(
+        queued, before,
+        "queued jobs come back as they were, retry time included"
+    );
+    let running = q2.job_for(&key("c", "running")).unwrap();
+    assert_eq!(running.state, JobState::Queued);
+    assert_eq!(running.stopped.as_deref(), Some("interrupted"));
+    let last = q2.get(s[2].record.id).unwrap();
+    assert_eq!(last.state, JobState::Finished, "no attempt left");
+    assert!(
+        matches!(last.outcome, Some(JobOutcome::Failed { ref kind, .. }) if kind == "interrupted")
+    );
+    assert_eq!(q2.get(s[0].record.id).unwrap().state, JobState::Finished);
+    assert!(q2.cooldown_until(&key("c", "merged")).is_some());
+    // Resolved alerts still withdraw a restored job (its fingerprints came back too).
+    let r = q2.offer_alerts(&payload(&[(
+        "c",
+        "queued",
+        "4",
+        Some("dt=1"),
+        "resolved",
+        1,
+    )]));
+    assert_eq!(r.removed, [queued_id]);
+    // New ids continue after the restored ones.
+    let r = q2.offer_alerts(&payload(&[firing("c", "new", "5", 1)]));
+    assert_eq!(r.queued, [5]);
+}
+
+fn unlimited_with_attempts(max_attempts: u32) -> QueueSettings {
+    QueueSettings {
+        retry: RetrySettings {
+            max_attempts,
+            ..RetrySettings::default()
+        },
+        ..unlimited()
+    }
 }

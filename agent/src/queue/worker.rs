@@ -13,8 +13,9 @@ use super::*;
 /// Longest sleep of the worker loop without a reason to wake (re-checks limits).
 pub(super) const IDLE_RECHECK: Duration = Duration::from_secs(30);
 
-/// Runs jobs until `shutdown` fires, then cancels running jobs (runners stop at safe
-/// points) and waits for them. Queued jobs stay queued.
+/// Runs jobs until `shutdown` fires, then asks running jobs to stop at their next step
+/// boundary ([`Queue::begin_shutdown`]) and waits for them; they and the queued jobs stay
+/// queued (in the store, for the restart).
 pub async fn run_workers(
     queue: Arc<Queue>,
     runner: Arc<dyn JobRunner>,
@@ -48,6 +49,7 @@ pub async fn run_workers(
             () = shutdown.cancelled() => break,
         }
     }
+    queue.begin_shutdown();
     while let Some(joined) = tasks.join_next_with_id().await {
         reap(&queue, &mut by_task, joined);
     }

@@ -22,7 +22,7 @@ use hive_smallfiles_agent::api::{ApiSettings, ApiState, router};
 use hive_smallfiles_agent::metrics::AgentMetrics;
 use hive_smallfiles_agent::queue::{Queue, QueueSettings};
 use hive_smallfiles_agent::work::{
-    ByteBudget, JobOutcome, JobRecord, JobRunner, JobState, Source, TableKey,
+    JobOutcome, JobRecord, JobRunner, JobState, MergeBudget, Source, TableKey,
 };
 use hive_smallfiles_core::exposition::Format;
 use hive_smallfiles_core::web::{WebConfig, bind, serve};
@@ -277,7 +277,7 @@ struct NeverRuns;
 
 #[async_trait::async_trait]
 impl JobRunner for NeverRuns {
-    async fn run(&self, _: &JobRecord, _: &dyn ByteBudget, _: &CancellationToken) -> JobOutcome {
+    async fn run(&self, _: &JobRecord, _: &dyn MergeBudget, _: &CancellationToken) -> JobOutcome {
         unreachable!("no workers in this test")
     }
     async fn preview(&self, _: &TableKey) -> Result<serde_json::Value, String> {

@@ -1,6 +1,6 @@
 //! Alert storm: 10,000 alerts over 1,000 tables posted to the router in Alertmanager-sized
 //! batches while the workers run, with simulated hours on a manual clock. Checks that no
-//! more merges start than the limits allow, that no table runs twice, and that the webhook
+//! more merges start (take from the merge budget) than the limits allow, that no table runs twice, and that the webhook
 //! never answers 5xx for valid bodies.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -19,7 +19,7 @@ use hive_smallfiles_agent::api::{ApiSettings, ApiState, WEBHOOK_PATH, router};
 use hive_smallfiles_agent::metrics::AgentMetrics;
 use hive_smallfiles_agent::queue::{Clock, ManualClock, Queue, QueueSettings, run_workers};
 use hive_smallfiles_agent::work::{
-    ByteBudget, JobOutcome, JobRecord, JobRunner, JobState, TableKey,
+    JobOutcome, JobRecord, JobRunner, JobState, MergeBudget, TableKey,
 };
 
 const CLUSTERS: usize = 10;
@@ -46,8 +46,21 @@ struct Recorder {
 
 #[async_trait::async_trait]
 impl JobRunner for Recorder {
-    async fn run(&self, job: &JobRecord, _: &dyn ByteBudget, _: &CancellationToken) -> JobOutcome {
+    async fn run(
+        &self,
+        job: &JobRecord,
+        budget: &dyn MergeBudget,
+        _: &CancellationToken,
+    ) -> JobOutcome {
         let key = job.item.key.clone();
+        // A merge starts only with the budget's consent (as the executor asks it).
+        if let Err(r) = budget.try_start(&key.cluster, 1 << 20) {
+            return JobOutcome::Failed {
+                kind: "rate_limited".into(),
+                error: r.limit.into(),
+                retryable: true,
+            };
+        }
         self.starts
             .lock()
             .unwrap()
@@ -78,6 +91,7 @@ impl JobRunner for Recorder {
             files_before: 100,
             files_after: 2,
             bytes_rewritten: 1 << 20,
+            stopped_early: false,
         }
     }
 

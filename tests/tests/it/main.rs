@@ -11,9 +11,11 @@ const EXPORTER_BIN: &str = env!("CARGO_BIN_EXE_hsf-exporter");
 /// The agent's command line (`src/bin/hsf-agent.rs`), built by cargo for these tests.
 const AGENT_BIN: &str = env!("CARGO_BIN_EXE_hsf-agent");
 
+mod agent_budget;
 mod agent_e2e;
 mod agent_recovery;
 mod agent_spark;
+mod agent_state;
 mod alerts;
 mod cli;
 mod deploy_files;

@@ -696,3 +696,253 @@ async fn lock_excludes_a_second_agent() {
     assert_eq!(case.files(&h.store, 0).len(), 1);
     h.finish().await;
 }
+
+/// `serve` on `port`.
+fn serve_args(port: u16) -> Vec<String> {
+    vec![
+        "--web.listen-address".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "serve".to_owned(),
+    ]
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// Starts `serve`, requests a merge of `table` through the API and returns once the job
+/// stands at the `after_stage` fail point of its first partition (until `resume` exists):
+/// the child, its API base URL and the job id.
+async fn serve_held_in_a_merge(
+    h: &Harness,
+    table: &str,
+    resume: &Path,
+) -> (std::process::Child, String, u64) {
+    use std::time::Duration;
+    let port = hive_smallfiles_tests::process::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let submit = tokio::spawn({
+        let base = base.clone();
+        let body = serde_json::json!({"cluster": "c", "database": "sales", "table": table});
+        async move {
+            loop {
+                if let Ok(r) = http_client()
+                    .post(format!("{base}/api/v1/merges"))
+                    .json(&body)
+                    .send()
+                    .await
+                    && r.status() == 202
+                {
+                    let job: serde_json::Value = r.json().await.unwrap();
+                    return job["id"].as_u64().unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    let child = h
+        .agent
+        .run_to_failpoint(&serve_args(port), "after_stage", Some(resume))
+        .await;
+    (child, base, submit.await.unwrap())
+}
+
+/// SIGTERM, then waits until the agent stops serving HTTP.
+async fn terminate(child: &std::process::Child, base: &str) {
+    use std::time::{Duration, Instant};
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_client()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_ok()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the agent kept serving after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The job as the agent's state store has it (the agent has exited).
+fn stored_job(h: &Harness, id: u64) -> hive_smallfiles_agent::work::JobRecord {
+    use hive_smallfiles_agent::store::{HistoryLimits, JobStore, RedbStore};
+    let store = RedbStore::open(
+        h.dir.path(),
+        HistoryLimits::default(),
+        Arc::new(hive_smallfiles_agent::metrics::AgentMetrics::new()),
+    )
+    .unwrap();
+    store
+        .active()
+        .into_iter()
+        .find(|j| j.record.id == id)
+        .expect("the job is still queued")
+        .record
+}
+
+/// Starts `serve` (no fail point): the child and its API base URL.
+fn start_serving(h: &Harness) -> (std::process::Child, String) {
+    let port = hive_smallfiles_tests::process::free_port();
+    let mut cmd = h.agent.command(&serve_args(port));
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    (cmd.spawn().unwrap(), format!("http://127.0.0.1:{port}"))
+}
+
+/// Starts the agent again and waits until job `id` has finished merged; both partitions then
+/// have their planned single file and the rows are unchanged.
+async fn restart_finishes(
+    h: &Harness,
+    case: &TableCase,
+    id: u64,
+    rows_before: &BTreeMap<String, usize>,
+) {
+    use std::time::{Duration, Instant};
+    let (child, base) = start_serving(h);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = http_client()
+            .get(format!("{base}/api/v1/merges/{id}"))
+            .send()
+            .await
+            && let Ok(job) = r.json::<serde_json::Value>().await
+            && job["state"] == "finished"
+        {
+            assert_eq!(job["outcome"]["result"], "merged", "{job}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job did not continue");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    kill9(child);
+    let files: Vec<usize> = (0..2).map(|p| case.files(&h.store, p).len()).collect();
+    assert_eq!(files, [1, 1]);
+    assert_eq!(&case.rows(&h.store), rows_before);
+}
+
+/// The serving agent gets SIGTERM while a job is inside its first partition's merge (held at
+/// a fail point): it finishes that partition, starts no other, exits within the drain
+/// timeout, and the state store has the job queued again as stopped for shutdown; the next
+/// start merges the other partition under the same job id, and after one more restart the
+/// job is rolled back by its id (both partitions' originals back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_job_at_the_next_partition_and_the_restart_continues_it() {
+    let (h, cases) = Harness::new(false, &[("drain", Kind::Text)]).await;
+    // Backups kept, for the rollback by job id at the end.
+    h.write_config("1h");
+    let case = &cases[0];
+    let rows_before = case.rows(&h.store);
+    let resume = h.dir.path().join("resume-drain");
+    let (mut child, base, id) = serve_held_in_a_merge(&h, "drain", &resume).await;
+    terminate(&child, &base).await;
+    assert!(child.try_wait().unwrap().is_none(), "it waits for the job");
+    std::fs::write(&resume, b"").unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let files: Vec<usize> = (0..2).map(|p| case.files(&h.store, p).len()).collect();
+    assert_eq!(
+        files.iter().filter(|n| **n == FILES_PER_PART).count(),
+        1,
+        "one partition merged, the other not started: {files:?}"
+    );
+    assert!(files.contains(&1), "{files:?}");
+    assert_eq!(case.rows(&h.store), rows_before);
+    let job = stored_job(&h, id);
+    assert_eq!(job.stopped.as_deref(), Some("shutdown"));
+    assert_eq!(job.attempts, 0, "the attempt is not counted");
+    assert!(
+        matches!(
+            job.outcome,
+            Some(hive_smallfiles_agent::work::JobOutcome::Merged { partitions: 1, .. })
+        ),
+        "{:?}",
+        job.outcome
+    );
+    restart_finishes(&h, case, id, &rows_before).await;
+    // Rollback by job id after yet another restart: the merges of both runs of the job
+    // were recorded in the state store.
+    let (child, base) = start_serving(&h);
+    // Once start-up recovery is done (it holds partition locks while it runs).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !http_client()
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        if std::time::Instant::now() > deadline {
+            kill9(child);
+            panic!("the agent did not become ready");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let r = http_client()
+        .post(format!("{base}/api/v1/merges/{id}/rollback"))
+        .send()
+        .await;
+    let r = match r {
+        Ok(r) => (r.status(), r.json::<serde_json::Value>().await),
+        Err(e) => {
+            kill9(child);
+            panic!("rollback: {e}");
+        }
+    };
+    kill9(child);
+    let (status, body) = (r.0, r.1.unwrap());
+    assert_eq!(status, 200, "{body}");
+    let rollbacks = body["rollbacks"].as_array().unwrap();
+    assert_eq!(rollbacks.len(), 2, "{body}");
+    assert!(rollbacks.iter().all(|r| r["error"].is_null()), "{body}");
+    let files: Vec<usize> = (0..2).map(|p| case.files(&h.store, p).len()).collect();
+    assert_eq!(files, [FILES_PER_PART, FILES_PER_PART]);
+    assert_eq!(case.rows(&h.store), rows_before);
+    h.finish().await;
+}
+
+/// With `[shutdown] drain_timeout = "1s"` and the job held inside a partition's merge past
+/// it, the agent exits after the timeout; the job is queued again as `shutdown_timeout`, and
+/// the restart's start-up recovery cleans the interrupted merge before the job runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_timeout_is_configurable_and_an_overrun_job_runs_again_after_recovery() {
+    use std::time::{Duration, Instant};
+    let (h, cases) = Harness::new(false, &[("overrun", Kind::Text)]).await;
+    let case = &cases[0];
+    let rows_before = case.rows(&h.store);
+    let mut config = std::fs::read_to_string(h.agent.config_path()).unwrap();
+    config = config.replacen(
+        "[native]",
+        "[shutdown]\ndrain_timeout = \"1s\"\n[native]",
+        1,
+    );
+    std::fs::write(h.agent.config_path(), config).unwrap();
+    let resume = h.dir.path().join("resume-overrun");
+    let (mut child, base, id) = serve_held_in_a_merge(&h, "overrun", &resume).await;
+    let sent = Instant::now();
+    terminate(&child, &base).await;
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let took = sent.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(30),
+        "exited after {took:?}"
+    );
+    let job = stored_job(&h, id);
+    assert_eq!(job.stopped.as_deref(), Some("shutdown_timeout"));
+    assert_eq!(job.state, hive_smallfiles_agent::work::JobState::Queued);
+    restart_finishes(&h, case, id, &rows_before).await;
+    h.finish().await;
+}
