@@ -21,11 +21,13 @@ const STATUSES: [u16; 7] = [400, 401, 403, 404, 409, 500, 503];
 /// Parses `body` as every WebHDFS answer the client reads; panics only on a broken invariant.
 pub fn webhdfs_json(body: &[u8]) {
     let path = "/fuzz";
-    if let Ok(st) = parse::<FileStatusEnvelope>("GETFILESTATUS", path, body) {
-        let _ = FileStatus::from(st.file_status);
+    match parse::<FileStatusEnvelope>("GETFILESTATUS", path, body) {
+        Ok(st) => drop(FileStatus::from(st.file_status)),
+        Err(e) => check_message(&e),
     }
-    if let Ok(list) = parse::<FileStatusesEnvelope>("LISTSTATUS", path, body) {
-        let _ = list.into_entries().count();
+    match parse::<FileStatusesEnvelope>("LISTSTATUS", path, body) {
+        Ok(list) => drop(list.into_entries().count()),
+        Err(e) => check_message(&e),
     }
     match parse::<DirectoryListingEnvelope>("LISTSTATUS_BATCH", path, body) {
         Ok(batch) => {
