@@ -226,25 +226,28 @@ pub fn parquet_merge(data: &[u8]) {
         &options,
     );
     let mut pushed = 0u64;
-    for (i, source) in split(rest, PARQUET_SEPARATOR).enumerate() {
+    let sources: Vec<&[u8]> = split(rest, PARQUET_SEPARATOR).collect();
+    for (i, source) in sources.iter().enumerate() {
         let name = format!("00000{i}_0");
         match m.push(&name, Bytes::copy_from_slice(source)) {
-            Ok(rows) => {
-                // Where an independent reader reads the source in full, it finds as many rows.
-                if let Some(independent) = parquet_rows_read(source) {
-                    assert_eq!(rows, independent, "{name}: rows");
-                }
-                pushed += rows;
-            }
-            Err(_) => return,
+            Ok(rows) => pushed += rows,
+            Err(e) => return refused(&e),
         }
     }
     let outputs = match m.finish() {
         Ok(outputs) => outputs,
         // A source's pages are only decoded when its output is written.
-        Err(FormatError::Corrupt { .. } | FormatError::Unsupported { .. }) => return,
-        Err(e) => panic!("finishing the merge: {e}"),
+        Err(e) => return refused(&e),
     };
+    // Where an independent reader reads every source in full, it finds as many rows.
+    let independent: Option<Vec<u64>> = sources.iter().map(|s| parquet_rows_read(s)).collect();
+    if let Some(counts) = independent {
+        assert_eq!(
+            counts.iter().sum::<u64>(),
+            pushed,
+            "rows of the sources {counts:?}"
+        );
+    }
     for out in &outputs {
         let bytes = std::fs::read(&out.local_path).expect("spooled output");
         let read = parquet_rows_read(&bytes)
@@ -254,6 +257,20 @@ pub fn parquet_merge(data: &[u8]) {
         assert_eq!(footer, out.rows, "{}: rows in the footer", out.file_name);
     }
     assert_eq!(rows(&outputs), pushed);
+}
+
+/// A refused Parquet merge: bad sources are refused, but the merge never fails otherwise.
+fn refused(e: &FormatError) {
+    assert!(
+        matches!(
+            e,
+            FormatError::Corrupt { .. }
+                | FormatError::Unsupported { .. }
+                | FormatError::SchemaMismatch { .. }
+                | FormatError::MetadataMismatch { .. }
+        ),
+        "the merge failed: {e}"
+    );
 }
 
 /// The rows of a Parquet file, read value by value with parquet-rs's record reader (not the
