@@ -13,6 +13,9 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod executor;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hiveserver2;
 pub mod intake;
 pub mod metrics;

@@ -19,6 +19,8 @@
 //! operation on the server when asked to, and always closes the operation. Passwords are only
 //! sent in the SASL negotiation and never logged.
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzzing;
 mod messages;
 mod protocol;
 mod transport;

@@ -132,7 +132,7 @@ impl Encoder {
         self.i32(i32::try_from(len).unwrap_or(i32::MAX));
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn list_begin(&mut self, elem: u8, len: usize) {
         self.buf.push(elem);
         self.i32(i32::try_from(len).unwrap_or(i32::MAX));

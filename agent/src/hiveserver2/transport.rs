@@ -169,18 +169,8 @@ impl Transport {
         incomplete: impl Fn(&E) -> bool,
     ) -> Result<Result<T, E>, TransportError> {
         loop {
-            if !self.pending.is_empty() {
-                match decode(&self.pending) {
-                    Ok((v, used)) => {
-                        self.pending.drain(..used.min(self.pending.len()));
-                        return Ok(Ok(v));
-                    }
-                    Err(e) if incomplete(&e) => {}
-                    Err(e) => {
-                        self.pending.clear();
-                        return Ok(Err(e));
-                    }
-                }
+            if let Some(reply) = take_message(&mut self.pending, &mut decode, &incomplete) {
+                return Ok(reply);
             }
             self.read_more().await?;
         }
@@ -190,12 +180,7 @@ impl Transport {
         if self.framed {
             let mut len = [0u8; 4];
             self.stream.read_exact(&mut len).await.map_err(io)?;
-            let len = u32::from_be_bytes(len) as usize;
-            if len > MAX_FRAME || self.pending.len() + len > MAX_FRAME {
-                return Err(TransportError::Protocol(format!(
-                    "frame of {len} bytes exceeds the limit"
-                )));
-            }
+            let len = frame_length(len, self.pending.len())?;
             let start = self.pending.len();
             self.pending.resize(start + len, 0);
             self.stream
@@ -242,6 +227,41 @@ impl Transport {
     pub(crate) async fn shutdown(&mut self) {
         let _ = self.stream.shutdown().await;
     }
+}
+
+/// Decodes one message from the front of `pending` and removes its bytes; `None` when more
+/// bytes are needed. After a decode error the buffer is dropped (the stream is out of step).
+pub(crate) fn take_message<T, E>(
+    pending: &mut Vec<u8>,
+    decode: &mut impl FnMut(&[u8]) -> Result<(T, usize), E>,
+    incomplete: &impl Fn(&E) -> bool,
+) -> Option<Result<T, E>> {
+    if pending.is_empty() {
+        return None;
+    }
+    match decode(pending) {
+        Ok((v, used)) => {
+            pending.drain(..used.min(pending.len()));
+            Some(Ok(v))
+        }
+        Err(e) if incomplete(&e) => None,
+        Err(e) => {
+            pending.clear();
+            Some(Err(e))
+        }
+    }
+}
+
+/// The length of the next SASL data frame from its 4-byte big-endian header, refused when it
+/// (with the `pending` bytes of the message so far) exceeds [`MAX_FRAME`].
+pub(crate) fn frame_length(head: [u8; 4], pending: usize) -> Result<usize, TransportError> {
+    let len = u32::from_be_bytes(head) as usize;
+    if len > MAX_FRAME || pending + len > MAX_FRAME {
+        return Err(TransportError::Protocol(format!(
+            "frame of {len} bytes exceeds the limit"
+        )));
+    }
+    Ok(len)
 }
 
 /// Whether a decode error asks for more bytes.

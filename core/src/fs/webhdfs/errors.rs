@@ -12,10 +12,16 @@ pub(super) fn parse<T: DeserializeOwned>(
     path: &str,
     body: &[u8],
 ) -> Result<T, FsError> {
+    // serde_json quotes offending strings whole ("invalid type: string \"…\""), so its
+    // message is cut like the body.
     serde_json::from_slice(body).map_err(|e| FsError::InvalidResponse {
         op,
         path: path.to_owned(),
-        message: format!("{e} (body: {})", snippet(body)),
+        message: format!(
+            "{} (body: {})",
+            snippet(e.to_string().as_bytes()),
+            snippet(body)
+        ),
     })
 }
 

@@ -33,6 +33,9 @@
 
 mod datanode;
 mod errors;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod ha;
 mod wire;
 #[cfg(feature = "write")]
@@ -439,15 +442,7 @@ impl WebHdfs {
                 Err(e) => return Err(e),
             };
             let listing: DirectoryListingEnvelope = parse(op::LISTSTATUS_BATCH, path, &reply.body)?;
-            let remaining = listing.directory_listing.remaining_entries;
-            let page: Vec<FileStatus> = listing
-                .directory_listing
-                .partial_listing
-                .file_statuses
-                .file_status
-                .into_iter()
-                .map(FileStatus::from)
-                .collect();
+            let (page, remaining) = listing.into_page();
             let next = page.last().map(|s| s.name.clone());
             if !page.is_empty() {
                 sink(page);
@@ -478,11 +473,7 @@ impl WebHdfs {
         let reply = self.send(op::LISTSTATUS, Method::GET, path, &[]).await?;
         let listing: FileStatusesEnvelope = parse(op::LISTSTATUS, path, &reply.body)?;
         drop(reply);
-        let mut entries = listing
-            .file_statuses
-            .file_status
-            .into_iter()
-            .map(FileStatus::from);
+        let mut entries = listing.into_entries();
         loop {
             let page: Vec<FileStatus> = entries.by_ref().take(LIST_PAGE_SIZE).collect();
             if page.is_empty() {

@@ -43,6 +43,25 @@ pub(super) struct DirectoryListingEnvelope {
     pub(super) directory_listing: DirectoryListing,
 }
 
+impl FileStatusesEnvelope {
+    /// The entries, converted.
+    pub(super) fn into_entries(self) -> impl Iterator<Item = FileStatus> {
+        self.file_statuses
+            .file_status
+            .into_iter()
+            .map(FileStatus::from)
+    }
+}
+
+impl DirectoryListingEnvelope {
+    /// The batch's entries and `remainingEntries`.
+    pub(super) fn into_page(self) -> (Vec<FileStatus>, i64) {
+        let listing = self.directory_listing;
+        let page = listing.partial_listing.into_entries().collect();
+        (page, listing.remaining_entries)
+    }
+}
+
 /// One batch of a directory listing.
 #[derive(Debug, Deserialize)]
 pub(super) struct DirectoryListing {

@@ -6,5 +6,6 @@ mod fixtures;
 mod readback;
 
 mod corrupt;
+mod fuzz_seeds;
 mod merge;
 mod schema;

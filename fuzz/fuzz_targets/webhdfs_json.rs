@@ -1,0 +1,8 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    hive_smallfiles_fuzz::run(
+        data,
+        hive_smallfiles_core::fs::webhdfs::fuzzing::webhdfs_json,
+    );
+});
