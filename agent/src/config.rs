@@ -13,6 +13,7 @@ use hive_smallfiles_core::config::{
 };
 use hive_smallfiles_core::metastore::MetastoreConfig;
 use hive_smallfiles_core::secret::Secret;
+use hive_smallfiles_core::web::ServerSettings;
 use serde::Deserialize;
 
 use crate::hiveserver2::{Hs2Auth, Hs2Config};
@@ -38,6 +39,9 @@ pub struct RawAgentConfig {
     /// Webhook and API authentication.
     #[serde(default)]
     pub api: RawApi,
+    /// `[server]`: HTTP timeouts and the connection cap.
+    #[serde(default)]
+    pub server: ServerSettings,
     /// Queue and rate limits.
     #[serde(default)]
     pub queue: RawQueue,
@@ -389,6 +393,8 @@ pub struct AgentConfig {
     pub clusters: BTreeMap<String, AgentCluster>,
     /// The commit protocol's settings.
     pub native: NativeSettings,
+    /// HTTP timeouts and the connection cap.
+    pub server: ServerSettings,
 }
 
 /// Validated `[native]`.
@@ -472,6 +478,7 @@ impl AgentConfig {
             .as_ref()
             .map(|f| read_secret_file("-", "bearer token", &resolve(base, f)))
             .transpose()?;
+        raw.server.validate().map_err(|m| invalid("-", m))?;
         let q = &raw.queue;
         if q.capacity == 0
             || q.merges_per_hour == 0
@@ -634,6 +641,7 @@ impl AgentConfig {
             queue: raw.queue,
             policy,
             clusters,
+            server: raw.server,
         })
     }
 }

@@ -10,6 +10,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use hive_smallfiles_core::exposition::{Format, openmetrics_to_text};
+use hive_smallfiles_core::web::WebMetrics;
 
 /// `{status}` label set (alert status: firing, resolved).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -97,6 +98,8 @@ pub struct AgentMetrics {
     pub unrecovered: Gauge,
     /// `hive_merge_recovery_last_run_timestamp_seconds`: when the last recovery pass ended.
     pub recovery_last_run: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// The HTTP server's connections, timeouts and authentication (`hive_merge_http_*`).
+    pub web: WebMetrics,
 }
 
 impl Default for AgentMetrics {
@@ -126,6 +129,7 @@ impl AgentMetrics {
             intake_dropped: Family::default(),
             unrecovered: Gauge::default(),
             recovery_last_run: Gauge::default(),
+            web: WebMetrics::default(),
         };
         registry.register(
             "agent_build",
@@ -210,6 +214,7 @@ impl AgentMetrics {
             prometheus_client::registry::Unit::Seconds,
             m.recovery_last_run.clone(),
         );
+        m.web.register(&mut registry);
         Self { registry, ..m }
     }
 

@@ -121,7 +121,9 @@ pub async fn run(
     let queue = Arc::new(
         Queue::new(queue_settings(&config, first_job_id), metrics).with_store(runner.store()),
     );
-    let web = options.web;
+    let web = options
+        .web
+        .with_server(config.server.clone(), queue.metrics().web.clone());
     let grace = options.grace;
     let api_settings = ApiSettings {
         bearer_token: config.bearer_token.as_ref().map(|s| s.expose().to_owned()),

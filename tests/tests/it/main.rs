@@ -28,6 +28,7 @@ mod native_spark;
 mod switch_spark;
 mod unreferenced_files;
 mod web;
+mod web_limits;
 mod webhdfs_scan;
 mod webhdfs_server;
 mod webhdfs_write;
