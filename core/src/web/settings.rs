@@ -31,7 +31,8 @@ pub struct ServerSettings {
     #[serde(default = "d_max_connections")]
     pub max_connections: usize,
     /// bcrypt verifications running at once (each costs tens of milliseconds of CPU).
-    /// 0: the number of CPUs. Default 0.
+    /// 0: one less than the number of CPUs, at least 1, so that a flood of passwords leaves
+    /// a CPU to answer requests. Default 0.
     #[serde(default)]
     pub basic_auth_concurrency: usize,
 }
@@ -84,12 +85,15 @@ impl ServerSettings {
         Ok(())
     }
 
-    /// bcrypt verifications allowed at once (`basic_auth_concurrency`, 0 meaning the CPUs).
+    /// bcrypt verifications allowed at once (`basic_auth_concurrency`; 0: the CPUs but one).
     pub fn auth_permits(&self) -> usize {
         if self.basic_auth_concurrency > 0 {
             self.basic_auth_concurrency
         } else {
-            std::thread::available_parallelism().map_or(1, usize::from)
+            std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .saturating_sub(1)
+                .max(1)
         }
     }
 }
