@@ -9,7 +9,8 @@
 //!   accepted or after the first byte of its next request arrived (slow headers, slowloris),
 //!   and `idle_timeout` after its last response when nothing arrives (keep-alive);
 //! * a request in flight for longer than `request_timeout` is answered 503;
-//! * at `max_connections`, a new connection makes room by closing the connection that has
+//! * at `max_connections` (lowered to fit the open-file limit, with some descriptors to
+//!   spare), a new connection makes room by closing the connection that has
 //!   been without a request in flight the longest: slow-header and idle connections go
 //!   first, so health checks and clients with requests keep being answered. When every
 //!   connection has a request in flight, the new connection is closed at once (the client
@@ -325,6 +326,32 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
     )
 }
 
+/// File descriptors kept free of connections for everything else the process opens
+/// (database and NameNode connections, files, the listener).
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// `max_connections`, lowered to fit the process's open-file limit (`ulimit -n`) with
+/// [`RESERVED_DESCRIPTORS`] to spare: beyond it `accept` fails and nobody is answered.
+fn connection_cap(max_connections: usize) -> usize {
+    let Ok((soft, _)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    else {
+        return max_connections;
+    };
+    let fits =
+        usize::try_from(soft.saturating_sub(RESERVED_DESCRIPTORS).max(1)).unwrap_or(usize::MAX);
+    if fits < max_connections {
+        tracing::warn!(
+            max_connections,
+            open_file_limit = soft,
+            cap = fits,
+            "server.max_connections does not fit the open-file limit; capping connections lower."
+        );
+        fits
+    } else {
+        max_connections
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` fires, then lets open requests finish for
 /// up to `grace`.
 pub async fn serve(
@@ -335,6 +362,7 @@ pub async fn serve(
     grace: Duration,
 ) {
     let settings = Arc::new(web.server.clone());
+    let cap = connection_cap(settings.max_connections);
     let metrics = web.metrics.clone();
     let tls = web.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -363,7 +391,7 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => break,
         };
-        if conns.len() >= settings.max_connections && !conns.evict_one() {
+        if conns.len() >= cap && !conns.evict_one() {
             metrics.closed(CloseReason::Rejected);
             tracing::debug!(%peer, "Connection cap reached with every connection busy; closing the new one.");
             drop(stream);
@@ -509,5 +537,23 @@ impl Connection {
 fn count_close(state: &ConnState, metrics: &WebMetrics) {
     if let Some(reason) = state.close_reason() {
         metrics.closed(reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_fits_the_open_file_limit() {
+        let (soft, _) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+        let cap = connection_cap(usize::MAX);
+        assert_eq!(
+            cap as u64,
+            soft.saturating_sub(RESERVED_DESCRIPTORS).max(1),
+            "open-file limit {soft}"
+        );
+        assert_eq!(connection_cap(1), 1);
     }
 }

@@ -27,7 +27,8 @@ pub struct ServerSettings {
     pub tls_handshake_timeout: Duration,
     /// Connections open at once. At the cap a new connection closes the connection that has
     /// been without a request in flight the longest (slow headers, idle keep-alive); when
-    /// every connection has a request in flight, the new one is closed. Default 512.
+    /// every connection has a request in flight, the new one is closed. Lowered to the
+    /// open-file limit minus 64 when that is smaller. Default 512.
     #[serde(default = "d_max_connections")]
     pub max_connections: usize,
     /// bcrypt verifications running at once (each costs tens of milliseconds of CPU).
