@@ -10,11 +10,12 @@
 //!   and `idle_timeout` after its last response when nothing arrives (keep-alive);
 //! * a request in flight for longer than `request_timeout` is answered 503;
 //! * at `max_connections` (lowered to fit the open-file limit, with some descriptors to
-//!   spare), a new connection makes room by closing the connection that has
-//!   been without a request in flight the longest: slow-header and idle connections go
-//!   first, so health checks and clients with requests keep being answered. When every
-//!   connection has a request in flight, the new connection is closed at once (the client
-//!   sees a reset and retries; waiting would only hold the socket). The same eviction runs
+//!   spare), a new connection makes room by closing a connection without a request in
+//!   flight: first those that never completed a request (slow headers, silent), oldest
+//!   first, then the kept-alive connection idle the longest, so that health checks and
+//!   clients with requests keep being answered. When every connection has a request in
+//!   flight, the new connection is closed at once (the client sees a reset and retries;
+//!   waiting would only hold the socket). The same eviction runs
 //!   when the process is out of file descriptors, so that `accept` can succeed again.
 //!
 //! HTTP/1.1's own header timeout in hyper also runs between kept-alive requests (it starts
@@ -139,8 +140,9 @@ impl Connections {
         }
     }
 
-    /// Closes the connection without a request in flight for the longest time; false when
-    /// every connection has one.
+    /// Closes a connection without a request in flight: one that never completed a request
+    /// (slow or silent) if any, else the one idle the longest; false when every connection
+    /// has a request in flight.
     fn evict_one(&self) -> bool {
         let Ok(g) = self.open.lock() else {
             return false;
@@ -148,7 +150,13 @@ impl Connections {
         let victim = g
             .iter()
             .filter(|(_, c)| c.in_flight.load(Ordering::SeqCst) == 0 && c.close_reason().is_none())
-            .min_by_key(|(id, c)| (c.idle_since.load(Ordering::SeqCst), **id))
+            .min_by_key(|(id, c)| {
+                (
+                    c.served.load(Ordering::SeqCst) > 0,
+                    c.idle_since.load(Ordering::SeqCst),
+                    **id,
+                )
+            })
             .map(|(id, _)| *id);
         match victim.and_then(|id| g.get(&id)) {
             Some(c) => {

@@ -25,8 +25,8 @@ pub struct ServerSettings {
     /// Longest TLS handshake. Default 10 s.
     #[serde(default = "d_tls_handshake_timeout", with = "humantime_serde")]
     pub tls_handshake_timeout: Duration,
-    /// Connections open at once. At the cap a new connection closes the connection that has
-    /// been without a request in flight the longest (slow headers, idle keep-alive); when
+    /// Connections open at once. At the cap a new connection closes one without a request in
+    /// flight (never-served slow or silent connections first, then the longest idle); when
     /// every connection has a request in flight, the new one is closed. Lowered to the
     /// open-file limit minus 64 when that is smaller. Default 512.
     #[serde(default = "d_max_connections")]
