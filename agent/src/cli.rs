@@ -22,7 +22,16 @@ type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
 
 /// The `hive-smallfiles-agent` program: parses the flags and runs the command.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    main_from(std::env::args_os())
+}
+
+/// [`main`] with these arguments (the first is the program's name).
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
     let level = cli.log_level.clone();
     let format = cli.log_format;
     run_main("hive-smallfiles-agent", &level, format, run(cli))

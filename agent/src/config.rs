@@ -13,6 +13,7 @@ use hive_smallfiles_core::config::{
 };
 use hive_smallfiles_core::metastore::MetastoreConfig;
 use hive_smallfiles_core::secret::Secret;
+use hive_smallfiles_core::web::ServerSettings;
 use serde::Deserialize;
 
 use crate::hiveserver2::{Hs2Auth, Hs2Config};
@@ -45,6 +46,9 @@ pub struct RawAgentConfig {
     /// Webhook and API authentication.
     #[serde(default)]
     pub api: RawApi,
+    /// `[server]`: HTTP timeouts and the connection cap.
+    #[serde(default)]
+    pub server: ServerSettings,
     /// Queue and rate limits.
     #[serde(default)]
     pub queue: RawQueue,
@@ -447,6 +451,8 @@ pub struct AgentConfig {
     pub clusters: BTreeMap<String, AgentCluster>,
     /// The commit protocol's settings.
     pub native: NativeSettings,
+    /// HTTP timeouts and the connection cap.
+    pub server: ServerSettings,
 }
 
 /// Validated `[native]`.
@@ -530,6 +536,7 @@ impl AgentConfig {
             .as_ref()
             .map(|f| read_secret_file("-", "bearer token", &resolve(base, f)))
             .transpose()?;
+        raw.server.validate().map_err(|m| invalid("-", m))?;
         let q = &raw.queue;
         if q.capacity == 0
             || q.cluster_capacity == 0
@@ -703,6 +710,7 @@ impl AgentConfig {
             queue: raw.queue,
             policy,
             clusters,
+            server: raw.server,
         })
     }
 }

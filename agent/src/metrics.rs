@@ -10,6 +10,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use hive_smallfiles_core::exposition::{Format, openmetrics_to_text};
+use hive_smallfiles_core::web::WebMetrics;
 
 /// `{status}` label set (alert status: firing, resolved).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -100,6 +101,8 @@ pub struct AgentMetrics {
     /// `hive_merge_state_store_errors_total`: writes or reads of the agent's state store that
     /// failed (the queue carries on in memory; see the log).
     pub state_store_errors: Counter,
+    /// The HTTP server's connections, timeouts and authentication (`hive_merge_http_*`).
+    pub web: WebMetrics,
 }
 
 impl Default for AgentMetrics {
@@ -130,6 +133,7 @@ impl AgentMetrics {
             unrecovered: Gauge::default(),
             recovery_last_run: Gauge::default(),
             state_store_errors: Counter::default(),
+            web: WebMetrics::default(),
         };
         registry.register(
             "agent_build",
@@ -219,6 +223,7 @@ impl AgentMetrics {
             prometheus_client::registry::Unit::Seconds,
             m.recovery_last_run.clone(),
         );
+        m.web.register(&mut registry);
         Self { registry, ..m }
     }
 

@@ -153,7 +153,9 @@ pub async fn run(
     let queue = Arc::new(
         Queue::new(queue_settings(&config, first_job_id), metrics).with_store(runner.store()),
     );
-    let web = options.web;
+    let web = options
+        .web
+        .with_server(config.server.clone(), queue.metrics().web.clone());
     let grace = options.grace;
     let http_grace = options.http_grace;
     let api_settings = ApiSettings {

@@ -15,6 +15,7 @@ use hive_smallfiles_core::config::{
     StorageConfig, TableFilter, invalid,
 };
 use hive_smallfiles_core::metastore::MetastoreConfig;
+use hive_smallfiles_core::web::ServerSettings;
 use serde::Deserialize;
 
 // === raw config ===
@@ -26,6 +27,9 @@ pub struct RawConfig {
     /// One entry per cluster.
     #[serde(default, rename = "cluster")]
     pub clusters: Vec<RawCluster>,
+    /// `[server]`: HTTP timeouts and the connection cap.
+    #[serde(default)]
+    pub server: ServerSettings,
 }
 
 /// `[[cluster]]`.
@@ -105,6 +109,8 @@ fn default_true() -> bool {
 pub struct Config {
     /// Clusters, in file order.
     pub clusters: Vec<ClusterConfig>,
+    /// HTTP timeouts and the connection cap.
+    pub server: ServerSettings,
 }
 
 /// One validated cluster.
@@ -161,6 +167,7 @@ impl RawConfig {
         if self.clusters.is_empty() {
             return Err(invalid("-", "no [[cluster]] configured"));
         }
+        self.server.validate().map_err(|m| invalid("-", m))?;
         let mut names = HashSet::new();
         let mut clusters = Vec::with_capacity(self.clusters.len());
         for raw in self.clusters {
@@ -169,7 +176,10 @@ impl RawConfig {
             }
             clusters.push(raw.validate(base, env)?);
         }
-        Ok(Config { clusters })
+        Ok(Config {
+            clusters,
+            server: self.server,
+        })
     }
 }
 

@@ -21,6 +21,7 @@ use prometheus_client::registry::Registry;
 use hive_smallfiles_core::exposition::{Format, openmetrics_to_text};
 use hive_smallfiles_core::fs::webhdfs::WebHdfsMetrics;
 use hive_smallfiles_core::walk::counts::SizeClass;
+use hive_smallfiles_core::web::WebMetrics;
 
 use crate::snapshot::ClusterSnapshot;
 
@@ -80,6 +81,8 @@ pub struct Metrics {
     pub webhdfs: WebHdfsMetrics,
     /// Completed scans by result.
     pub scans: Family<ScanLabels, Counter>,
+    /// The HTTP server's connections, timeouts and authentication (`hive_exporter_http_*`).
+    pub web: WebMetrics,
 }
 
 impl Default for Metrics {
@@ -117,6 +120,8 @@ impl Metrics {
             webhdfs.up.clone(),
         );
         registry.register("hive_scans", "Completed scans by result", scans.clone());
+        let web = WebMetrics::default();
+        web.register(registry.sub_registry_with_prefix("hive_exporter"));
         registry.register_collector(Box::new(SnapshotCollector {
             store: snapshots.clone(),
         }));
@@ -125,6 +130,7 @@ impl Metrics {
             snapshots,
             webhdfs,
             scans,
+            web,
         }
     }
 

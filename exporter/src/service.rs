@@ -56,22 +56,21 @@ pub async fn run(
     let scanners = build_scanners(&config, &metrics)?;
     let tracker = TaskTracker::new();
     spawn_scan_loops(scanners, &metrics, &tracker, &shutdown);
+    let web = options
+        .web
+        .clone()
+        .with_server(config.server.clone(), metrics.web.clone());
     let router = server::router(AppState::new(
         Arc::clone(&metrics),
         options.telemetry_path.clone(),
-        options.web.clone(),
+        web.clone(),
     ));
     if let Ok(local) = listener.local_addr() {
-        let scheme = if options.web.tls_enabled() {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = if web.tls_enabled() { "https" } else { "http" };
         tracing::info!(address = %local, "Listening; metrics at {scheme}://{local}{}", options.telemetry_path);
     }
     let http = tokio::spawn({
         let shutdown = shutdown.clone();
-        let web = options.web.clone();
         async move { web::serve(listener, router, &web, shutdown, options.grace).await }
     });
     shutdown.cancelled().await;

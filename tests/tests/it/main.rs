@@ -34,6 +34,7 @@ mod storage_outage;
 mod switch_spark;
 mod unreferenced_files;
 mod web;
+mod web_limits;
 mod webhdfs_scan;
 mod webhdfs_server;
 mod webhdfs_write;

@@ -1,16 +1,26 @@
 //! The HTTP transport both binaries share, configured as Prometheus' exporter-toolkit does
-//! (`--web.listen-address`, `--web.config.file`): TLS with optional client certificates,
-//! bcrypt basic authentication (successful verifications cached), extra response headers,
-//! the listener and the accept loop with graceful shutdown.
+//! (`--web.listen-address`, `--web.config.file`): TLS with optional client certificates
+//! ([`tls`]), bcrypt basic authentication ([`auth`]), extra response headers, the listener,
+//! and the accept loop with its timeouts and connection cap ([`serve`](mod@serve), limits
+//! from the `[server]` section: [`ServerSettings`]), with its [`WebMetrics`].
 //!
 //! Routes are each binary's own; [`with_basic_auth`] wraps a router in this module's
 //! authentication and headers.
 
-use std::collections::{BTreeMap, HashSet};
+mod auth;
+mod metrics;
+mod serve;
+mod settings;
+mod tls;
+
+pub use metrics::{CloseReason, WebMetrics};
+pub use serve::serve;
+pub use settings::ServerSettings;
+
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -18,12 +28,12 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::exposition::Format;
+
+use auth::BasicAuth;
 
 /// Errors of the web configuration and listener.
 #[derive(Debug, thiserror::Error)]
@@ -92,21 +102,30 @@ struct RawHttp {
     http2: Option<bool>,
 }
 
-/// Validated web configuration.
-#[derive(Clone, Default)]
+/// Validated web configuration, with the server's limits and metrics.
+#[derive(Clone)]
 pub struct WebConfig {
     tls: Option<Arc<rustls::ServerConfig>>,
-    users: BTreeMap<String, String>,
     headers: Vec<(HeaderName, HeaderValue)>,
-    /// Authorization header values already verified (bcrypt is deliberately slow).
-    verified: Arc<Mutex<HashSet<String>>>,
+    /// The basic-auth users and the caches of their verifications.
+    auth: Arc<BasicAuth>,
+    /// `[server]` of the binary's configuration file.
+    server: ServerSettings,
+    metrics: WebMetrics,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self::with_users(BTreeMap::new())
+    }
 }
 
 impl std::fmt::Debug for WebConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebConfig")
             .field("tls", &self.tls.is_some())
-            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .field("users", &self.auth.users().keys().collect::<Vec<_>>())
+            .field("server", &self.server)
             .field("headers", &self.headers.len())
             .finish()
     }
@@ -131,7 +150,7 @@ impl WebConfig {
         };
         let tls = raw
             .tls_server_config
-            .map(|t| build_tls(&t, &resolve).map_err(err))
+            .map(|t| tls::build_tls(&t, &resolve).map_err(err))
             .transpose()?;
         for (user, hash) in &raw.basic_auth_users {
             if !hash.starts_with("$2") {
@@ -152,12 +171,13 @@ impl WebConfig {
                 HeaderValue::try_from(v.as_str()).map_err(|e| err(format!("header {k}: {e}")))?;
             headers.push((name, value));
         }
-        Ok(Self {
-            tls: tls.map(Arc::new),
-            users: raw.basic_auth_users,
+        Ok(Self::from_parts(
+            tls.map(Arc::new),
             headers,
-            verified: Arc::default(),
-        })
+            raw.basic_auth_users,
+            ServerSettings::default(),
+            WebMetrics::default(),
+        ))
     }
 
     /// Whether TLS is on.
@@ -167,7 +187,7 @@ impl WebConfig {
 
     /// Whether basic authentication is required.
     pub fn basic_auth_required(&self) -> bool {
-        !self.users.is_empty()
+        !self.auth.users().is_empty()
     }
 
     /// Extra response headers from `http_server_config.headers`.
@@ -177,100 +197,55 @@ impl WebConfig {
 
     /// Whether an `Authorization` header value carries valid basic credentials.
     pub async fn authorize_basic(&self, value: &str) -> bool {
-        check_basic_auth(self, value).await
+        self.auth.check(value).await
     }
 
     /// A web config with these basic-auth users (bcrypt hashes), for tests and embedding.
     pub fn with_users(users: BTreeMap<String, String>) -> Self {
-        Self {
+        Self::from_parts(
+            None,
+            Vec::new(),
             users,
-            ..Self::default()
+            ServerSettings::default(),
+            WebMetrics::default(),
+        )
+    }
+
+    /// This web config served with the limits of `server` (`[server]` of the binary's
+    /// configuration file), counting into `metrics`. Verifications cached so far are
+    /// forgotten.
+    pub fn with_server(self, server: ServerSettings, metrics: WebMetrics) -> Self {
+        let users = self.auth.users().clone();
+        Self::from_parts(self.tls, self.headers, users, server, metrics)
+    }
+
+    fn from_parts(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        users: BTreeMap<String, String>,
+        server: ServerSettings,
+        metrics: WebMetrics,
+    ) -> Self {
+        let permits = server.auth_permits();
+        Self {
+            tls,
+            headers,
+            auth: Arc::new(BasicAuth::new(users, permits, metrics.clone())),
+            server,
+            metrics,
         }
     }
-}
 
-fn tls_version(v: &str) -> Result<&'static rustls::SupportedProtocolVersion, String> {
-    match v {
-        "TLS12" => Ok(&rustls::version::TLS12),
-        "TLS13" => Ok(&rustls::version::TLS13),
-        other => Err(format!(
-            "unsupported TLS version {other:?} (TLS12 or TLS13)"
-        )),
+    /// The server's limits.
+    pub fn server(&self) -> &ServerSettings {
+        &self.server
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &WebMetrics {
+        &self.metrics
     }
 }
-
-fn build_tls(
-    t: &RawTls,
-    resolve: &dyn Fn(&Path) -> PathBuf,
-) -> Result<rustls::ServerConfig, String> {
-    let read = |p: &Path| std::fs::read(resolve(p)).map_err(|e| format!("{}: {e}", p.display()));
-    let certs: Vec<_> = rustls_pemfile::certs(&mut read(&t.cert_file)?.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("cert_file: {e}"))?;
-    if certs.is_empty() {
-        return Err("cert_file holds no certificate".into());
-    }
-    let key = rustls_pemfile::private_key(&mut read(&t.key_file)?.as_slice())
-        .map_err(|e| format!("key_file: {e}"))?
-        .ok_or("key_file holds no private key")?;
-    let min = t
-        .min_version
-        .as_deref()
-        .map(tls_version)
-        .transpose()?
-        .unwrap_or(&rustls::version::TLS12);
-    let max = t
-        .max_version
-        .as_deref()
-        .map(tls_version)
-        .transpose()?
-        .unwrap_or(&rustls::version::TLS13);
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
-        [&rustls::version::TLS12, &rustls::version::TLS13]
-            .into_iter()
-            .filter(|v| {
-                let rank = |x: &rustls::SupportedProtocolVersion| {
-                    u8::from(x.version == rustls::ProtocolVersion::TLSv1_3)
-                };
-                rank(v) >= rank(min) && rank(v) <= rank(max)
-            })
-            .collect();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&versions)
-        .map_err(|e| e.to_string())?;
-    let builder = match t.client_auth_type.as_deref().unwrap_or("NoClientCert") {
-        "NoClientCert" => builder.with_no_client_auth(),
-        "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" => {
-            let ca = t
-                .client_ca_file
-                .as_ref()
-                .ok_or("client_ca_file is required for client certificates")?;
-            let mut roots = rustls::RootCertStore::empty();
-            for c in rustls_pemfile::certs(&mut read(ca)?.as_slice()) {
-                roots
-                    .add(c.map_err(|e| format!("client_ca_file: {e}"))?)
-                    .map_err(|e| e.to_string())?;
-            }
-            let mut v = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            );
-            if t.client_auth_type.as_deref() == Some("VerifyClientCertIfGiven") {
-                v = v.allow_unauthenticated();
-            }
-            builder.with_client_cert_verifier(v.build().map_err(|e| e.to_string())?)
-        }
-        other => return Err(format!("unsupported client_auth_type {other:?}")),
-    };
-    builder
-        .with_single_cert(certs, key)
-        .map_err(|e| e.to_string())
-}
-
-/// A bcrypt hash of a random password, verified against unknown users so that their
-/// timing matches known users'.
-const DUMMY_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
 
 /// Wraps `router` in basic authentication (when the web config has users) and the
 /// configured extra response headers (on every response, 401s included). `open_paths`
@@ -312,7 +287,7 @@ async fn auth_and_headers(
     next: Next,
 ) -> Response {
     let open = open_paths.contains(&request.uri().path());
-    if !web.users.is_empty() && !open {
+    if web.basic_auth_required() && !open {
         let auth = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -341,52 +316,6 @@ async fn auth_and_headers(
     response
 }
 
-async fn check_basic_auth(web: &WebConfig, value: &str) -> bool {
-    if web
-        .verified
-        .lock()
-        .map(|g| g.contains(value))
-        .unwrap_or(false)
-    {
-        return true;
-    }
-    // Authentication schemes are case-insensitive (RFC 9110, section 11.1).
-    let Some((scheme, encoded)) = value.trim().split_once(' ') else {
-        return false;
-    };
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return false;
-    }
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
-        return false;
-    };
-    let Ok(decoded) = String::from_utf8(decoded) else {
-        return false;
-    };
-    let Some((user, password)) = decoded.split_once(':') else {
-        return false;
-    };
-    let (hash, known) = match web.users.get(user) {
-        Some(h) => (h.clone(), true),
-        None => (DUMMY_HASH.to_owned(), false),
-    };
-    let password = password.to_owned();
-    let verified =
-        tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-            .await
-            .unwrap_or(false);
-    if verified && known {
-        if let Ok(mut g) = web.verified.lock() {
-            if g.len() > 256 {
-                g.clear();
-            }
-            g.insert(value.to_owned());
-        }
-        return true;
-    }
-    false
-}
-
 // === listener ===
 
 /// Parses `--web.listen-address` (`:9878`, `0.0.0.0:9878`, `[::1]:9878`).
@@ -412,83 +341,6 @@ pub async fn bind(addr: &str) -> Result<TcpListener, WebError> {
             addr: addr.to_owned(),
             source,
         })
-}
-
-/// Serves `router` on `listener` until `shutdown` fires, then lets open requests finish for
-/// up to `grace`.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    web: &WebConfig,
-    shutdown: CancellationToken,
-    grace: Duration,
-) {
-    let tls = web.tls.clone().map(tokio_rustls::TlsAcceptor::from);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder =
-        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Accepting a connection failed.");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        match &tls {
-            None => {
-                let conn = builder
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "Connection ended with an error.");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(
-                        Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed.");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let conn = builder
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, error = %e, "Connection ended with an error.");
-                    }
-                });
-            }
-        }
-    }
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            ?grace,
-            "HTTP connections still open after the grace period; closing them."
-        );
-    }
 }
 
 #[cfg(test)]
@@ -539,6 +391,7 @@ mod tests {
     async fn basic_auth_scheme_is_case_insensitive() {
         let hash = bcrypt::hash("pw", 4).unwrap();
         let web = WebConfig::with_users(BTreeMap::from([("prom".to_owned(), hash)]));
+        use base64::Engine as _;
         let encoded = base64::engine::general_purpose::STANDARD.encode("prom:pw");
         for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
             assert!(
