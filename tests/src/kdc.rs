@@ -1,0 +1,121 @@
+//! The tests' Kerberos realm: a real MIT KDC on loopback (`tests/scripts/kdc.sh`, realm
+//! `HSF.TEST`), its krb5.conf and the keytabs of the principals the tests use.
+//!
+//! A test that needs the realm calls [`Kdc::require`] through [`require!`](crate::require):
+//! when the KDC is not running (and cannot be started) the test is skipped and says so. GSSAPI
+//! reads `KRB5_CONFIG` from the environment: [`Kdc::apply_env`] sets it for this test process
+//! (each test runs in its own process under nextest; call it before any Kerberos call).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The realm of the test KDC.
+pub const REALM: &str = "HSF.TEST";
+
+/// Paths of the running test realm.
+#[derive(Debug, Clone)]
+pub struct Kdc {
+    dir: PathBuf,
+}
+
+impl Kdc {
+    /// The realm's directory (`HSF_KDC_DIR`, default `/tmp/hsf-kdc`).
+    fn dir() -> PathBuf {
+        std::env::var_os("HSF_KDC_DIR").map_or_else(|| PathBuf::from("/tmp/hsf-kdc"), PathBuf::from)
+    }
+
+    /// The script that creates and starts the realm.
+    pub fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kdc.sh")
+    }
+
+    /// The running realm, starting it with `kdc.sh start` when it is not running; `Err` with
+    /// the reason when it cannot be started.
+    pub fn get() -> Result<Self, String> {
+        let out = Command::new(Self::script())
+            .arg("start")
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", Self::script().display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "the test KDC did not start: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Self { dir: Self::dir() })
+    }
+
+    /// `None` when the realm runs (or was started); `Some(reason)` otherwise, for
+    /// [`require!`](crate::require).
+    pub fn unavailable() -> Option<String> {
+        Self::get().err()
+    }
+
+    /// Sets `KRB5_CONFIG` for this process. Call first thing in the test, before any thread
+    /// that might read the environment is started.
+    pub fn apply_env(&self) {
+        // SAFETY: called at the start of a test process, before other threads read the
+        // environment (nextest runs each test in its own process).
+        unsafe { std::env::set_var("KRB5_CONFIG", self.krb5_conf()) };
+    }
+
+    /// The client configuration file.
+    pub fn krb5_conf(&self) -> PathBuf {
+        self.dir.join("krb5.conf")
+    }
+
+    /// The realm's directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Keytab of `hsf/localhost@HSF.TEST`, the exporter's and agent's principal.
+    pub fn client_keytab(&self) -> PathBuf {
+        self.dir.join("hsf.keytab")
+    }
+
+    /// `hsf/localhost@HSF.TEST`.
+    pub fn client_principal(&self) -> String {
+        format!("hsf/localhost@{REALM}")
+    }
+
+    /// Keytab of `hsf-short@HSF.TEST`: 2-minute tickets renewable for 10 minutes.
+    pub fn short_keytab(&self) -> PathBuf {
+        self.dir.join("short.keytab")
+    }
+
+    /// `hsf-short@HSF.TEST`.
+    pub fn short_principal(&self) -> String {
+        format!("hsf-short@{REALM}")
+    }
+
+    /// Keytab of `hsf-other@HSF.TEST`, a principal servers may refuse.
+    pub fn other_keytab(&self) -> PathBuf {
+        self.dir.join("other.keytab")
+    }
+
+    /// `hsf-other@HSF.TEST`.
+    pub fn other_principal(&self) -> String {
+        format!("hsf-other@{REALM}")
+    }
+
+    /// Keytab of `HTTP/localhost@HSF.TEST`, for SPNEGO acceptors.
+    pub fn http_keytab(&self) -> PathBuf {
+        self.dir.join("http.keytab")
+    }
+
+    /// Keytab of `hive/localhost@HSF.TEST`, for the Kerberized Thrift Server.
+    pub fn hive_keytab(&self) -> PathBuf {
+        self.dir.join("hive.keytab")
+    }
+
+    /// Stops the KDC (to test an unreachable KDC); [`Kdc::start`] brings it back.
+    pub fn stop(&self) {
+        let _ = Command::new(Self::script()).arg("stop").status();
+    }
+
+    /// Starts the KDC again after [`Kdc::stop`].
+    pub fn start(&self) -> Result<(), String> {
+        Self::get().map(|_| ())
+    }
+}
