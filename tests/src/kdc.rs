@@ -1,10 +1,10 @@
 //! The tests' Kerberos realm: a real MIT KDC on loopback (`tests/scripts/kdc.sh`, realm
 //! `HSF.TEST`), its krb5.conf and the keytabs of the principals the tests use.
 //!
-//! A test that needs the realm calls [`Kdc::require`] through [`require!`](crate::require):
+//! A test that needs the realm calls [`Kdc::unavailable`] through [`require!`](crate::require):
 //! when the KDC is not running (and cannot be started) the test is skipped and says so. GSSAPI
-//! reads `KRB5_CONFIG` from the environment: [`Kdc::apply_env`] sets it for this test process
-//! (each test runs in its own process under nextest; call it before any Kerberos call).
+//! reads `KRB5_CONFIG` from the environment, which the workspace's `.cargo/config.toml` points at
+//! the realm's krb5.conf for every test process; [`Kdc::apply_env`] checks it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,12 +51,17 @@ impl Kdc {
         Self::get().err()
     }
 
-    /// Sets `KRB5_CONFIG` for this process. Call first thing in the test, before any thread
-    /// that might read the environment is started.
+    /// Checks that this process reads the realm's krb5.conf: GSSAPI takes it from
+    /// `KRB5_CONFIG`, which the workspace's cargo configuration sets for the tests (an
+    /// environment that already names another file wins, and fails here).
     pub fn apply_env(&self) {
-        // SAFETY: called at the start of a test process, before other threads read the
-        // environment (nextest runs each test in its own process).
-        unsafe { std::env::set_var("KRB5_CONFIG", self.krb5_conf()) };
+        let want = self.krb5_conf();
+        let have = std::env::var_os("KRB5_CONFIG").map(PathBuf::from);
+        assert_eq!(
+            have.as_deref(),
+            Some(want.as_path()),
+            "KRB5_CONFIG must name the test realm's krb5.conf (.cargo/config.toml sets it for cargo's test runs)"
+        );
     }
 
     /// The client configuration file.
