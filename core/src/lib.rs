@@ -11,11 +11,13 @@
 //!   enables; MetaStore locations resolved to paths; the one factory of clients.
 //! * [`walk`] — recursive listing of partition directories with a directory cache, and the
 //!   streaming file counts of what is listed.
-//! * [`secret`] — a string that never prints.
+//! * [`secret`] — a string that never prints; permission checks of secret files.
+//! * [`check`] — the `check` commands' per-endpoint probes (MetaStore, storage).
 //! * [`web`] — the exporter-toolkit style HTTP transport: TLS, basic auth, listener, serving.
 //! * [`exposition`] — OpenMetrics / text format negotiation and conversion.
 //! * [`service`] — logging, signals, the shutdown token, the runtime of a binary's `main`.
 
+pub mod check;
 pub mod config;
 pub mod exposition;
 pub mod fs;
