@@ -514,6 +514,10 @@ fn metastore_tls(
     settings
         .load_files()
         .map_err(|m| invalid(cluster, format!("metastore: {m}")))?;
+    if let (Backend::Mysql, Some(c)) = (backend, &settings.client_cert) {
+        crate::metastore::tls::mysql_client_key(&c.key_file)
+            .map_err(|m| invalid(cluster, format!("metastore: {m}")))?;
+    }
     Ok(settings)
 }
 

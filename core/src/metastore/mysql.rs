@@ -47,15 +47,19 @@ impl std::fmt::Debug for MysqlBackend {
     }
 }
 
-fn base_opts(cfg: &MetastoreConfig) -> OptsBuilder {
-    OptsBuilder::default()
+fn base_opts(cfg: &MetastoreConfig) -> Result<OptsBuilder, MetastoreError> {
+    let ssl = mysql_ssl_opts(&cfg.tls).map_err(|message| MetastoreError::Tls {
+        endpoint: format!("{}:{}", cfg.host, cfg.port),
+        message,
+    })?;
+    Ok(OptsBuilder::default()
         .ip_or_hostname(cfg.host.clone())
         .tcp_port(cfg.port)
         .user(Some(cfg.user.clone()))
         .pass(cfg.password.as_ref().map(|p| p.expose().to_owned()))
         .db_name(Some(cfg.database.clone()))
         .prefer_socket(false)
-        .ssl_opts(mysql_ssl_opts(&cfg.tls))
+        .ssl_opts(ssl))
 }
 
 /// A failed login or pool checkout: the server's answer (access denied, unknown database,
@@ -103,7 +107,7 @@ impl MysqlBackend {
     pub(crate) async fn connect(cfg: &MetastoreConfig) -> Result<Self, MetastoreError> {
         let target = Target::of(cfg);
         let timeout = cfg.connect_timeout;
-        let probe_opts: Opts = base_opts(cfg).into();
+        let probe_opts: Opts = base_opts(cfg)?.into();
         let mut conn = tokio::time::timeout(timeout, Conn::new(probe_opts))
             .await
             .map_err(|_| {
@@ -126,7 +130,7 @@ impl MysqlBackend {
         let constraints = PoolConstraints::new(0, cfg.pool_size.max(1)).ok_or_else(|| {
             MetastoreError::Connection(format!("invalid pool size {}", cfg.pool_size))
         })?;
-        let opts = base_opts(cfg)
+        let opts = base_opts(cfg)?
             // `setup` runs on every new connection and after every reset by the pool.
             .setup(vec![
                 "SET NAMES latin1".to_owned(),

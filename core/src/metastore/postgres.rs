@@ -41,8 +41,23 @@ fn pg_error(query: &'static str, e: tokio_postgres::Error) -> MetastoreError {
             message: db.message().to_owned(),
             code: ServerCode::Sqlstate(db.code().code().to_owned()),
         },
-        None => MetastoreError::Connection(format!("{query}: {e}")),
+        None => MetastoreError::Connection(format!("{query}: {}", with_causes(&e))),
     }
+}
+
+/// `e: cause: cause…` (tokio-postgres keeps the cause out of its own message).
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let c_text = c.to_string();
+        if !text.contains(&c_text) {
+            text.push_str(": ");
+            text.push_str(&c_text);
+        }
+        cur = c.source();
+    }
+    text
 }
 
 /// A failed connection attempt: a TLS failure named by its cause (not retryable), else
@@ -60,7 +75,7 @@ fn pg_connect_error(
         };
     }
     // What tokio-postgres says when the server answers `N` to the SSLRequest.
-    if tls.mode != TlsMode::Disable && e.to_string().contains("server does not support TLS") {
+    if tls.mode != TlsMode::Disable && with_causes(&e).contains("server does not support TLS") {
         return MetastoreError::Tls {
             endpoint: endpoint.to_owned(),
             message: format!(

@@ -201,9 +201,11 @@ pub(crate) fn client_config(settings: &TlsSettings) -> Result<ClientConfig, Stri
 
 /// The `mysql_async` TLS options of `settings`: `None` for `disable`. `verify-ca` is refused
 /// by configuration validation for MySQL (see [`crate::config::RawMetastore`]).
-pub(crate) fn mysql_ssl_opts(settings: &TlsSettings) -> Option<mysql_async::SslOpts> {
+pub(crate) fn mysql_ssl_opts(
+    settings: &TlsSettings,
+) -> Result<Option<mysql_async::SslOpts>, String> {
     let mut opts = match settings.mode {
-        TlsMode::Disable => return None,
+        TlsMode::Disable => return Ok(None),
         TlsMode::Require => mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true),
         TlsMode::VerifyCa | TlsMode::VerifyFull => mysql_async::SslOpts::default()
             .with_disable_built_in_roots(true)
@@ -212,10 +214,80 @@ pub(crate) fn mysql_ssl_opts(settings: &TlsSettings) -> Option<mysql_async::SslO
     if let Some(c) = &settings.client_cert {
         opts = opts.with_client_identity(Some(mysql_async::ClientIdentity::new(
             c.cert_file.clone().into(),
-            c.key_file.clone().into(),
+            mysql_client_key(&c.key_file)?.into(),
         )));
     }
-    Some(opts)
+    Ok(Some(opts))
+}
+
+/// The client key as `mysql_async` 0.36 reads it: PKCS#1 DER (its PEM reader takes only
+/// `RSA PRIVATE KEY` blocks). A PKCS#8 RSA key (what `openssl genpkey`/`req -newkey` write)
+/// is unwrapped to the PKCS#1 key it holds; other key types are refused with the reason.
+pub(crate) fn mysql_client_key(path: &Path) -> Result<Vec<u8>, String> {
+    let pem = read_pem(path, "client_key_file")?;
+    let key = rustls_pemfile::private_key(&mut pem.as_slice())
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("client_key_file {} holds no private key", path.display()))?;
+    let unsupported = || {
+        format!(
+            "client_key_file {}: MySQL/MariaDB client keys must be RSA (PKCS#1 or PKCS#8 PEM)",
+            path.display()
+        )
+    };
+    match key {
+        PrivateKeyDer::Pkcs1(k) => Ok(k.secret_pkcs1_der().to_vec()),
+        PrivateKeyDer::Pkcs8(k) => pkcs8_rsa_to_pkcs1(k.secret_pkcs8_der())
+            .map(<[u8]>::to_vec)
+            .ok_or_else(unsupported),
+        _ => Err(unsupported()),
+    }
+}
+
+/// One DER element at the start of `der`: (tag, contents, rest).
+fn der_element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// `rsaEncryption` (1.2.840.113549.1.1.1) as a DER OID's contents.
+const RSA_ENCRYPTION_OID: [u8; 9] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+
+/// The PKCS#1 `RSAPrivateKey` inside a PKCS#8 `PrivateKeyInfo` (RFC 5208: SEQUENCE of
+/// version, AlgorithmIdentifier, privateKey OCTET STRING); `None` for other algorithms.
+fn pkcs8_rsa_to_pkcs1(der: &[u8]) -> Option<&[u8]> {
+    let (0x30, info, _) = der_element(der)? else {
+        return None;
+    };
+    let (0x02, _version, rest) = der_element(info)? else {
+        return None;
+    };
+    let (0x30, algorithm, rest) = der_element(rest)? else {
+        return None;
+    };
+    let (0x06, oid, _) = der_element(algorithm)? else {
+        return None;
+    };
+    if oid != RSA_ENCRYPTION_OID {
+        return None;
+    }
+    let (0x04, key, _) = der_element(rest)? else {
+        return None;
+    };
+    Some(key)
 }
 
 /// `require`: any certificate, but the handshake's signatures are still checked (the peer
@@ -396,6 +468,28 @@ mod tests {
         }
         assert!(toml::from_str::<T>("tls = \"prefer\"").is_err());
         assert_eq!(TlsMode::default(), TlsMode::Disable);
+    }
+
+    #[test]
+    fn pkcs8_rsa_keys_unwrap_to_pkcs1() {
+        // PrivateKeyInfo { version 0, { rsaEncryption, NULL }, OCTET STRING { 30 03 02 01 07 } }.
+        let inner = [0x30, 0x03, 0x02, 0x01, 0x07];
+        let mut der = vec![0x30, 0x14, 0x02, 0x01, 0x00, 0x30, 0x0b, 0x06, 0x09];
+        der.extend_from_slice(&RSA_ENCRYPTION_OID);
+        der.extend_from_slice(&[0x05, 0x00, 0x04, 0x05]);
+        der.extend_from_slice(&inner);
+        // Fix the outer length: everything after the first two bytes.
+        der[1] = u8::try_from(der.len() - 2).unwrap();
+        der[6] = 0x0b;
+        assert_eq!(pkcs8_rsa_to_pkcs1(&der), Some(&inner[..]));
+        // Another algorithm (id-ecPublicKey 1.2.840.10045.2.1) is not unwrapped.
+        let mut ec = der.clone();
+        ec[9..18].copy_from_slice(&[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x00, 0x00]);
+        assert_eq!(pkcs8_rsa_to_pkcs1(&ec), None);
+        assert_eq!(pkcs8_rsa_to_pkcs1(&der[..10]), None);
+        // Long-form lengths.
+        let long = [0x04, 0x81, 0x02, 0xaa, 0xbb];
+        assert_eq!(der_element(&long), Some((0x04, &[0xaa, 0xbb][..], &[][..])));
     }
 
     #[test]
