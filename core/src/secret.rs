@@ -72,4 +72,25 @@ pub mod metrics {
             Ok(())
         }
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_gauge_has_one_series_per_kind() {
+            let mut registry = Registry::with_prefix("hive_exporter");
+            register(&mut registry);
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+            for kind in ["password", "token", "private_key", "keytab"] {
+                assert!(
+                    text.contains(&format!(
+                        "hive_exporter_secret_files_insecure{{kind=\"{kind}\"}} "
+                    )),
+                    "{text}"
+                );
+            }
+        }
+    }
 }

@@ -180,7 +180,8 @@ EOF
   chown postgres:postgres "$pg_dir/data/postgresql.auto.conf" "$pg_dir/data/pg_hba.conf"
   as_postgres "$bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 start >/dev/null ||
     { say "PostgreSQL with TLS did not start (see $pg_dir/server.log)"; tail -n 20 "$pg_dir/server.log" >&2 || true; return 1; }
-  psql -X -h "$pg_dir" -p "$pg_port" -U postgres -d postgres -q >/dev/null <<'SQL' || { say "creating the PostgreSQL logins failed"; return 1; }
+  psql -X -v ON_ERROR_STOP=1 -h "$pg_dir" -p "$pg_port" -U postgres -d postgres -q >/dev/null <<'SQL' || { say "creating the PostgreSQL logins failed"; return 1; }
+SET client_min_messages = warning;
 DO $$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hsf_ssl') THEN CREATE ROLE hsf_ssl LOGIN; END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hsf_cert') THEN CREATE ROLE hsf_cert LOGIN; END IF;
@@ -209,6 +210,10 @@ EOF
 
 case "${1:-start}" in
   start)
+    # Test processes start this script concurrently: one start at a time.
+    mkdir -p "$dir"
+    exec 9>"$dir/.start.lock"
+    flock 9
     certificates
     mariadb_start
     postgres_start

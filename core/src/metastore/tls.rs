@@ -523,7 +523,7 @@ mod tests {
         std::fs::write(&empty, "not a certificate").unwrap();
         let s = TlsSettings {
             mode: TlsMode::VerifyFull,
-            ca_file: Some(empty.clone()),
+            ca_file: Some(empty),
             client_cert: None,
         };
         let e = s.load_files().unwrap_err();
