@@ -1,7 +1,7 @@
 //! Command line of the agent: exporter-toolkit style flags and the subcommands `serve`
 //! (default), `plan` (dry-run one table), `merge` (one table now, in the foreground),
-//! `recover` (finish or undo interrupted merges), `rollback` (restore a merge's backup) and
-//! `--check-config`. The binary's `main` only calls [`main`].
+//! `recover` (finish or undo interrupted merges), `rollback` (restore a merge's backup),
+//! `check` (reach every endpoint) and `--check-config`. The binary's `main` only calls [`main`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -127,6 +127,12 @@ pub enum Command {
         #[arg(long)]
         merge_dir: String,
     },
+    /// Connect to every cluster's MetaStore database, storage endpoints and HiveServer2
+    /// (authenticate, open a session, `SELECT 1`) and print one line per endpoint: what it
+    /// reached, with which authentication and TLS, and `OK`/`active`/`standby` or
+    /// `FAILED`/`DOWN` with the cause. Exit code 0 when every endpoint is usable, 1 when
+    /// one is not, 64 on a configuration error.
+    Check,
 }
 
 pub async fn run(cli: Cli) -> CliResult {
@@ -162,9 +168,18 @@ pub async fn run(cli: Cli) -> CliResult {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    if matches!(cli.command, Some(Command::Check)) {
+        return Ok(if crate::check::run_check(&config).await {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     let runner = service::build_runner(&config)?;
     let first_job_id = runner.first_job_id();
     match cli.command.unwrap_or(Command::Serve) {
+        // Answered above, without building the runner.
+        Command::Check => unreachable!("handled before"),
         Command::Plan {
             cluster,
             database,

@@ -9,6 +9,7 @@
 pub mod alertmanager;
 pub mod api;
 pub mod audit;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod events;

@@ -225,6 +225,7 @@ impl AgentMetrics {
         );
         m.web.register(&mut registry);
         hive_smallfiles_core::kerberos::metrics::register(&mut registry);
+        hive_smallfiles_core::secret::metrics::register(&mut registry);
         Self { registry, ..m }
     }
 

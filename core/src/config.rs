@@ -16,8 +16,8 @@ use serde::Deserialize;
 
 use crate::fs::LocationScheme;
 use crate::fs::webhdfs::WebHdfsConfig;
-use crate::metastore::{Backend, MetastoreConfig};
-use crate::secret::Secret;
+use crate::metastore::{Backend, ClientCert, MetastoreConfig, TlsMode, TlsSettings};
+use crate::secret::{Secret, SecretKind, check_file_permissions};
 
 /// 128 MiB, the original platform's small-file threshold and a typical HDFS block size.
 pub const DEFAULT_SMALL_FILE_BYTES: u64 = 128 * 1024 * 1024;
@@ -83,6 +83,22 @@ pub struct RawMetastore {
     /// Partitions per keyset page. Default 10000.
     #[serde(default = "default_page")]
     pub partition_page_size: u32,
+    /// TLS to the database, with libpq's `sslmode` names: `disable` (default), `require`
+    /// (encrypted, certificate not checked), `verify-ca` (chain checked against `ca_file`;
+    /// PostgreSQL only), `verify-full` (chain and host name checked).
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// CA bundle (PEM) that signed the server's certificate; required by `verify-ca` and
+    /// `verify-full` (a public CA: the system bundle, e.g. `/etc/ssl/certs/ca-certificates.crt`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain (PEM), for servers that want one (MySQL `REQUIRE X509`,
+    /// PostgreSQL `clientcert=verify-full`). With `client_key_file`.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM; PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// `[cluster.storage]`: `type = "webhdfs"` or `type = "local"`.
@@ -306,8 +322,15 @@ pub fn resolve(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-/// Reads the first line of a secret file.
+/// Reads the first line of a secret file, after checking its permissions (a group- or
+/// world-readable file is logged and counted, see [`check_file_permissions`]).
 pub fn read_secret_file(cluster: &str, what: &str, path: &Path) -> Result<Secret, ConfigError> {
+    let kind = if what.contains("delegation token") {
+        SecretKind::Token
+    } else {
+        SecretKind::Password
+    };
+    check_file_permissions(path, kind);
     let text = std::fs::read_to_string(path).map_err(|e| {
         invalid(
             cluster,
@@ -396,6 +419,15 @@ impl RawMetastore {
                 "metastore.partition_page_size must be > 0",
             ));
         }
+        let tls = metastore_tls(
+            cluster,
+            base,
+            backend,
+            self.tls,
+            self.ca_file.as_deref(),
+            self.client_cert_file.as_deref(),
+            self.client_key_file.as_deref(),
+        )?;
         Ok(MetastoreConfig {
             backend,
             host: host
@@ -411,8 +443,82 @@ impl RawMetastore {
             connect_timeout: self.connect_timeout,
             catalogs: self.catalogs,
             partition_page_size: self.partition_page_size,
+            tls,
         })
     }
+}
+
+/// Validates `[cluster.metastore]`'s TLS settings: consistent, files readable and parsable,
+/// the private key's permissions checked.
+fn metastore_tls(
+    cluster: &str,
+    base: &Path,
+    backend: Backend,
+    mode: TlsMode,
+    ca_file: Option<&Path>,
+    client_cert_file: Option<&Path>,
+    client_key_file: Option<&Path>,
+) -> Result<TlsSettings, ConfigError> {
+    let ca_file = ca_file.map(|p| resolve(base, p));
+    match mode {
+        TlsMode::Disable if ca_file.is_some() || client_cert_file.is_some() => {
+            return Err(invalid(
+                cluster,
+                "metastore: ca_file or client_cert_file is set but tls = \"disable\"; set tls = \"verify-full\"",
+            ));
+        }
+        TlsMode::Require if ca_file.is_some() => {
+            return Err(invalid(
+                cluster,
+                "metastore: tls = \"require\" does not check the server's certificate, so ca_file would be ignored; use tls = \"verify-full\" (or \"verify-ca\")",
+            ));
+        }
+        TlsMode::VerifyCa | TlsMode::VerifyFull if ca_file.is_none() => {
+            return Err(invalid(
+                cluster,
+                format!(
+                    "metastore: tls = \"{mode}\" needs ca_file (the CA bundle that signed the server's certificate)"
+                ),
+            ));
+        }
+        TlsMode::VerifyCa if backend == Backend::Mysql => {
+            return Err(invalid(
+                cluster,
+                "metastore: tls = \"verify-ca\" is not available for MySQL/MariaDB (the client library cannot check the chain without the host name); use \"verify-full\" with a host name the certificate names",
+            ));
+        }
+        _ => {}
+    }
+    let client_cert = match (client_cert_file, client_key_file) {
+        (Some(cert), Some(key)) => {
+            let key = resolve(base, key);
+            check_file_permissions(&key, SecretKind::PrivateKey);
+            Some(ClientCert {
+                cert_file: resolve(base, cert),
+                key_file: key,
+            })
+        }
+        (None, None) => None,
+        _ => {
+            return Err(invalid(
+                cluster,
+                "metastore: set both client_cert_file and client_key_file, or neither",
+            ));
+        }
+    };
+    let settings = TlsSettings {
+        mode,
+        ca_file,
+        client_cert,
+    };
+    settings
+        .load_files()
+        .map_err(|m| invalid(cluster, format!("metastore: {m}")))?;
+    if let (Backend::Mysql, Some(c)) = (backend, &settings.client_cert) {
+        crate::metastore::tls::mysql_client_key(&c.key_file)
+            .map_err(|m| invalid(cluster, format!("metastore: {m}")))?;
+    }
+    Ok(settings)
 }
 
 impl RawStorage {
@@ -507,5 +613,54 @@ mod tests {
         assert!(f.matches("ods_x", "t"));
         assert!(!f.matches("sales", "tmp_1"));
         assert!(!f.matches("hr", "people"));
+    }
+}
+
+#[cfg(test)]
+mod metastore_tls_tests {
+    use super::*;
+
+    fn validate(extra: &str) -> Result<MetastoreConfig, ConfigError> {
+        validate_url("postgres://hive@db/metastore", extra)
+    }
+
+    fn validate_url(url: &str, extra: &str) -> Result<MetastoreConfig, ConfigError> {
+        let raw: RawMetastore = toml::from_str(&format!("url = \"{url}\"\n{extra}")).unwrap();
+        raw.validate("c", Path::new("/nonexistent"), &BTreeMap::new())
+    }
+
+    fn message(r: Result<MetastoreConfig, ConfigError>) -> String {
+        r.expect_err("must be refused").to_string()
+    }
+
+    #[test]
+    fn tls_defaults_to_disable_and_inconsistent_settings_are_refused() {
+        assert_eq!(validate("").unwrap().tls, TlsSettings::default());
+        assert_eq!(
+            validate("tls = \"require\"").unwrap().tls.mode,
+            TlsMode::Require
+        );
+        assert!(message(validate("tls = \"verify-full\"")).contains("needs ca_file"));
+        assert!(message(validate("tls = \"verify-ca\"")).contains("needs ca_file"));
+        assert!(
+            message(validate("tls = \"require\"\nca_file = \"/ca.pem\""))
+                .contains("would be ignored")
+        );
+        assert!(message(validate("ca_file = \"/ca.pem\"")).contains("tls = \"disable\""));
+        assert!(
+            message(validate("tls = \"require\"\nclient_cert_file = \"/c.pem\""))
+                .contains("both client_cert_file and client_key_file")
+        );
+        assert!(
+            message(validate_url(
+                "mysql://hive@db/metastore",
+                "tls = \"verify-ca\"\nca_file = \"/ca.pem\""
+            ))
+            .contains("not available for MySQL")
+        );
+        // Files are read at validation: a missing CA bundle is named, relative to the base.
+        let m = message(validate("tls = \"verify-full\"\nca_file = \"ca.pem\""));
+        assert!(m.contains("/nonexistent/ca.pem"), "{m}");
+        assert!(toml::from_str::<RawMetastore>("url = \"x\"\ntls = \"on\"").is_err());
     }
 }

@@ -13,11 +13,13 @@
 //!   streaming file counts of what is listed.
 //! * [`kerberos`] — Kerberos logins (keytab or credential cache) with renewal, and GSSAPI
 //!   client contexts for SASL GSSAPI and SPNEGO; its metrics.
-//! * [`secret`] — a string that never prints.
+//! * [`secret`] — a string that never prints; permission checks of secret files.
+//! * [`check`] — the `check` commands' per-endpoint probes (MetaStore, storage).
 //! * [`web`] — the exporter-toolkit style HTTP transport: TLS, basic auth, listener, serving.
 //! * [`exposition`] — OpenMetrics / text format negotiation and conversion.
 //! * [`service`] — logging, signals, the shutdown token, the runtime of a binary's `main`.
 
+pub mod check;
 pub mod config;
 pub mod exposition;
 pub mod fs;

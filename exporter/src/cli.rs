@@ -10,10 +10,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+use hive_smallfiles_core::check::{check_metastore, check_storage, print_lines};
 use hive_smallfiles_core::config::ProcessEnv;
-use hive_smallfiles_core::fs::EndpointState;
-use hive_smallfiles_core::fs::factory::read_filesystem;
-use hive_smallfiles_core::metastore::Metastore;
 use hive_smallfiles_core::service::{LogFormat, cancel_on_signal, run_main};
 use hive_smallfiles_core::web::{self, WebConfig};
 
@@ -102,7 +100,10 @@ pub enum Command {
         #[arg(long)]
         cluster: Option<String>,
     },
-    /// Test the MetaStore and every NameNode of every cluster; non-zero exit on failure.
+    /// Connect to the MetaStore and every NameNode of every cluster and print one line per
+    /// endpoint: what it reached, with which authentication and TLS, and `OK`/`active`/
+    /// `standby` or `FAILED`/`DOWN` with the cause. Exit code 0 when every endpoint is
+    /// usable, 1 otherwise, 64 on a configuration error.
     Check,
 }
 
@@ -252,59 +253,15 @@ pub fn scan_exit_code(worst: ScanResult) -> u8 {
 
 async fn check(config: Config) -> CliResult {
     let metrics = Metrics::new();
-    let mut failed = false;
+    let mut ok = true;
     for cluster in &config.clusters {
-        let ms = &cluster.metastore;
-        let target = format!(
-            "{:?}://{}@{}:{}/{}",
-            ms.backend, ms.user, ms.host, ms.port, ms.database
-        )
-        .to_lowercase();
-        match Metastore::connect(ms).await {
-            Ok(m) => match m.probe().await {
-                Ok(schema) => println!(
-                    "{} metastore {target}: OK (schema {}{})",
-                    cluster.name,
-                    schema.schema_version.as_deref().unwrap_or("unknown"),
-                    if schema.has_catalogs {
-                        ", catalogs"
-                    } else {
-                        ""
-                    }
-                ),
-                Err(e) => {
-                    failed = true;
-                    println!("{} metastore {target}: FAILED: {e}", cluster.name);
-                }
-            },
-            Err(e) => {
-                failed = true;
-                println!("{} metastore {target}: FAILED: {e}", cluster.name);
-            }
-        }
-        let fs = read_filesystem(&cluster.storage, &metrics.webhdfs)?;
-        let probes = fs.probe().await;
-        let any_active = probes.iter().any(|p| p.state == EndpointState::Active);
-        for p in probes {
-            let state = match &p.state {
-                EndpointState::Active => "active".to_owned(),
-                EndpointState::Standby => "standby".to_owned(),
-                EndpointState::Down(why) => {
-                    // HA hides a dead NameNode until the other one fails too: report it.
-                    failed = true;
-                    format!("DOWN: {why}")
-                }
-            };
-            println!("{} storage {}: {state}", cluster.name, p.endpoint);
-        }
-        if !any_active {
-            failed = true;
-            println!("{} storage: no active endpoint", cluster.name);
-        }
+        let mut lines = vec![check_metastore(&cluster.name, &cluster.metastore).await];
+        lines.extend(check_storage(&cluster.name, &cluster.storage, &metrics.webhdfs).await);
+        ok &= print_lines(&lines);
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
+    Ok(if ok {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }

@@ -125,6 +125,9 @@ impl Metrics {
         hive_smallfiles_core::kerberos::metrics::register(
             registry.sub_registry_with_prefix("hive_exporter"),
         );
+        hive_smallfiles_core::secret::metrics::register(
+            registry.sub_registry_with_prefix("hive_exporter"),
+        );
         registry.register_collector(Box::new(SnapshotCollector {
             store: snapshots.clone(),
         }));

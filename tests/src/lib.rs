@@ -18,6 +18,7 @@ pub mod services;
 pub mod skip;
 pub mod spark;
 pub mod stack;
+pub mod tls_databases;
 pub mod truth;
 pub mod warehouse;
 pub mod webhdfs_server;

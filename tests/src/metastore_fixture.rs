@@ -777,6 +777,7 @@ impl FixtureDb {
             connect_timeout: Duration::from_secs(5),
             catalogs: vec!["hive".to_owned()],
             partition_page_size: 1000,
+            tls: Default::default(),
         }
     }
 

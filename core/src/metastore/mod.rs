@@ -5,14 +5,17 @@
 //! detected by probing columns (`DBS.CTLG_NAME`...), never by version strings. A whole scan
 //! reads everything in a constant number of queries plus keyset pages of partitions.
 //! Classification of tables (format, transactional, storage handler...) is the pure
-//! [`classify`] module. Wire types (rows) stay inside the backend modules.
+//! [`classify`] module. Wire types (rows) stay inside the backend modules. Connections are
+//! plain TCP or TLS with libpq's `sslmode` semantics ([`tls`]).
 
 mod assemble;
 pub mod classify;
 mod mysql;
 mod postgres;
+mod postgres_tls;
 pub mod server_error;
 pub mod sql;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -24,6 +27,7 @@ use sql::{Dialect, TableFilter};
 
 pub use classify::{FileFormat, NotScannedReason, TableClass, TableType, Transactional};
 pub use server_error::ServerCode;
+pub use tls::{ClientCert, TlsMode, TlsSettings};
 
 use crate::secret::Secret;
 
@@ -61,6 +65,32 @@ pub struct MetastoreConfig {
     pub catalogs: Vec<String>,
     /// Partitions per keyset page.
     pub partition_page_size: u32,
+    /// TLS to the database (`disable` by default).
+    pub tls: TlsSettings,
+}
+
+impl MetastoreConfig {
+    /// `postgres://hive@db:5432/metastore tls=verify-full ca=… password=set`: what a
+    /// connection uses, for `check` (never the password itself).
+    pub fn describe(&self) -> String {
+        let scheme = match self.backend {
+            Backend::Mysql => "mysql",
+            Backend::Postgres => "postgres",
+        };
+        format!(
+            "{scheme}://{}@{}:{}/{} {}{}",
+            self.user,
+            self.host,
+            self.port,
+            self.database,
+            self.tls.describe(),
+            if self.password.is_some() {
+                " password=set"
+            } else {
+                ""
+            }
+        )
+    }
 }
 
 /// Errors of MetaStore reads.
@@ -82,6 +112,16 @@ pub enum MetastoreError {
         /// The server's error number or SQLSTATE.
         code: ServerCode,
     },
+    /// TLS with the database failed: an untrusted or mismatched certificate, a server without
+    /// TLS, a rejected client certificate, an unreadable CA or key file. Not retryable: the
+    /// same certificates fail the same way (fail closed).
+    #[error("TLS to the metastore database {endpoint} failed: {message}")]
+    Tls {
+        /// `host:port`.
+        endpoint: String,
+        /// The cause, in words (untrusted issuer, host-name mismatch, no TLS on the server...).
+        message: String,
+    },
     /// The database does not look like a Hive MetaStore (required table or column missing).
     #[error("not a supported Hive MetaStore schema: {0}")]
     Schema(String),
@@ -102,7 +142,7 @@ impl MetastoreError {
         match self {
             Self::Connection(_) => true,
             Self::Query { code, .. } => code.is_retryable(),
-            Self::Schema(_) | Self::Decode { .. } => false,
+            Self::Tls { .. } | Self::Schema(_) | Self::Decode { .. } => false,
         }
     }
 
@@ -111,6 +151,7 @@ impl MetastoreError {
         match self {
             Self::Connection(_) => "connection",
             Self::Query { .. } => "query",
+            Self::Tls { .. } => "tls",
             Self::Schema(_) => "schema",
             Self::Decode { .. } => "decode",
         }

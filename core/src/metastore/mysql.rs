@@ -4,6 +4,10 @@
 //! shared assembly decodes them (UTF-8 first, latin1 fallback). Parameters are sent as bytes
 //! through a latin1 client character set, so a byte string compares byte for byte with the
 //! stored value (see [`super::assemble::text_params`]).
+//!
+//! TLS (`mysql_async` over rustls) follows [`super::tls`]: `require` accepts any certificate,
+//! `verify-full` checks the chain against `ca_file` and the host name; a failed handshake is a
+//! [`MetastoreError::Tls`] naming the cause.
 
 use std::time::Duration;
 
@@ -11,11 +15,30 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value};
 
 use super::assemble::{Cell, Param};
+use super::tls::{TlsSettings, describe_tls_failure, mysql_ssl_opts};
 use super::{MetastoreConfig, MetastoreError, ServerCode};
 
 /// Pooled MySQL/MariaDB connections.
 pub(crate) struct MysqlBackend {
     pool: Pool,
+    target: Target,
+}
+
+/// Where the pool connects, for naming failures.
+struct Target {
+    host: String,
+    port: u16,
+    tls: TlsSettings,
+}
+
+impl Target {
+    fn of(cfg: &MetastoreConfig) -> Self {
+        Self {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            tls: cfg.tls.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for MysqlBackend {
@@ -24,24 +47,47 @@ impl std::fmt::Debug for MysqlBackend {
     }
 }
 
-fn base_opts(cfg: &MetastoreConfig) -> OptsBuilder {
-    OptsBuilder::default()
+fn base_opts(cfg: &MetastoreConfig) -> Result<OptsBuilder, MetastoreError> {
+    let ssl = mysql_ssl_opts(&cfg.tls).map_err(|message| MetastoreError::Tls {
+        endpoint: format!("{}:{}", cfg.host, cfg.port),
+        message,
+    })?;
+    Ok(OptsBuilder::default()
         .ip_or_hostname(cfg.host.clone())
         .tcp_port(cfg.port)
         .user(Some(cfg.user.clone()))
         .pass(cfg.password.as_ref().map(|p| p.expose().to_owned()))
         .db_name(Some(cfg.database.clone()))
         .prefer_socket(false)
+        .ssl_opts(ssl))
 }
 
 /// A failed login or pool checkout: the server's answer (access denied, unknown database,
-/// too many connections) classified by its code, anything else a connection error.
-fn connection_error(e: mysql_async::Error) -> MetastoreError {
+/// too many connections) classified by its code, a failed TLS handshake named by its cause,
+/// anything else a connection error.
+fn connection_error(e: mysql_async::Error, cfg: &Target) -> MetastoreError {
+    let tls = |message| MetastoreError::Tls {
+        endpoint: format!("{}:{}", cfg.host, cfg.port),
+        message,
+    };
     match e {
         mysql_async::Error::Server(_) => query_error("connect", e),
+        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => {
+            tls(no_tls_on_server(&cfg.tls))
+        }
         // The error text of mysql_async never contains the password.
-        other => MetastoreError::Connection(other.to_string()),
+        other => match describe_tls_failure(&other, &cfg.host, &cfg.tls) {
+            Some(message) => tls(message),
+            None => MetastoreError::Connection(other.to_string()),
+        },
     }
+}
+
+fn no_tls_on_server(tls: &TlsSettings) -> String {
+    format!(
+        "the server does not offer TLS (tls = \"{}\"; the server needs ssl_cert and ssl_key)",
+        tls.mode
+    )
 }
 
 fn query_error(query: &'static str, e: mysql_async::Error) -> MetastoreError {
@@ -59,8 +105,9 @@ impl MysqlBackend {
     /// Detects MariaDB vs MySQL on one connection (for the statement-timeout variable), then
     /// opens the pool and checks one of its connections.
     pub(crate) async fn connect(cfg: &MetastoreConfig) -> Result<Self, MetastoreError> {
+        let target = Target::of(cfg);
         let timeout = cfg.connect_timeout;
-        let probe_opts: Opts = base_opts(cfg).into();
+        let probe_opts: Opts = base_opts(cfg)?.into();
         let mut conn = tokio::time::timeout(timeout, Conn::new(probe_opts))
             .await
             .map_err(|_| {
@@ -69,7 +116,7 @@ impl MysqlBackend {
                     cfg.host, cfg.port
                 ))
             })?
-            .map_err(connection_error)?;
+            .map_err(|e| connection_error(e, &target))?;
         let version: Option<String> = conn
             .query_first("SELECT VERSION()")
             .await
@@ -83,7 +130,7 @@ impl MysqlBackend {
         let constraints = PoolConstraints::new(0, cfg.pool_size.max(1)).ok_or_else(|| {
             MetastoreError::Connection(format!("invalid pool size {}", cfg.pool_size))
         })?;
-        let opts = base_opts(cfg)
+        let opts = base_opts(cfg)?
             // `setup` runs on every new connection and after every reset by the pool.
             .setup(vec![
                 "SET NAMES latin1".to_owned(),
@@ -97,7 +144,7 @@ impl MysqlBackend {
             Ok(Ok(conn)) => drop(conn),
             Ok(Err(e)) => {
                 let _ = pool.disconnect().await;
-                return Err(connection_error(e));
+                return Err(connection_error(e, &target));
             }
             Err(_) => {
                 let _ = pool.disconnect().await;
@@ -107,7 +154,7 @@ impl MysqlBackend {
                 )));
             }
         }
-        Ok(Self { pool })
+        Ok(Self { pool, target })
     }
 
     /// Runs one statement and returns its rows as cells.
@@ -125,7 +172,7 @@ impl MysqlBackend {
                     "{name}: no connection within {connect_timeout:?}"
                 ))
             })?
-            .map_err(connection_error)?;
+            .map_err(|e| connection_error(e, &self.target))?;
         let params = if params.is_empty() {
             Params::Empty
         } else {

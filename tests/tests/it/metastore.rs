@@ -723,6 +723,7 @@ fn fixture_config(kind: DbKind, db: &str) -> MetastoreConfig {
         connect_timeout: Duration::from_secs(2),
         catalogs: vec!["hive".to_owned()],
         partition_page_size: 100,
+        tls: Default::default(),
     }
 }
 
