@@ -11,6 +11,8 @@
 //!   enables; MetaStore locations resolved to paths; the one factory of clients.
 //! * [`walk`] — recursive listing of partition directories with a directory cache, and the
 //!   streaming file counts of what is listed.
+//! * [`kerberos`] — Kerberos logins (keytab or credential cache) with renewal, and GSSAPI
+//!   client contexts for SASL GSSAPI and SPNEGO; its metrics.
 //! * [`secret`] — a string that never prints.
 //! * [`web`] — the exporter-toolkit style HTTP transport: TLS, basic auth, listener, serving.
 //! * [`exposition`] — OpenMetrics / text format negotiation and conversion.
@@ -19,6 +21,7 @@
 pub mod config;
 pub mod exposition;
 pub mod fs;
+pub mod kerberos;
 pub mod metastore;
 pub mod secret;
 pub mod service;

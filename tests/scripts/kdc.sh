@@ -3,12 +3,15 @@
 # database, principals and keytabs, all in one directory. Installs Debian's krb5-kdc,
 # krb5-admin-server and krb5-user when missing (as root).
 #
-# Usage: tests/scripts/kdc.sh start|stop|restart|status|env
+# Usage: tests/scripts/kdc.sh start|stop|restart|status|env|kadmin QUERY
 #   start    creates the realm on first use, then starts krb5kdc (a no-op when it runs)
 #   stop     stops krb5kdc (the realm stays; `start` brings the same KDC back)
 #   env      prints `export KRB5_CONFIG=…` for a shell
+#   kadmin   runs `kadmin.local -q QUERY` on the realm (e.g. re-key a principal)
 #
-# Environment: HSF_KDC_DIR (default /tmp/hsf-kdc), HSF_KDC_PORT (default 18088).
+# Environment: HSF_KDC_DIR (default /tmp/hsf-kdc), HSF_KDC_PORT (default 18088). Tests that
+# stop the KDC or change principals run their own instance with another directory and port
+# (tests/src/kdc.rs `Kdc::private`), so that the shared one stays as it is.
 #
 # Layout of $HSF_KDC_DIR (tests/src/kdc.rs reads the same names):
 #   krb5.conf         client configuration (KRB5_CONFIG), realm HSF.TEST at 127.0.0.1:$port,
@@ -16,6 +19,7 @@
 #   kdc.conf, db/     the KDC's own (KRB5_KDC_PROFILE)
 #   hsf.keytab        hsf/localhost@HSF.TEST: the exporter's and agent's login (10 h tickets)
 #   short.keytab      hsf-short@HSF.TEST: 2-minute tickets, renewable for 10 minutes (renewal tests)
+#   tiny.keytab       hsf-tiny@HSF.TEST: 20-second tickets (renewal and expiry tests that must be quick)
 #   other.keytab      hsf-other@HSF.TEST: a principal the servers do not authorize
 #   http.keytab       HTTP/localhost@HSF.TEST: SPNEGO acceptor of the WebHDFS test server
 #   hive.keytab       hive/localhost@HSF.TEST: Spark's Kerberized Thrift Server
@@ -100,6 +104,7 @@ EOF
     kadmin.local -q "addprinc -randkey -maxrenewlife 1d $p@$realm" 2>&1 >/dev/null | { grep -v 'No policy specified' || true; } >&2
   done
   kadmin.local -q "modprinc -maxlife 2min -maxrenewlife 10min hsf-short@$realm" >/dev/null
+  add_tiny
   kadmin.local -q "ktadd -k $dir/hsf.keytab hsf/localhost@$realm" >/dev/null
   kadmin.local -q "ktadd -k $dir/short.keytab hsf-short@$realm" >/dev/null
   kadmin.local -q "ktadd -k $dir/other.keytab hsf-other@$realm" >/dev/null
@@ -109,8 +114,17 @@ EOF
   say "created realm $realm in $dir"
 }
 
+# hsf-tiny, added to realms created before it existed too (kadmin.local works beside a
+# running KDC, so the shared realm is extended in place).
+add_tiny() {
+  kadmin.local -q "addprinc -randkey -maxlife 20sec -maxrenewlife 10min hsf-tiny@$realm" 2>&1 >/dev/null | { grep -v 'No policy specified' || true; } >&2
+  kadmin.local -q "ktadd -k $dir/tiny.keytab hsf-tiny@$realm" >/dev/null
+  chmod 600 "$dir/tiny.keytab"
+}
+
 start() {
   ensure_packages
+  if [ -f "$dir/db/principal" ] && [ ! -f "$dir/tiny.keytab" ]; then add_tiny; fi
   if running; then say "KDC running on 127.0.0.1:$port ($dir)"; return 0; fi
   [ -f "$dir/db/principal" ] && [ -f "$dir/hive.keytab" ] || { rm -rf "$dir"; create_realm; }
   krb5kdc -r "$realm" -P "$dir/kdc.pid"
@@ -141,5 +155,6 @@ case "${1:-}" in
   restart) stop; start ;;
   status) if running; then echo "running"; else echo "stopped"; exit 1; fi ;;
   env) echo "export KRB5_CONFIG=$dir/krb5.conf" ;;
-  *) echo "usage: $0 start|stop|restart|status|env" >&2; exit 2 ;;
+  kadmin) kadmin.local -q "${2:?kadmin QUERY}" ;;
+  *) echo "usage: $0 start|stop|restart|status|env|kadmin QUERY" >&2; exit 2 ;;
 esac

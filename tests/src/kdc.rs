@@ -16,12 +16,44 @@ pub const REALM: &str = "HSF.TEST";
 #[derive(Debug, Clone)]
 pub struct Kdc {
     dir: PathBuf,
+    /// `Some` for a private instance (its port); `None` for the shared one (kdc.sh's default
+    /// or `HSF_KDC_PORT`).
+    port: Option<u16>,
 }
 
 impl Kdc {
     /// The realm's directory (`HSF_KDC_DIR`, default `/tmp/hsf-kdc`).
     fn dir() -> PathBuf {
         std::env::var_os("HSF_KDC_DIR").map_or_else(|| PathBuf::from("/tmp/hsf-kdc"), PathBuf::from)
+    }
+
+    /// `kdc.sh <args>` for this instance.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(Self::script());
+        c.args(args);
+        if let Some(port) = self.port {
+            c.env("HSF_KDC_DIR", &self.dir)
+                .env("HSF_KDC_PORT", port.to_string());
+        }
+        c
+    }
+
+    /// A realm of the test's own (see the module documentation), started; `Err` with the
+    /// reason when it cannot be. Stopped and removed when the returned value is dropped.
+    pub fn private() -> Result<PrivateKdc, String> {
+        // A free port now (the KDC binds it, TCP and UDP, a moment later).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let dir = std::env::temp_dir().join(format!("hsf-kdc-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let kdc = PrivateKdc(Self {
+            dir,
+            port: Some(port),
+        });
+        kdc.start()?;
+        Ok(kdc)
     }
 
     /// The script that creates and starts the realm.
@@ -42,7 +74,10 @@ impl Kdc {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
-        Ok(Self { dir: Self::dir() })
+        Ok(Self {
+            dir: Self::dir(),
+            port: None,
+        })
     }
 
     /// `None` when the realm runs (or was started); `Some(reason)` otherwise, for
@@ -114,13 +149,68 @@ impl Kdc {
         self.dir.join("hive.keytab")
     }
 
-    /// Stops the KDC (to test an unreachable KDC); [`Kdc::start`] brings it back.
-    pub fn stop(&self) {
-        let _ = Command::new(Self::script()).arg("stop").status();
+    /// Keytab of `hsf-tiny@HSF.TEST`: 20-second tickets.
+    pub fn tiny_keytab(&self) -> PathBuf {
+        self.dir.join("tiny.keytab")
     }
 
-    /// Starts the KDC again after [`Kdc::stop`].
+    /// `hsf-tiny@HSF.TEST`.
+    pub fn tiny_principal(&self) -> String {
+        format!("hsf-tiny@{REALM}")
+    }
+
+    /// Stops the KDC (to test an unreachable KDC); [`Kdc::start`] brings it back. Use a
+    /// [`Kdc::private`] realm for that: other tests share the default one.
+    pub fn stop(&self) {
+        let _ = self.command(&["stop"]).status();
+    }
+
+    /// Starts the KDC (again, after [`Kdc::stop`]).
     pub fn start(&self) -> Result<(), String> {
-        Self::get().map(|_| ())
+        let out = self
+            .command(&["start"])
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", Self::script().display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the test KDC did not start: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Runs `kadmin.local -q query` on this realm (e.g. `cpw -randkey hsf-other`), returning
+    /// its output; `Err` with its standard error when it fails.
+    pub fn kadmin(&self, query: &str) -> Result<String, String> {
+        let out = self
+            .command(&["kadmin", query])
+            .output()
+            .map_err(|e| format!("cannot run kadmin.local: {e}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // kadmin.local exits 0 even when the query fails; it says so on standard error.
+        if !out.status.success() || stderr.contains("while ") {
+            return Err(stderr.trim().to_owned());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// A [`Kdc::private`] realm: stopped and its directory removed on drop.
+#[derive(Debug)]
+pub struct PrivateKdc(Kdc);
+
+impl std::ops::Deref for PrivateKdc {
+    type Target = Kdc;
+    fn deref(&self) -> &Kdc {
+        &self.0
+    }
+}
+
+impl Drop for PrivateKdc {
+    fn drop(&mut self) {
+        self.0.stop();
+        let _ = std::fs::remove_dir_all(&self.0.dir);
     }
 }

@@ -5,6 +5,7 @@
 //! `tests/it/`), the demo and the benchmark.
 
 pub mod agent_process;
+pub mod gss_acceptor;
 pub mod kdc;
 pub mod logfmt;
 pub mod metastore_fixture;
