@@ -16,6 +16,7 @@
 //! a connection the server closed while idle is replaced before the next request.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -47,6 +48,14 @@ impl HttpAuth {
     }
 }
 
+/// One cookie the server set: name, value as sent, and when it expires (`Max-Age`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cookie {
+    name: String,
+    value: String,
+    expires: Option<Instant>,
+}
+
 /// An HTTP endpoint with its connection, cookies and credentials.
 pub(crate) struct HttpLink {
     host: String,
@@ -55,8 +64,8 @@ pub(crate) struct HttpLink {
     tls: Option<Arc<rustls::ClientConfig>>,
     auth: HttpAuth,
     sender: Option<SendRequest<Full<Bytes>>>,
-    /// Cookies the server set, by name, in the order first set.
-    cookies: Vec<(String, String)>,
+    /// Cookies the server set.
+    cookies: Vec<Cookie>,
     authentications: u64,
 }
 
@@ -147,14 +156,16 @@ impl HttpLink {
         Ok(Some(value))
     }
 
-    fn cookie_header(&self) -> Option<HeaderValue> {
+    fn cookie_header(&mut self) -> Option<HeaderValue> {
+        let now = Instant::now();
+        self.cookies.retain(|c| c.expires.is_none_or(|t| t > now));
         if self.cookies.is_empty() {
             return None;
         }
         let text = self
             .cookies
             .iter()
-            .map(|(n, v)| format!("{n}={v}"))
+            .map(|c| format!("{}={}", c.name, c.value))
             .collect::<Vec<_>>()
             .join("; ");
         HeaderValue::from_str(&text).ok().map(|mut v| {
@@ -166,7 +177,7 @@ impl HttpLink {
     /// POSTs one Thrift message and returns the reply body.
     pub(crate) async fn post(&mut self, message: &[u8]) -> Result<Vec<u8>, TransportError> {
         let body = Bytes::copy_from_slice(message);
-        let mut with_credentials = self.cookies.is_empty();
+        let mut with_credentials = self.cookie_header().is_none();
         loop {
             let credentials = if with_credentials {
                 self.credentials().await?
@@ -199,8 +210,8 @@ impl HttpLink {
                 TransportError::Io(format!("HTTP request to {}: {e}", self.host))
             })?;
             for value in response.headers().get_all(SET_COOKIE) {
-                if let Some((name, value)) = value.to_str().ok().and_then(parse_set_cookie) {
-                    store_cookie(&mut self.cookies, name, value);
+                if let Ok(header) = value.to_str() {
+                    store_cookie(&mut self.cookies, header, Instant::now());
                 }
             }
             let status = response.status();
@@ -247,26 +258,36 @@ impl HttpLink {
     }
 }
 
-/// The name and value of a `Set-Cookie` header; `None` for a cookie being deleted
-/// (`Max-Age=0` or an empty value). Attributes are not kept: the cookies go back only to the
-/// server that set them, on the path of the endpoint.
-pub(crate) fn parse_set_cookie(header: &str) -> Option<(&str, &str)> {
+/// The name, value and `Max-Age` (seconds) of a `Set-Cookie` header. Other attributes are not
+/// kept: the cookies go back only to the server that set them, on the endpoint's path.
+pub(crate) fn parse_set_cookie(header: &str) -> Option<(&str, &str, Option<u64>)> {
     let mut parts = header.split(';');
     let (name, value) = parts.next()?.split_once('=')?;
     // The value goes back as it came (quotes included, as browsers do).
     let (name, value) = (name.trim(), value.trim());
-    let deleted = parts.any(|attr| {
+    let max_age = parts.find_map(|attr| {
         attr.split_once('=')
-            .is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("max-age") && v.trim() == "0")
+            .filter(|(k, _)| k.trim().eq_ignore_ascii_case("max-age"))
+            // A negative or unparsable age deletes the cookie (RFC 6265 section 5.2.2).
+            .map(|(_, v)| v.trim().parse::<u64>().unwrap_or(0))
     });
-    (!name.is_empty() && !value.is_empty() && !deleted).then_some((name, value))
+    (!name.is_empty()).then_some((name, value, max_age))
 }
 
-fn store_cookie(cookies: &mut Vec<(String, String)>, name: &str, value: &str) {
-    match cookies.iter_mut().find(|(n, _)| n == name) {
-        Some(c) => value.clone_into(&mut c.1),
-        None => cookies.push((name.to_owned(), value.to_owned())),
+/// Keeps, replaces or (empty value, `Max-Age=0`) deletes the cookie of a `Set-Cookie` header.
+fn store_cookie(cookies: &mut Vec<Cookie>, header: &str, now: Instant) {
+    let Some((name, value, max_age)) = parse_set_cookie(header) else {
+        return;
+    };
+    cookies.retain(|c| c.name != name);
+    if value.is_empty() || max_age == Some(0) {
+        return;
     }
+    cookies.push(Cookie {
+        name: name.to_owned(),
+        value: value.to_owned(),
+        expires: max_age.map(|s| now + Duration::from_secs(s.min(10 * 365 * 86400))),
+    });
 }
 
 #[cfg(test)]
@@ -279,26 +300,164 @@ mod tests {
             parse_set_cookie(
                 "hive.server2.auth=\"cu=hsf&rn=1\"; Version=1; Max-Age=86400; Expires=x; HttpOnly"
             ),
-            Some(("hive.server2.auth", "\"cu=hsf&rn=1\""))
+            Some(("hive.server2.auth", "\"cu=hsf&rn=1\"", Some(86400)))
         );
         assert_eq!(
             parse_set_cookie("JSESSIONID=abc"),
-            Some(("JSESSIONID", "abc"))
+            Some(("JSESSIONID", "abc", None))
         );
-        assert_eq!(parse_set_cookie("a=b; Max-Age=0"), None);
-        assert_eq!(parse_set_cookie("a=; Path=/"), None);
-        assert_eq!(parse_set_cookie("garbage"), None);
-        let mut jar = Vec::new();
-        store_cookie(&mut jar, "a", "1");
-        store_cookie(&mut jar, "b", "2");
-        store_cookie(&mut jar, "a", "3");
         assert_eq!(
-            jar,
-            [
-                ("a".to_owned(), "3".to_owned()),
-                ("b".to_owned(), "2".to_owned())
-            ]
+            parse_set_cookie("a=b; max-age=-1"),
+            Some(("a", "b", Some(0)))
         );
+        assert_eq!(parse_set_cookie("garbage"), None);
+        let t0 = Instant::now();
+        let mut jar = Vec::new();
+        store_cookie(&mut jar, "a=1", t0);
+        store_cookie(&mut jar, "b=2; Max-Age=10", t0);
+        store_cookie(&mut jar, "a=3", t0);
+        let names: Vec<(&str, &str)> = jar
+            .iter()
+            .map(|c| (c.name.as_str(), c.value.as_str()))
+            .collect();
+        assert_eq!(names, [("b", "2"), ("a", "3")]);
+        assert_eq!(jar[0].expires, Some(t0 + Duration::from_secs(10)));
+        store_cookie(&mut jar, "b=x; Max-Age=0", t0);
+        store_cookie(&mut jar, "a=; Path=/", t0);
+        assert!(jar.is_empty());
+    }
+
+    /// Reads one HTTP/1.1 request (headers and a Content-Length body) from `s`.
+    async fn read_request(
+        s: &mut tokio::net::TcpStream,
+        buf: &mut Vec<u8>,
+    ) -> Option<(String, Vec<u8>)> {
+        use tokio::io::AsyncReadExt as _;
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    let body = buf[end + 4..end + 4 + len].to_vec();
+                    buf.drain(..end + 4 + len);
+                    return Some((head, body));
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = s.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// A scripted server: the first request must carry Basic credentials and gets a login
+    /// cookie; the next (with the cookie only) is refused with 401 as an expired login; the
+    /// client authenticates again and gets a new cookie, which the last request carries.
+    #[tokio::test]
+    async fn cookies_replace_credentials_until_the_server_refuses_them() {
+        use tokio::io::AsyncWriteExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut heads = Vec::new();
+            let replies = [
+                (
+                    "200 OK",
+                    "Set-Cookie: hive.server2.auth=\"one\"; Max-Age=86400; HttpOnly\r\n",
+                    "r1",
+                ),
+                ("401 Unauthorized", "", "cookie expired"),
+                ("200 OK", "Set-Cookie: hive.server2.auth=two\r\n", "r2"),
+                ("200 OK", "", "r3"),
+            ];
+            for (status, extra, body) in replies {
+                let (head, got) = read_request(&mut s, &mut buf).await.unwrap();
+                assert_eq!(got, b"thrift");
+                assert!(head.starts_with("POST /cliservice HTTP/1.1"), "{head}");
+                assert!(
+                    head.contains("content-type: application/x-thrift"),
+                    "{head}"
+                );
+                heads.push(head);
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                s.write_all(reply.as_bytes()).await.unwrap();
+            }
+            heads
+        });
+        let mut link = HttpLink::new(
+            "127.0.0.1",
+            port,
+            "/cliservice",
+            None,
+            HttpAuth::basic("hsf", "pw"),
+        );
+        assert_eq!(link.post(b"thrift").await.unwrap(), b"r1");
+        assert_eq!(link.post(b"thrift").await.unwrap(), b"r2");
+        assert_eq!(link.post(b"thrift").await.unwrap(), b"r3");
+        assert_eq!(link.authentications(), 2);
+        let heads = server.await.unwrap();
+        let basic = "authorization: Basic aHNmOnB3";
+        let has = |i: usize, what: &str| heads[i].contains(what);
+        assert!(has(0, basic) && !has(0, "cookie:"), "{}", heads[0]);
+        assert!(
+            has(1, "cookie: hive.server2.auth=\"one\"") && !has(1, basic),
+            "{}",
+            heads[1]
+        );
+        assert!(has(2, basic) && !has(2, "cookie:"), "{}", heads[2]);
+        assert!(
+            has(3, "cookie: hive.server2.auth=two") && !has(3, basic),
+            "{}",
+            heads[3]
+        );
+    }
+
+    /// Refused credentials are an authentication error naming the endpoint; another status
+    /// says the path may be wrong.
+    #[tokio::test]
+    async fn refusals_are_named() {
+        use tokio::io::AsyncWriteExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            for status in ["401 Unauthorized", "404 Not Found"] {
+                read_request(&mut s, &mut buf).await.unwrap();
+                let reply = format!("HTTP/1.1 {status}\r\nContent-Length: 4\r\n\r\nnope");
+                s.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        let mut link = HttpLink::new("127.0.0.1", port, "x", None, HttpAuth::basic("u", "bad"));
+        match link.post(b"m").await {
+            Err(TransportError::Auth(m)) => {
+                assert!(
+                    m.contains("HTTP 401 from 127.0.0.1/x (user or password refused): nope"),
+                    "{m}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match link.post(b"m").await {
+            Err(TransportError::Protocol(m)) => {
+                assert!(m.contains("404") && m.contains("http_path"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

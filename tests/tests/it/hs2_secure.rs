@@ -277,3 +277,149 @@ async fn open_sessions_survive_kdc_down() {
     b.close().await.unwrap();
     h.close().await.unwrap();
 }
+
+/// What the scripted SASL GSSAPI server saw.
+#[derive(Debug)]
+struct Seen {
+    client: String,
+    chosen: u8,
+    client_max: u32,
+    first_frame_plain: bool,
+    first_frame: Vec<u8>,
+}
+
+/// A Thrift SASL GSSAPI server written from RFC 4752 and Thrift's `TSaslTransport`, with the
+/// real GSSAPI acceptor of `hive/localhost@HSF.TEST`: negotiates, offering the layers of
+/// `offer`, then reads the client's first frame (its OpenSession request), unwrapping it with
+/// a layer, and closes the connection.
+fn sasl_gssapi_server(
+    kdc: &Kdc,
+    offer: u8,
+) -> (u16, std::thread::JoinHandle<Result<Seen, String>>) {
+    use hive_smallfiles_tests::gss_acceptor::Acceptor;
+    use std::io::{Read, Write};
+    let acceptor =
+        Acceptor::new(&kdc.hive_keytab(), "hive/localhost@HSF.TEST").expect("hive keytab");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || -> Result<Seen, String> {
+        let (mut s, _) = listener.accept().map_err(|e| e.to_string())?;
+        let read_msg = |s: &mut std::net::TcpStream| -> Result<(u8, Vec<u8>), String> {
+            let mut head = [0u8; 5];
+            s.read_exact(&mut head).map_err(|e| e.to_string())?;
+            let mut payload =
+                vec![0u8; u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize];
+            s.read_exact(&mut payload).map_err(|e| e.to_string())?;
+            Ok((head[0], payload))
+        };
+        let send = |s: &mut std::net::TcpStream, status: u8, payload: &[u8]| {
+            let mut out = vec![status];
+            out.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+            out.extend_from_slice(payload);
+            s.write_all(&out).map_err(|e| e.to_string())
+        };
+        let (status, mech) = read_msg(&mut s)?;
+        if (status, mech.as_slice()) != (1, b"GSSAPI".as_slice()) {
+            return Err(format!("START expected, got {status} {mech:?}"));
+        }
+        let mut ctx = acceptor.context();
+        let mut client = None;
+        while !ctx.is_complete() {
+            let (status, token) = read_msg(&mut s)?;
+            if status != 2 {
+                return Err(format!("OK expected with a token, got {status}"));
+            }
+            let (reply, who) = ctx.step(&token)?;
+            client = who.or(client);
+            if let Some(reply) = reply {
+                send(&mut s, 2, &reply)?;
+                if ctx.is_complete() {
+                    // Mutual authentication: the client answers the AP-REP with an empty OK.
+                    let (status, empty) = read_msg(&mut s)?;
+                    if status != 2 || !empty.is_empty() {
+                        return Err(format!("empty OK expected, got {status} {empty:?}"));
+                    }
+                }
+            }
+        }
+        let challenge = ctx.wrap(false, &[offer, 0x01, 0x00, 0x00])?;
+        send(&mut s, 2, &challenge)?;
+        let (status, response) = read_msg(&mut s)?;
+        if status != 5 {
+            return Err(format!("COMPLETE expected with the response, got {status}"));
+        }
+        let response = ctx.unwrap(&response)?;
+        send(&mut s, 5, &[])?;
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).map_err(|e| e.to_string())?;
+        let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut frame).map_err(|e| e.to_string())?;
+        let first_frame_plain = frame.windows(11).any(|w| w == b"OpenSession");
+        let first_frame = if response[0] == 1 {
+            frame
+        } else {
+            ctx.unwrap(&frame)?
+        };
+        Ok(Seen {
+            client: client.unwrap_or_default(),
+            chosen: response[0],
+            client_max: u32::from_be_bytes([0, response[1], response[2], response[3]]),
+            first_frame_plain,
+            first_frame,
+        })
+    });
+    (port, handle)
+}
+
+/// The security-layer negotiation and the framing of each QOP against a real GSSAPI acceptor:
+/// the configured layer is chosen from those offered, `auth` sends plain frames, `auth-int`
+/// signed ones (readable, integrity-checked), `auth-conf` encrypted ones.
+#[tokio::test]
+async fn sasl_gssapi_layers_against_a_real_acceptor() {
+    require!(Kdc::unavailable());
+    let kdc = Kdc::get().unwrap();
+    kdc.apply_env();
+    for (qop, bit) in [(Qop::Auth, 1u8), (Qop::AuthInt, 2), (Qop::AuthConf, 4)] {
+        let (port, server) = sasl_gssapi_server(&kdc, 7);
+        let mut cfg = Hs2Config::new("localhost", port, "hsf");
+        cfg.auth = Hs2Auth::Kerberos;
+        cfg.kerberos = Some(kerberos(&kdc, qop));
+        cfg.connect_timeout = Duration::from_secs(20);
+        let e = Hs2Session::open(&cfg).await.unwrap_err();
+        // The server closes after the first frame.
+        assert!(matches!(e, Hs2Error::Connect(_)), "{qop}: {e:?}");
+        let seen = server
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{qop}: {e}"));
+        assert_eq!(seen.client, kdc.client_principal(), "{qop}");
+        assert_eq!(seen.chosen, bit, "{qop}");
+        assert_eq!(
+            seen.client_max,
+            if bit == 1 { 0 } else { 0x00ff_ffff },
+            "{qop}"
+        );
+        assert!(
+            seen.first_frame.windows(11).any(|w| w == b"OpenSession"),
+            "{qop}: the first frame is OpenSession"
+        );
+        assert_eq!(
+            seen.first_frame_plain,
+            qop != Qop::AuthConf,
+            "{qop}: encryption"
+        );
+    }
+    // A server offering only auth-conf refuses a client configured for auth, clearly.
+    let (port, server) = sasl_gssapi_server(&kdc, 4);
+    let mut cfg = Hs2Config::new("localhost", port, "hsf");
+    cfg.auth = Hs2Auth::Kerberos;
+    cfg.kerberos = Some(kerberos(&kdc, Qop::Auth));
+    let e = Hs2Session::open(&cfg).await.unwrap_err();
+    assert!(matches!(e, Hs2Error::Authentication(_)), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("offers the SASL security layer(s) auth-conf"),
+        "{e}"
+    );
+    assert!(server.join().unwrap().is_err());
+}
