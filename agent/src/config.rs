@@ -11,12 +11,11 @@ use hive_smallfiles_core::config::{
     ByteSize, ConfigError, Environment, RawMetastore, RawStorage, StorageConfig, TableFilter,
     read_secret_file, resolve,
 };
+use hive_smallfiles_core::kerberos::{Kerberos, KerberosConfig, RawKerberos, ServiceName};
 use hive_smallfiles_core::metastore::MetastoreConfig;
 use hive_smallfiles_core::secret::Secret;
 use hive_smallfiles_core::web::ServerSettings;
 use serde::Deserialize;
-
-use hive_smallfiles_core::kerberos::{Kerberos, ServiceName};
 
 use crate::hiveserver2::{Hs2Auth, Hs2Config, Hs2Kerberos, Hs2Transport, Qop, tls_client_config};
 use crate::policy::{MaintenanceWindow, Policy};
@@ -380,6 +379,10 @@ pub struct RawAgentCluster {
     pub metastore: RawMetastore,
     /// The warehouse storage (same section as the exporter's).
     pub storage: RawStorage,
+    /// `[cluster.kerberos]`: the cluster's Kerberos login (same section as the exporter's).
+    /// Default: none.
+    #[serde(default)]
+    pub kerberos: Option<RawKerberos>,
     /// The engine's HiveServer2 endpoint; without it only the native executor runs (and no
     /// post-merge statements such as Impala's REFRESH).
     #[serde(default)]
@@ -633,6 +636,8 @@ pub struct AgentCluster {
     pub metastore: MetastoreConfig,
     /// Storage.
     pub storage: StorageConfig,
+    /// Kerberos login of the cluster's clients, if secured.
+    pub kerberos: Option<KerberosConfig>,
     /// HiveServer2 connection, if an engine may be used.
     pub hiveserver2: Option<Hs2Config>,
     /// Executor choice.
@@ -742,9 +747,15 @@ impl AgentConfig {
             }
             let metastore = c.metastore.validate(&c.name, base, env)?;
             let storage = c.storage.validate(&c.name, base)?;
+            let kerberos = c
+                .kerberos
+                .map(|k| k.validate_cluster(&c.name, base))
+                .transpose()?;
+            // The HiveServer2 client logs in with the cluster's login (shared per process).
+            let login = kerberos.as_ref().map(Kerberos::shared);
             let hiveserver2 = c
                 .hiveserver2
-                .map(|h| h.validate(&c.name, base, env, None))
+                .map(|h| h.validate(&c.name, base, env, login.as_ref()))
                 .transpose()?;
             if hiveserver2.is_none()
                 && matches!(
@@ -769,6 +780,7 @@ impl AgentConfig {
                     post_merge_statements: c.post_merge_statements,
                     metastore,
                     storage,
+                    kerberos,
                     hiveserver2,
                     executor: c.executor,
                 },
@@ -905,7 +917,19 @@ mod tests {
         assert_eq!(c.bearer_token.as_ref().unwrap().expose(), "secret");
         let prod = &c.clusters["prod"];
         assert_eq!(prod.engine, Engine::Hive);
-        assert_eq!(prod.hiveserver2.as_ref().unwrap().port, 10000);
+        let hs2 = prod.hiveserver2.as_ref().unwrap();
+        assert_eq!(hs2.port, 10000);
+        assert_eq!(hs2.auth, Hs2Auth::Kerberos);
+        assert!(hs2.password.is_none(), "no password with Kerberos");
+        let k = hs2.kerberos.as_ref().unwrap();
+        assert_eq!(
+            (k.principal.as_str(), k.qop),
+            ("hive/_HOST@EXAMPLE.COM", Qop::Auth)
+        );
+        assert_eq!(
+            k.login.principal().as_deref(),
+            Some("hsf/agent.example.com@EXAMPLE.COM")
+        );
         assert_eq!(c.policy.windows.len(), 1);
         assert!(!format!("{c:?}").contains("secret"));
     }
