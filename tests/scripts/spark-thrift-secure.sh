@@ -5,7 +5,8 @@
 #   127.0.0.1:$HSF_SPARK_SECURE_BINARY_PORT (default 10001)  binary transport, Kerberos
 #       (SASL GSSAPI, hive.server2.thrift.sasl.qop=auth-conf) over SSL
 #   127.0.0.1:$HSF_SPARK_SECURE_HTTP_PORT   (default 10002)  HTTP transport (path cliservice),
-#       Kerberos (SPNEGO `Authorization: Negotiate`), login cookie, no SSL
+#       Kerberos (`Authorization: Negotiate`), login cookie, over SSL (HTTPS, as Knox and load
+#       balancers serve it)
 #
 # Both authenticate clients with the service principal hive/localhost@HSF.TEST of the test
 # KDC (tests/scripts/kdc.sh, started here when it does not run) and each keeps its own
@@ -75,7 +76,8 @@ case "${1:-}" in
     start_one "$binary_port" HSF_SPARK_SASL_QOP=auth-conf \
       HSF_SPARK_KEYSTORE="$tls_dir/server.p12" HSF_SPARK_KEYSTORE_PASSWORD="$keystore_password" &
     b=$!
-    start_one "$http_port" HSF_SPARK_TRANSPORT=http &
+    start_one "$http_port" HSF_SPARK_TRANSPORT=http \
+      HSF_SPARK_KEYSTORE="$tls_dir/server.p12" HSF_SPARK_KEYSTORE_PASSWORD="$keystore_password" &
     h=$!
     status=0
     wait "$b" || status=1

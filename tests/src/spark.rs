@@ -214,7 +214,7 @@ pub fn merge_runner(config: &AgentConfig) -> (Arc<AuditLog>, MergeRunner) {
 
 /// The ports of the Kerberized Thrift Servers of `tests/scripts/spark-thrift-secure.sh`:
 /// binary transport with SSL and `auth-conf` (`HSF_SPARK_SECURE_BINARY_PORT`, default 10001)
-/// and HTTP transport (`HSF_SPARK_SECURE_HTTP_PORT`, default 10002).
+/// and HTTP transport with SSL (`HSF_SPARK_SECURE_HTTP_PORT`, default 10002).
 pub fn secure_ports() -> (u16, u16) {
     let port = |var: &str, default: u16| {
         std::env::var(var)

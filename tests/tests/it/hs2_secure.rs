@@ -2,7 +2,7 @@
 //! (`tests/scripts/spark-thrift-secure.sh`, KDC of `tests/scripts/kdc.sh`, realm HSF.TEST,
 //! service principal `hive/localhost@HSF.TEST`): the binary transport with SASL GSSAPI and the
 //! `auth-conf` security layer over TLS (test CA; the certificate names `localhost` only), and
-//! the HTTP transport with `Authorization: Negotiate` and the login cookie. The client logs in
+//! the HTTP transport over TLS with `Authorization: Negotiate` and the login cookie. The client logs in
 //! as `hsf/localhost@HSF.TEST` from its keytab; no password anywhere.
 //!
 //! Both servers are started once (tests/run.sh starts them in the background; the first test
@@ -53,7 +53,7 @@ fn binary(kdc: &Kdc) -> Hs2Config {
     cfg
 }
 
-/// The HTTP endpoint: Kerberos (`Negotiate`), plain HTTP, path `cliservice`.
+/// The HTTP endpoint: Kerberos (`Negotiate`), HTTPS trusting the test CA, path `cliservice`.
 fn http(kdc: &Kdc) -> Hs2Config {
     let mut cfg = Hs2Config::new("localhost", secure_ports().1, "hsf");
     cfg.auth = Hs2Auth::Kerberos;
@@ -61,6 +61,7 @@ fn http(kdc: &Kdc) -> Hs2Config {
     cfg.transport = Hs2Transport::Http {
         path: "cliservice".into(),
     };
+    cfg.tls = Some(tls_client_config(Some(&ca_file())).expect("test CA"));
     cfg.connect_timeout = Duration::from_secs(60);
     cfg.poll_interval = Duration::from_millis(50);
     cfg
@@ -175,14 +176,17 @@ async fn a_qop_the_server_does_not_offer_is_refused_clearly() {
 async fn a_wrong_service_principal_fails_clearly() {
     require!(unavailable());
     let kdc = setup().unwrap();
-    // A principal the KDC does not know: hive/127.0.0.1@HSF.TEST (`_HOST` from the host).
-    let mut cfg = http(&kdc);
-    cfg.host = "127.0.0.1".into();
-    let e = Hs2Session::open(&cfg).await.unwrap_err();
-    let m = e.to_string();
-    assert!(matches!(e, Hs2Error::Kerberos { .. }), "{e:?}");
-    assert!(m.contains("hive/127.0.0.1@HSF.TEST"), "{m}");
-    assert!(!e.is_retryable(), "{e:?}");
+    // A principal the KDC does not know.
+    for mut cfg in [binary(&kdc), http(&kdc)] {
+        if let Some(k) = &mut cfg.kerberos {
+            k.principal = "hive/hs2.invalid@HSF.TEST".into();
+        }
+        let e = Hs2Session::open(&cfg).await.unwrap_err();
+        let m = e.to_string();
+        assert!(matches!(e, Hs2Error::Kerberos { .. }), "{e:?}");
+        assert!(m.contains("hive/hs2.invalid@HSF.TEST"), "{m}");
+        assert!(!e.is_retryable(), "{e:?}");
+    }
     // A principal the KDC knows but the server has no key for: the server refuses the token.
     for mut cfg in [binary(&kdc), http(&kdc)] {
         if let Some(k) = &mut cfg.kerberos {
@@ -225,11 +229,23 @@ async fn tls_with_an_untrusted_or_mismatched_certificate_fails_closed() {
         "{e}"
     );
     // TLS to a server without SSL, and plain TCP to a server with SSL: errors, not hangs.
-    let mut tls_to_plain = http(&kdc);
-    tls_to_plain.tls = Some(tls_client_config(Some(&ca_file())).unwrap());
-    tls_to_plain.connect_timeout = Duration::from_secs(20);
-    let e = Hs2Session::open(&tls_to_plain).await.unwrap_err();
-    assert!(matches!(e, Hs2Error::Tls(_)), "{e:?}");
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain_port = plain.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        while let Ok((mut s, _)) = plain.accept().await {
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        }
+    });
+    for mut tls_to_plain in [binary(&kdc), http(&kdc)] {
+        tls_to_plain.port = plain_port;
+        tls_to_plain.connect_timeout = Duration::from_secs(20);
+        let e = Hs2Session::open(&tls_to_plain).await.unwrap_err();
+        assert!(matches!(e, Hs2Error::Tls(_)), "{e:?}");
+        assert!(e.to_string().contains("did not answer with TLS"), "{e}");
+    }
     let mut plain_to_tls = binary(&kdc);
     plain_to_tls.tls = None;
     plain_to_tls.connect_timeout = Duration::from_secs(20);
