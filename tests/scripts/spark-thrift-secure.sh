@@ -87,7 +87,8 @@ case "${1:-}" in
   stop | status)
     s=0
     for port in "$binary_port" "$http_port"; do
-      HSF_SPARK_PORT=$port "$here/spark-thrift.sh" "$1" || s=$?
+      HSF_SPARK_PORT=$port HSF_SPARK_WAREHOUSE="$HSF_SPARK_HOME/warehouse-$port" \
+        "$here/spark-thrift.sh" "$1" || s=$?
     done
     exit "$s"
     ;;

@@ -103,6 +103,15 @@ install_spark() {
   say "pyspark installed in $((SECONDS - t0)) s"
 }
 
+# ensure_prerequisites under a machine-wide lock: servers on other ports may start (and
+# install) at the same time.
+prepare_locked() {
+  exec 8>"$HSF_SPARK_HOME/.lock-install"
+  flock 8
+  ensure_prerequisites
+  exec 8>&-
+}
+
 ensure_prerequisites() {
   command -v java >/dev/null || apt_install openjdk-17-jre-headless
   [ -f "$mariadb_jar" ] || apt_install libmariadb-java
@@ -214,7 +223,7 @@ do_start() {
     return 0
   fi
   local t0=$SECONDS
-  ensure_prerequisites
+  prepare_locked
   local home
   home=$(spark_home) || die "no Spark distribution"
   mkdir -p "$HSF_SPARK_WAREHOUSE"
@@ -339,9 +348,7 @@ case "$cmd" in
     esac
     ;;
   prepare)
-    exec 9>"$HSF_SPARK_HOME/.lock-install"
-    flock 9
-    ensure_prerequisites
+    prepare_locked
     ;;
   status) do_status ;;
   *)

@@ -739,9 +739,7 @@ async fn connect(
                                 &e,
                             )
                         })?;
-                    transport
-                        .sasl_gssapi(&k.login, &service, &service.to_string(), k.qop)
-                        .await?;
+                    transport.sasl_gssapi(&k.login, &service, k.qop).await?;
                 }
                 _ => {}
             }

@@ -298,9 +298,9 @@ impl Transport {
         &mut self,
         login: &Kerberos,
         service: &ServiceName,
-        service_text: &str,
         qop: Qop,
     ) -> Result<(), TransportError> {
+        let service_text = service.to_string();
         let (mut context, first) = login.init_context(service, Mech::Krb5).await.map_err(|e| {
             TransportError::kerberos(&format!("Kerberos service ticket for {service_text}"), &e)
         })?;
