@@ -11,13 +11,13 @@ use hive_smallfiles_core::config::{
     ByteSize, ConfigError, Environment, RawMetastore, RawStorage, StorageConfig, TableFilter,
     read_secret_file, resolve,
 };
-use hive_smallfiles_core::kerberos::{KerberosConfig, RawKerberos};
+use hive_smallfiles_core::kerberos::{Kerberos, KerberosConfig, RawKerberos, ServiceName};
 use hive_smallfiles_core::metastore::MetastoreConfig;
 use hive_smallfiles_core::secret::Secret;
 use hive_smallfiles_core::web::ServerSettings;
 use serde::Deserialize;
 
-use crate::hiveserver2::{Hs2Auth, Hs2Config};
+use crate::hiveserver2::{Hs2Auth, Hs2Config, Hs2Kerberos, Hs2Transport, Qop, tls_client_config};
 use crate::policy::{MaintenanceWindow, Policy};
 use crate::sql::Engine;
 
@@ -397,11 +397,12 @@ fn d_target() -> ByteSize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHs2 {
-    /// Host.
+    /// Host (also the `_HOST` of `kerberos_principal`, and the name the TLS certificate must
+    /// carry).
     pub host: String,
-    /// Port. Default 10000.
-    #[serde(default = "d_hs2_port")]
-    pub port: u16,
+    /// Port. Default 10000 (binary transport) or 10001 (HTTP transport).
+    #[serde(default)]
+    pub port: Option<u16>,
     /// User. Default `hive`.
     #[serde(default = "d_hs2_user")]
     pub user: String,
@@ -411,9 +412,31 @@ pub struct RawHs2 {
     /// Password environment variable.
     #[serde(default)]
     pub password_env: Option<String>,
-    /// `plain` (SASL PLAIN, also for servers without authentication) or `nosasl`.
+    /// `plain` (SASL PLAIN, also for servers without authentication), `nosasl`, or `kerberos`
+    /// (SASL GSSAPI; `Negotiate` on HTTP) with the cluster's `[cluster.kerberos]` login.
     #[serde(default = "d_hs2_auth")]
     pub auth: String,
+    /// The server's Kerberos principal with `auth = "kerberos"`, e.g. `hive/_HOST@REALM`
+    /// (`_HOST` becomes `host`).
+    #[serde(default)]
+    pub kerberos_principal: Option<String>,
+    /// The SASL security layer with Kerberos on the binary transport, as the server's
+    /// `hive.server2.thrift.sasl.qop`: `auth` (default), `auth-int` or `auth-conf`.
+    #[serde(default)]
+    pub qop: Option<String>,
+    /// `binary` (default) or `http` (`hive.server2.transport.mode`).
+    #[serde(default = "d_hs2_transport")]
+    pub transport: String,
+    /// The HTTP transport's path (`hive.server2.thrift.http.path`). Default `cliservice`.
+    #[serde(default)]
+    pub http_path: Option<String>,
+    /// TLS (`hive.server2.use.SSL`): the certificate is verified against `ca_file` and must
+    /// name `host`. Default false.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM bundle of the CAs trusted for TLS. Default: the Mozilla root program's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Session configuration sent when opening a session (e.g. a queue name).
     #[serde(default)]
     pub session_conf: BTreeMap<String, String>,
@@ -422,8 +445,8 @@ pub struct RawHs2 {
     pub connect_timeout: Duration,
 }
 
-fn d_hs2_port() -> u16 {
-    10000
+fn d_hs2_transport() -> String {
+    "binary".to_owned()
 }
 fn d_hs2_user() -> String {
     "hive".to_owned()
@@ -433,6 +456,125 @@ fn d_hs2_auth() -> String {
 }
 fn d_hs2_connect() -> Duration {
     Duration::from_secs(10)
+}
+
+impl RawHs2 {
+    /// Validates `[cluster.hiveserver2]` of `cluster`; `login` is the cluster's Kerberos
+    /// login (`[cluster.kerberos]`), required with `auth = "kerberos"`.
+    pub fn validate(
+        self,
+        cluster: &str,
+        base: &Path,
+        env: &dyn Environment,
+        login: Option<&Kerberos>,
+    ) -> Result<Hs2Config, ConfigError> {
+        let bad = |m: String| invalid(cluster, format!("hiveserver2.{m}"));
+        let auth = match self.auth.as_str() {
+            "plain" | "none" => Hs2Auth::Plain,
+            "nosasl" => Hs2Auth::NoSasl,
+            "kerberos" => Hs2Auth::Kerberos,
+            other => return Err(bad(format!("auth {other:?}: plain, nosasl or kerberos"))),
+        };
+        let transport = match self.transport.as_str() {
+            "binary" => {
+                if self.http_path.is_some() {
+                    return Err(bad("http_path needs transport = \"http\"".into()));
+                }
+                Hs2Transport::Binary
+            }
+            "http" => Hs2Transport::Http {
+                path: self
+                    .http_path
+                    .as_deref()
+                    .unwrap_or("cliservice")
+                    .trim_matches('/')
+                    .to_owned(),
+            },
+            other => return Err(bad(format!("transport {other:?}: binary or http"))),
+        };
+        let password = match (&self.password_file, &self.password_env) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    cluster,
+                    "set only one of hiveserver2 password_file and password_env",
+                ));
+            }
+            (Some(f), None) => Some(read_secret_file(
+                cluster,
+                "hiveserver2 password",
+                &resolve(base, f),
+            )?),
+            (None, Some(v)) => {
+                Some(Secret::new(env.var(v).ok_or_else(|| {
+                    invalid(cluster, format!("{v} is not set"))
+                })?))
+            }
+            (None, None) => None,
+        };
+        let qop = self
+            .qop
+            .as_deref()
+            .map(|q| q.parse::<Qop>().map_err(bad))
+            .transpose()?;
+        if auth == Hs2Auth::Kerberos {
+            if password.is_some() {
+                return Err(bad(
+                    "password_file/password_env with auth = \"kerberos\": Kerberos uses the \
+                     [cluster.kerberos] login, never a password"
+                        .into(),
+                ));
+            }
+            let Some(principal) = &self.kerberos_principal else {
+                return Err(bad(
+                    "kerberos_principal is required with auth = \"kerberos\" (the server's \
+                     hive.server2.authentication.kerberos.principal, e.g. hive/_HOST@EXAMPLE.COM)"
+                        .into(),
+                ));
+            };
+            ServiceName::from_pattern(principal, &self.host)
+                .map_err(|e| bad(format!("kerberos_principal: {e}")))?;
+        } else if self.kerberos_principal.is_some() || qop.is_some() {
+            return Err(bad(
+                "kerberos_principal and qop need auth = \"kerberos\"".into()
+            ));
+        }
+        if self.ca_file.is_some() && !self.tls {
+            return Err(bad("ca_file needs tls = true".into()));
+        }
+        let tls = if self.tls {
+            let ca = self.ca_file.as_ref().map(|f| resolve(base, f));
+            Some(tls_client_config(ca.as_deref()).map_err(bad)?)
+        } else {
+            None
+        };
+        let port = self.port.unwrap_or(match transport {
+            Hs2Transport::Binary => 10000,
+            Hs2Transport::Http { .. } => 10001,
+        });
+        let kerberos = match (auth, self.kerberos_principal) {
+            (Hs2Auth::Kerberos, Some(principal)) => Some(Hs2Kerberos {
+                login: login.cloned().ok_or_else(|| {
+                    bad("auth = \"kerberos\" needs the cluster's [cluster.kerberos] login".into())
+                })?,
+                principal,
+                qop: qop.unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        Ok(Hs2Config {
+            host: self.host,
+            port,
+            user: self.user,
+            password,
+            auth,
+            transport,
+            tls,
+            kerberos,
+            connect_timeout: self.connect_timeout,
+            poll_interval: Duration::from_millis(200),
+            session_conf: self.session_conf.into_iter().collect(),
+        })
+    }
 }
 
 // === validated ===
@@ -609,51 +751,12 @@ impl AgentConfig {
                 .kerberos
                 .map(|k| k.validate_cluster(&c.name, base))
                 .transpose()?;
-            let hiveserver2 = match c.hiveserver2 {
-                None => None,
-                Some(h) => {
-                    let auth = match h.auth.as_str() {
-                        "plain" | "none" => Hs2Auth::Plain,
-                        "nosasl" => Hs2Auth::NoSasl,
-                        other => {
-                            return Err(invalid(
-                                &c.name,
-                                format!("hiveserver2.auth {other:?}: plain or nosasl"),
-                            ));
-                        }
-                    };
-                    let password = match (&h.password_file, &h.password_env) {
-                        (Some(_), Some(_)) => {
-                            return Err(invalid(
-                                &c.name,
-                                "set only one of hiveserver2 password_file and password_env",
-                            ));
-                        }
-                        (Some(f), None) => Some(read_secret_file(
-                            &c.name,
-                            "hiveserver2 password",
-                            &resolve(base, f),
-                        )?),
-                        (None, Some(v)) => {
-                            Some(Secret::new(env.var(v).ok_or_else(|| {
-                                invalid(&c.name, format!("{v} is not set"))
-                            })?))
-                        }
-                        (None, None) => None,
-                    };
-                    let hiveserver2 = Hs2Config {
-                        host: h.host,
-                        port: h.port,
-                        user: h.user,
-                        password,
-                        auth,
-                        connect_timeout: h.connect_timeout,
-                        poll_interval: Duration::from_millis(200),
-                        session_conf: h.session_conf.into_iter().collect(),
-                    };
-                    Some(hiveserver2)
-                }
-            };
+            // The HiveServer2 client logs in with the cluster's login (shared per process).
+            let login = kerberos.as_ref().map(Kerberos::shared);
+            let hiveserver2 = c
+                .hiveserver2
+                .map(|h| h.validate(&c.name, base, env, login.as_ref()))
+                .transpose()?;
             if hiveserver2.is_none()
                 && matches!(
                     c.executor,
@@ -731,6 +834,70 @@ impl AgentConfig {
 mod tests {
     use super::*;
 
+    fn hs2(extra: &str) -> Result<Hs2Config, String> {
+        let text = format!(
+            "[[cluster]]\nname = \"c\"\nengine = \"hive\"\n[cluster.metastore]\nurl = \"mysql://h@db/m\"\n[cluster.storage]\ntype = \"local\"\nroot = \"/w\"\n[cluster.hiveserver2]\nhost = \"HS2.example.com\"\n{extra}"
+        );
+        let env: BTreeMap<String, String> = [("HS2_PW".to_owned(), "pw".to_owned())].into();
+        AgentConfig::from_toml(&text, Path::new("."), &env)
+            .map(|c| c.clusters["c"].hiveserver2.clone().unwrap())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn hiveserver2_transport_tls_and_kerberos_settings() {
+        let c = hs2("").unwrap();
+        assert_eq!(
+            (c.port, c.auth, &c.transport),
+            (10000, Hs2Auth::Plain, &Hs2Transport::Binary)
+        );
+        assert!(c.tls.is_none() && c.kerberos.is_none());
+        let c = hs2("transport = \"http\"\nhttp_path = \"/gateway/default/hive/\"\ntls = true")
+            .unwrap();
+        assert_eq!(c.port, 10001);
+        assert_eq!(
+            c.transport,
+            Hs2Transport::Http {
+                path: "gateway/default/hive".into()
+            }
+        );
+        assert!(c.tls.is_some());
+        let c = hs2("transport = \"http\"").unwrap();
+        assert_eq!(
+            c.transport,
+            Hs2Transport::Http {
+                path: "cliservice".into()
+            }
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("ca.pem");
+        let e = hs2(&format!("tls = true\nca_file = \"{}\"", missing.display())).unwrap_err();
+        assert!(e.contains("cannot read ca_file"), "{e}");
+        for (extra, want) in [
+            ("ca_file = \"/x.pem\"", "ca_file needs tls = true"),
+            ("http_path = \"x\"", "http_path needs transport"),
+            ("transport = \"thrift\"", "binary or http"),
+            ("auth = \"gssapi\"", "plain, nosasl or kerberos"),
+            ("qop = \"auth\"", "need auth = \"kerberos\""),
+            ("auth = \"kerberos\"", "kerberos_principal is required"),
+            (
+                "auth = \"kerberos\"\nkerberos_principal = \"hive/_HOST@R\"\npassword_env = \"HS2_PW\"",
+                "never a password",
+            ),
+            (
+                "auth = \"kerberos\"\nkerberos_principal = \"hive/_HOST@R\"\nqop = \"privacy\"",
+                "auth, auth-int or auth-conf",
+            ),
+            (
+                "auth = \"kerberos\"\nkerberos_principal = \"hive/_HOST@R\"",
+                "needs the cluster's [cluster.kerberos] login",
+            ),
+        ] {
+            let e = hs2(extra).unwrap_err();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+    }
+
     #[test]
     fn example_config_parses() {
         let dir = tempfile::tempdir().unwrap();
@@ -750,7 +917,19 @@ mod tests {
         assert_eq!(c.bearer_token.as_ref().unwrap().expose(), "secret");
         let prod = &c.clusters["prod"];
         assert_eq!(prod.engine, Engine::Hive);
-        assert_eq!(prod.hiveserver2.as_ref().unwrap().port, 10000);
+        let hs2 = prod.hiveserver2.as_ref().unwrap();
+        assert_eq!(hs2.port, 10000);
+        assert_eq!(hs2.auth, Hs2Auth::Kerberos);
+        assert!(hs2.password.is_none(), "no password with Kerberos");
+        let k = hs2.kerberos.as_ref().unwrap();
+        assert_eq!(
+            (k.principal.as_str(), k.qop),
+            ("hive/_HOST@EXAMPLE.COM", Qop::Auth)
+        );
+        assert_eq!(
+            k.login.principal().as_deref(),
+            Some("hsf/agent.example.com@EXAMPLE.COM")
+        );
         assert_eq!(c.policy.windows.len(), 1);
         assert!(!format!("{c:?}").contains("secret"));
     }

@@ -3,7 +3,8 @@
 # `pyspark` package) with an embedded Hive 2.3 metastore on the local MariaDB and a `file:`
 # warehouse. Idempotent; safe to call concurrently (an flock serializes start/stop).
 #
-# Usage: tests/scripts/spark-thrift.sh start|stop|status|restart
+# Usage: tests/scripts/spark-thrift.sh start|stop|status|restart|prepare
+# (`prepare` installs what is missing and creates the metastore database, without starting.)
 #
 # Environment (all optional):
 #   HSF_SPARK_HOME       state directory (pid, log, installed package)   default /tmp/hsf-spark
@@ -13,6 +14,17 @@
 #   HSF_SPARK_METASTORE_DB  MariaDB database of the metastore             default hsf_spark_metastore
 #   HSF_SPARK_START_TIMEOUT seconds to wait for the server                default 240
 #   SPARK_HOME           use this Spark distribution instead of installing pyspark
+#
+# Security (set by tests/scripts/spark-thrift-secure.sh; all off by default):
+#   HSF_SPARK_KERBEROS_KEYTAB  keytab of the service principal: turns on
+#                        hive.server2.authentication=KERBEROS (and Hadoop's kerberos login)
+#   HSF_SPARK_KERBEROS_PRINCIPAL  service principal                 default hive/localhost@HSF.TEST
+#   HSF_SPARK_KRB5_CONF  krb5.conf of the realm (the JVM's java.security.krb5.conf)
+#   HSF_SPARK_TRANSPORT  binary or http (http path `cliservice`)     default binary
+#   HSF_SPARK_SASL_QOP   auth, auth-int or auth-conf (binary with Kerberos)   default auth
+#   HSF_SPARK_KEYSTORE, HSF_SPARK_KEYSTORE_PASSWORD  a PKCS12 keystore: turns on SSL
+#   With any of them, readiness is the port accepting connections (beeline would need a
+#   ticket or a trust store); clients retry their first session.
 #
 # Needs: Java 17, MariaDB reachable as root@127.0.0.1:3306 without a password (see
 # ensure-services.sh, called when MariaDB is not reachable), the Debian package
@@ -26,6 +38,13 @@ HSF_SPARK_PORT=${HSF_SPARK_PORT:-10000}
 HSF_SPARK_WAREHOUSE=${HSF_SPARK_WAREHOUSE:-$HSF_SPARK_HOME/warehouse}
 HSF_SPARK_METASTORE_DB=${HSF_SPARK_METASTORE_DB:-hsf_spark_metastore}
 HSF_SPARK_START_TIMEOUT=${HSF_SPARK_START_TIMEOUT:-240}
+HSF_SPARK_KERBEROS_KEYTAB=${HSF_SPARK_KERBEROS_KEYTAB:-}
+HSF_SPARK_KERBEROS_PRINCIPAL=${HSF_SPARK_KERBEROS_PRINCIPAL:-hive/localhost@HSF.TEST}
+HSF_SPARK_KRB5_CONF=${HSF_SPARK_KRB5_CONF:-}
+HSF_SPARK_TRANSPORT=${HSF_SPARK_TRANSPORT:-binary}
+HSF_SPARK_SASL_QOP=${HSF_SPARK_SASL_QOP:-auth}
+HSF_SPARK_KEYSTORE=${HSF_SPARK_KEYSTORE:-}
+HSF_SPARK_KEYSTORE_PASSWORD=${HSF_SPARK_KEYSTORE_PASSWORD:-}
 
 pid_file="$HSF_SPARK_HOME/thrift-$HSF_SPARK_PORT.pid"
 log_file="$HSF_SPARK_HOME/thrift-$HSF_SPARK_PORT.log"
@@ -84,6 +103,15 @@ install_spark() {
   say "pyspark installed in $((SECONDS - t0)) s"
 }
 
+# ensure_prerequisites under a machine-wide lock: servers on other ports may start (and
+# install) at the same time.
+prepare_locked() {
+  exec 8>"$HSF_SPARK_HOME/.lock-install"
+  flock 8
+  ensure_prerequisites
+  exec 8>&-
+}
+
 ensure_prerequisites() {
   command -v java >/dev/null || apt_install openjdk-17-jre-headless
   [ -f "$mariadb_jar" ] || apt_install libmariadb-java
@@ -140,6 +168,51 @@ query_ok() {
     </dev/null 2>/dev/null | grep -q hsf_ready
 }
 
+# The extra spark-submit arguments of the security settings, one per line; the Hadoop
+# configuration directory of the Kerberos login is written here.
+security_args() {
+  if [ -n "$HSF_SPARK_KERBEROS_KEYTAB" ]; then
+    [ -f "$HSF_SPARK_KERBEROS_KEYTAB" ] || die "no keytab $HSF_SPARK_KERBEROS_KEYTAB"
+    local conf="$HSF_SPARK_HOME/conf-$HSF_SPARK_PORT"
+    mkdir -p "$conf"
+    # yarn.resourcemanager.principal: reading a Hive table asks Hadoop's TokenCache for
+    # delegation tokens, which needs a "master" principal as renewer even on a local warehouse.
+    printf '%s\n' '<?xml version="1.0"?>' '<configuration>' \
+      '  <property><name>hadoop.security.authentication</name><value>kerberos</value></property>' \
+      "  <property><name>yarn.resourcemanager.principal</name><value>$HSF_SPARK_KERBEROS_PRINCIPAL</value></property>" \
+      '</configuration>' >"$conf/core-site.xml"
+    printf '%s\n' --principal "$HSF_SPARK_KERBEROS_PRINCIPAL" --keytab "$HSF_SPARK_KERBEROS_KEYTAB"
+    [ -z "$HSF_SPARK_KRB5_CONF" ] ||
+      printf '%s\n' --driver-java-options "-Djava.security.krb5.conf=$HSF_SPARK_KRB5_CONF"
+    printf '%s\n' --conf spark.hadoop.hadoop.security.authentication=kerberos \
+      --conf "spark.hadoop.yarn.resourcemanager.principal=$HSF_SPARK_KERBEROS_PRINCIPAL" \
+      --hiveconf hive.server2.authentication=KERBEROS \
+      --hiveconf "hive.server2.authentication.kerberos.principal=$HSF_SPARK_KERBEROS_PRINCIPAL" \
+      --hiveconf "hive.server2.authentication.kerberos.keytab=$HSF_SPARK_KERBEROS_KEYTAB" \
+      --hiveconf "hive.server2.thrift.sasl.qop=$HSF_SPARK_SASL_QOP" \
+      --hiveconf hive.server2.enable.doAs=false
+  fi
+  if [ "$HSF_SPARK_TRANSPORT" = http ]; then
+    printf '%s\n' --hiveconf hive.server2.transport.mode=http \
+      --hiveconf "hive.server2.thrift.http.port=$HSF_SPARK_PORT" \
+      --hiveconf hive.server2.thrift.http.path=cliservice
+    # The login cookie over plain HTTP: marked Secure only when the server uses SSL.
+    [ -n "$HSF_SPARK_KEYSTORE" ] ||
+      printf '%s\n' --hiveconf hive.server2.thrift.http.cookie.is.secure=false
+  fi
+  if [ -n "$HSF_SPARK_KEYSTORE" ]; then
+    [ -f "$HSF_SPARK_KEYSTORE" ] || die "no keystore $HSF_SPARK_KEYSTORE"
+    printf '%s\n' --hiveconf hive.server2.use.SSL=true \
+      --hiveconf "hive.server2.keystore.path=$HSF_SPARK_KEYSTORE" \
+      --hiveconf "hive.server2.keystore.password=$HSF_SPARK_KEYSTORE_PASSWORD"
+  fi
+  return 0
+}
+
+secured() {
+  [ -n "$HSF_SPARK_KERBEROS_KEYTAB" ] || [ -n "$HSF_SPARK_KEYSTORE" ] || [ "$HSF_SPARK_TRANSPORT" != binary ]
+}
+
 do_start() {
   if pid=$(our_pid) && port_open; then
     say "already running (pid $pid) on 127.0.0.1:$HSF_SPARK_PORT; log $log_file; warehouse $HSF_SPARK_WAREHOUSE"
@@ -150,12 +223,14 @@ do_start() {
     return 0
   fi
   local t0=$SECONDS
-  ensure_prerequisites
+  prepare_locked
   local home
   home=$(spark_home) || die "no Spark distribution"
   mkdir -p "$HSF_SPARK_WAREHOUSE"
   local warehouse
   warehouse=$(cd "$HSF_SPARK_WAREHOUSE" && pwd)
+  local extra=()
+  mapfile -t extra < <(security_args)
   if pid=$(our_pid); then
     say "pid $pid is starting already; waiting for it"
   else
@@ -166,6 +241,14 @@ do_start() {
       exec 9>&- # do not hold the start lock for the server's lifetime
       cd "$HSF_SPARK_HOME"
       export SPARK_HOME="$home" SPARK_LOCAL_IP=127.0.0.1 SPARK_LOG_DIR="$HSF_SPARK_HOME"
+      if [ -n "$HSF_SPARK_KERBEROS_KEYTAB" ]; then
+        # Hadoop's configuration with kerberos authentication, and a private, empty ticket
+        # cache: with a shared one the server would silently run as whoever logged in there.
+        export HADOOP_CONF_DIR="$HSF_SPARK_HOME/conf-$HSF_SPARK_PORT"
+        export KRB5CCNAME="FILE:$HSF_SPARK_HOME/krb5cc-$HSF_SPARK_PORT"
+        rm -f "$HSF_SPARK_HOME/krb5cc-$HSF_SPARK_PORT"
+        [ -z "$HSF_SPARK_KRB5_CONF" ] || export KRB5_CONFIG="$HSF_SPARK_KRB5_CONF"
+      fi
       exec setsid "$home/bin/spark-submit" \
         --class org.apache.spark.sql.hive.thriftserver.HiveThriftServer2 \
         --name hsf-spark-thrift \
@@ -190,6 +273,7 @@ do_start() {
         --conf spark.hadoop.hive.metastore.schema.verification=false \
         --hiveconf hive.server2.thrift.bind.host=127.0.0.1 \
         --hiveconf hive.server2.thrift.port="$HSF_SPARK_PORT" \
+        "${extra[@]}" \
         spark-internal
     ) </dev/null >>"$log_file" 2>&1 &
     echo $! >"$pid_file"
@@ -204,6 +288,10 @@ do_start() {
     [ $SECONDS -lt $deadline ] || die "not listening after ${HSF_SPARK_START_TIMEOUT}s; log $log_file"
     sleep 0.5
   done
+  if secured; then
+    say "listening after $((SECONDS - t0)) s (pid $(our_pid)); log $log_file"
+    return 0
+  fi
   say "listening after $((SECONDS - t0)) s; checking a query"
   until query_ok "$home"; do
     [ $SECONDS -lt $deadline ] || die "listening but a query fails; log $log_file"
@@ -259,9 +347,12 @@ case "$cmd" in
       restart) do_stop && do_start ;;
     esac
     ;;
+  prepare)
+    prepare_locked
+    ;;
   status) do_status ;;
   *)
-    echo "usage: $0 start|stop|status|restart" >&2
+    echo "usage: $0 start|stop|status|restart|prepare" >&2
     exit 2
     ;;
 esac

@@ -211,3 +211,66 @@ pub fn merge_runner(config: &AgentConfig) -> (Arc<AuditLog>, MergeRunner) {
     .expect("merge runner");
     (audit, runner)
 }
+
+/// The ports of the Kerberized Thrift Servers of `tests/scripts/spark-thrift-secure.sh`:
+/// binary transport with SSL and `auth-conf` (`HSF_SPARK_SECURE_BINARY_PORT`, default 10001)
+/// and HTTP transport with SSL (`HSF_SPARK_SECURE_HTTP_PORT`, default 10002).
+pub fn secure_ports() -> (u16, u16) {
+    let port = |var: &str, default: u16| {
+        std::env::var(var)
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(default)
+    };
+    (
+        port("HSF_SPARK_SECURE_BINARY_PORT", 10001),
+        port("HSF_SPARK_SECURE_HTTP_PORT", 10002),
+    )
+}
+
+/// The directory of the secure servers' test CA (`ca.pem`, `other-ca.pem`).
+pub fn secure_tls_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("HSF_SPARK_HOME").unwrap_or_else(|| "/tmp/hsf-spark".into()))
+        .join("tls")
+}
+
+/// Why the Kerberized Thrift Server tests cannot run, or `None` once both servers listen.
+/// tests/run.sh starts them in the background; when they do not listen yet,
+/// `tests/scripts/spark-thrift-secure.sh start` is run once per test process (it waits for a
+/// start in progress, bounded by its own timeout). `HSF_SKIP=spark` skips them on purpose.
+pub fn secure_unavailable() -> Option<String> {
+    static STARTED: OnceLock<Mutex<Option<Result<(), String>>>> = OnceLock::new();
+    if crate::skip::skipped_on_purpose("spark") {
+        return Some("the Spark Thrift Server tests are disabled by HSF_SKIP=spark".to_owned());
+    }
+    let (binary, http) = secure_ports();
+    let lock = STARTED.get_or_init(|| Mutex::new(None));
+    let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let result = state.get_or_insert_with(|| {
+        if listening(binary) && listening(http) {
+            return Ok(());
+        }
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/spark-thrift-secure.sh");
+        let t0 = Instant::now();
+        match Command::new("bash").arg(&script).arg("start").status() {
+            Ok(s) if s.success() && listening(binary) && listening(http) => {
+                eprintln!(
+                    "Kerberized Spark Thrift Servers ready in {:.1?}",
+                    t0.elapsed()
+                );
+                Ok(())
+            }
+            Ok(s) => Err(format!(
+                "the Kerberized Spark Thrift Servers are not available on 127.0.0.1:{binary} \
+                 and :{http} ({} start: {s})",
+                script.display()
+            )),
+            Err(e) => Err(format!(
+                "the Kerberized Spark Thrift Servers are not available ({} start: {e})",
+                script.display()
+            )),
+        }
+    });
+    result.clone().err()
+}

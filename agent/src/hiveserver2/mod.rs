@@ -1,12 +1,16 @@
 //! A native HiveServer2 client: sessions, statements and result sets over the binary Thrift
-//! transport (SASL PLAIN or NOSASL), as the merge agent needs them to run SQL on the
-//! cluster's own engine (HiveServer2, Spark Thrift Server, Kyuubi, Impala's HS2 port).
+//! transport (SASL PLAIN, SASL GSSAPI/Kerberos or NOSASL; optionally over TLS) or the HTTP
+//! transport (Basic or Kerberos `Negotiate`, login cookie; optionally HTTPS), as the merge
+//! agent needs them to run SQL on the cluster's own engine (HiveServer2, Spark Thrift Server,
+//! Kyuubi, Impala's HS2 ports, Knox in front of any of them).
 //!
 //! This module owns the client API ([`Hs2Session`], [`Hs2Config`], [`Hs2Error`], [`Value`],
 //! [`QueryResult`]); `protocol` owns the Thrift binary encoding, `messages` the
-//! TCLIService structures, `transport` the SASL/NOSASL byte framing. The protocol sources are
-//! Apache Hive's `service-rpc/if/TCLIService.thrift`, Apache Thrift's
-//! `doc/specs/thrift-binary-protocol.md` and its `TSaslTransport`, and RFC 4616 (PLAIN).
+//! TCLIService structures, `transport` the SASL/NOSASL byte framing, `sasl_gssapi` the
+//! RFC 4752 security layer, `tls` the certificate checks and `http` the HTTP transport. The
+//! protocol sources are Apache Hive's `service-rpc/if/TCLIService.thrift`, Apache Thrift's
+//! `doc/specs/thrift-binary-protocol.md`, its `TSaslTransport` and `THttpClient`, RFC 4616
+//! (PLAIN) and RFC 4752 (GSSAPI).
 //!
 //! Protocol version: the client asks for the newest version it knows (V11); a server answers
 //! with the version both sides support (HiveServer2 and Spark reply with the smaller of the
@@ -21,13 +25,18 @@
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzzing;
+mod http;
 mod messages;
 mod protocol;
+mod sasl_gssapi;
+mod tls;
 mod transport;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use hive_smallfiles_core::kerberos::{Kerberos, ServiceName};
 use hive_smallfiles_core::secret::Secret;
 use tokio_util::sync::CancellationToken;
 
@@ -39,13 +48,56 @@ use messages::{
 use protocol::{DecodeError, Decoder};
 use transport::{Transport, TransportError, is_incomplete};
 
+pub use sasl_gssapi::Qop;
+pub use tls::client_config as tls_client_config;
+
 /// How the client authenticates at the transport level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hs2Auth {
-    /// SASL PLAIN: `hive.server2.authentication` NONE (any user), LDAP, PAM or CUSTOM.
+    /// SASL PLAIN: `hive.server2.authentication` NONE (any user), LDAP, PAM or CUSTOM (HTTP
+    /// transport: `Authorization: Basic`).
     Plain,
     /// No SASL (`hive.server2.authentication=NOSASL`): unframed Thrift messages.
     NoSasl,
+    /// Kerberos (`hive.server2.authentication=KERBEROS`): SASL GSSAPI, or `Negotiate` on the
+    /// HTTP transport, with [`Hs2Config::kerberos`].
+    Kerberos,
+}
+
+/// The Thrift transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hs2Transport {
+    /// `hive.server2.transport.mode=binary` (the default; port 10000).
+    Binary,
+    /// `hive.server2.transport.mode=http` (port 10001): Thrift in HTTP POSTs to `/<path>`
+    /// (`hive.server2.thrift.http.path`, default `cliservice`).
+    Http {
+        /// The endpoint's path, without the leading `/`.
+        path: String,
+    },
+}
+
+/// The Kerberos side of [`Hs2Auth::Kerberos`].
+#[derive(Clone)]
+pub struct Hs2Kerberos {
+    /// The cluster's login (`[cluster.kerberos]`).
+    pub login: Kerberos,
+    /// The server's principal, `hive/_HOST@REALM` style: `_HOST` becomes the connect host
+    /// (lower-cased), as Hive's JDBC `principal=` parameter.
+    pub principal: String,
+    /// The SASL security layer of the binary transport (the server's
+    /// `hive.server2.thrift.sasl.qop`); not used on HTTP.
+    pub qop: Qop,
+}
+
+impl fmt::Debug for Hs2Kerberos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hs2Kerberos")
+            .field("login", &self.login.principal())
+            .field("principal", &self.principal)
+            .field("qop", &self.qop)
+            .finish()
+    }
 }
 
 /// Where and how to connect.
@@ -62,6 +114,13 @@ pub struct Hs2Config {
     pub password: Option<Secret>,
     /// Transport authentication.
     pub auth: Hs2Auth,
+    /// Binary or HTTP transport.
+    pub transport: Hs2Transport,
+    /// TLS (`hive.server2.use.SSL`): the client configuration (see [`tls_client_config`]);
+    /// `None` for plain TCP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The login and server principal with [`Hs2Auth::Kerberos`].
+    pub kerberos: Option<Hs2Kerberos>,
     /// Limit for connecting, SASL negotiation and OpenSession together.
     pub connect_timeout: Duration,
     /// Longest wait between two GetOperationStatus polls (polls start faster).
@@ -80,6 +139,9 @@ impl Hs2Config {
             user: user.into(),
             password: None,
             auth: Hs2Auth::Plain,
+            transport: Hs2Transport::Binary,
+            tls: None,
+            kerberos: None,
             connect_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(500),
             session_conf: Vec::new(),
@@ -109,6 +171,19 @@ pub enum Hs2Error {
         /// The server's message.
         message: String,
     },
+    /// The TLS handshake failed: the certificate is untrusted or names another host, or the
+    /// server does not speak TLS. Fails closed; not retried.
+    #[error("HiveServer2 TLS failed: {0}")]
+    Tls(String),
+    /// The Kerberos login or the service ticket failed (the cause is named: KDC unreachable,
+    /// unknown principal, clock skew, expired…).
+    #[error("HiveServer2 Kerberos authentication failed: {message}")]
+    Kerberos {
+        /// What failed.
+        message: String,
+        /// Whether a later attempt may succeed (e.g. the KDC was unreachable).
+        retryable: bool,
+    },
     /// Connecting took longer than the connect timeout.
     #[error("HiveServer2 connection timed out")]
     Timeout,
@@ -121,7 +196,11 @@ impl Hs2Error {
     /// Whether trying again (with a new session) may succeed: connection failures and
     /// timeouts are; server errors, protocol errors, refused logins and cancellations not.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Connect(_) | Self::Timeout)
+        match self {
+            Self::Connect(_) | Self::Timeout => true,
+            Self::Kerberos { retryable, .. } => *retryable,
+            _ => false,
+        }
     }
 
     /// A short, fixed label for metrics.
@@ -129,6 +208,8 @@ impl Hs2Error {
         match self {
             Self::Connect(_) => "connect",
             Self::Authentication(_) => "authentication",
+            Self::Tls(_) => "tls",
+            Self::Kerberos { .. } => "kerberos",
             Self::Protocol(_) => "protocol",
             Self::Server { .. } => "server",
             Self::Timeout => "timeout",
@@ -154,6 +235,10 @@ impl From<TransportError> for Hs2Error {
             TransportError::Io(m) => Self::Connect(m),
             TransportError::Auth(m) => Self::Authentication(m),
             TransportError::Protocol(m) => Self::Protocol(m),
+            TransportError::Tls(m) => Self::Tls(m),
+            TransportError::Kerberos { message, retryable } => {
+                Self::Kerberos { message, retryable }
+            }
         }
     }
 }
@@ -257,16 +342,8 @@ impl Hs2Session {
         configuration: &[(String, String)],
     ) -> Result<Self, OpenError> {
         let server = format!("{}:{}", cfg.host, cfg.port);
-        let mut transport = Transport::connect(&cfg.host, cfg.port)
-            .await
-            .map_err(|e| Hs2Error::Connect(format!("{server}: {}", Hs2Error::from(e))))?;
         let password = cfg.password.as_ref().map(Secret::expose);
-        if cfg.auth == Hs2Auth::Plain {
-            transport
-                .sasl_plain(&cfg.user, password.unwrap_or("anonymous"))
-                .await
-                .map_err(Hs2Error::from)?;
-        }
+        let transport = connect(cfg, &server, password).await?;
         let mut session = Self {
             transport,
             handle: SessionHandle(messages::HandleId {
@@ -315,6 +392,13 @@ impl Hs2Session {
             "HiveServer2 session opened"
         );
         Ok(session)
+    }
+
+    /// How many times the HTTP transport sent credentials (a `Negotiate` or `Basic` header;
+    /// the login cookie replaces them while the server accepts it); `None` on the binary
+    /// transport.
+    pub fn http_authentications(&self) -> Option<u64> {
+        self.transport.http_authentications()
     }
 
     /// The protocol version in use, e.g. `V11`.
@@ -593,6 +677,74 @@ impl Hs2Session {
             .await?;
         self.broken = matches!(reply, Err(ReplyError::Decode(_) | ReplyError::Mismatch(_)));
         Ok(reply)
+    }
+}
+
+/// The Kerberos settings of [`Hs2Auth::Kerberos`].
+fn kerberos(cfg: &Hs2Config) -> Result<&Hs2Kerberos, Hs2Error> {
+    cfg.kerberos.as_ref().ok_or_else(|| Hs2Error::Kerberos {
+        message: "auth = kerberos without a Kerberos login ([cluster.kerberos])".into(),
+        retryable: false,
+    })
+}
+
+/// Connects and authenticates the transport of `cfg`.
+async fn connect(
+    cfg: &Hs2Config,
+    server: &str,
+    password: Option<&str>,
+) -> Result<Transport, Hs2Error> {
+    let kerberos = match cfg.auth {
+        Hs2Auth::Kerberos => Some(kerberos(cfg)?),
+        _ => None,
+    };
+    match &cfg.transport {
+        Hs2Transport::Http { path } => {
+            let auth = match (cfg.auth, kerberos) {
+                (Hs2Auth::Kerberos, Some(k)) => http::HttpAuth::Kerberos {
+                    login: k.login.clone(),
+                    principal: k.principal.clone(),
+                },
+                (Hs2Auth::Plain, _) => {
+                    http::HttpAuth::basic(&cfg.user, password.unwrap_or("anonymous"))
+                }
+                _ => http::HttpAuth::None,
+            };
+            Ok(Transport::http(http::HttpLink::new(
+                &cfg.host,
+                cfg.port,
+                path,
+                cfg.tls.clone(),
+                auth,
+            )))
+        }
+        Hs2Transport::Binary => {
+            let mut transport = Transport::connect(&cfg.host, cfg.port, cfg.tls.as_ref())
+                .await
+                .map_err(|e| match Hs2Error::from(e) {
+                    Hs2Error::Connect(m) => Hs2Error::Connect(format!("{server}: {m}")),
+                    other => other,
+                })?;
+            match (cfg.auth, kerberos) {
+                (Hs2Auth::Plain, _) => {
+                    transport
+                        .sasl_plain(&cfg.user, password.unwrap_or("anonymous"))
+                        .await?;
+                }
+                (Hs2Auth::Kerberos, Some(k)) => {
+                    let service =
+                        ServiceName::from_pattern(&k.principal, &cfg.host).map_err(|e| {
+                            TransportError::kerberos(
+                                &format!("kerberos_principal {:?}", k.principal),
+                                &e,
+                            )
+                        })?;
+                    transport.sasl_gssapi(&k.login, &service, k.qop).await?;
+                }
+                _ => {}
+            }
+            Ok(transport)
+        }
     }
 }
 

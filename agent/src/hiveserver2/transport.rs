@@ -1,19 +1,28 @@
-//! The byte transports under HiveServer2's binary Thrift protocol: SASL (PLAIN) and NOSASL.
+//! The byte transports under HiveServer2's Thrift protocol: on a socket (plain TCP or TLS)
+//! SASL PLAIN, SASL GSSAPI (Kerberos) or NOSASL; or HTTP (`http`).
 //!
 //! Source: Apache Thrift's `TSaslTransport`/`TSaslClientTransport` (as HiveServer2 uses them
-//! with `hive.server2.authentication` NONE, LDAP, CUSTOM, PAM: mechanism PLAIN) and RFC 4616
-//! (PLAIN). Negotiation messages are a status byte (START=1, OK=2, BAD=3, ERROR=4,
-//! COMPLETE=5), a 4-byte big-endian length and the payload. The client sends START with the
-//! mechanism name, then its initial response `authzid \0 authcid \0 password` with status
-//! COMPLETE (PLAIN finishes in one step); the server answers COMPLETE, or BAD/ERROR with a
-//! message. Afterwards every Thrift message is sent as a frame: 4-byte big-endian length and
-//! the bytes (PLAIN negotiates no integrity or confidentiality layer). With NOSASL the Thrift
-//! messages go over the socket as they are, unframed.
+//! with `hive.server2.authentication` NONE, LDAP, CUSTOM, PAM: mechanism PLAIN; KERBEROS:
+//! mechanism GSSAPI), RFC 4616 (PLAIN) and RFC 4752 (GSSAPI, see `sasl_gssapi`). Negotiation
+//! messages are a status byte (START=1, OK=2, BAD=3, ERROR=4, COMPLETE=5), a 4-byte big-endian
+//! length and the payload. For PLAIN the client sends START with the mechanism name, then its
+//! initial response `authzid \0 authcid \0 password` with status COMPLETE (PLAIN finishes in
+//! one step); the server answers COMPLETE, or BAD/ERROR with a message. Afterwards every Thrift
+//! message is sent as a frame: 4-byte big-endian length and the bytes, or with a GSSAPI
+//! security layer (`auth-int`, `auth-conf`) the length and one wrapped message. With NOSASL
+//! the Thrift messages go over the socket as they are, unframed.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+
+use futures::FutureExt as _;
+use hive_smallfiles_core::kerberos::{ClientContext, Kerberos, KerberosError, Mech, ServiceName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::http::HttpLink;
 use super::protocol::{DecodeError, MAX_LENGTH};
+use super::sasl_gssapi::{self, Qop};
+use super::tls;
 
 /// SASL negotiation status bytes.
 pub(crate) mod sasl_status {
@@ -32,10 +41,52 @@ pub(crate) const MAX_FRAME: usize = MAX_LENGTH;
 pub(crate) enum TransportError {
     /// The socket failed or closed.
     Io(String),
-    /// SASL negotiation was refused.
+    /// SASL negotiation (or HTTP authentication) was refused.
     Auth(String),
     /// The peer sent something the protocol does not allow.
     Protocol(String),
+    /// The TLS handshake failed (untrusted or mismatched certificate, no TLS on the server).
+    Tls(String),
+    /// The Kerberos login or context failed.
+    Kerberos {
+        /// What failed, naming the cause.
+        message: String,
+        /// Whether trying again later may succeed (e.g. the KDC was unreachable).
+        retryable: bool,
+    },
+}
+
+impl TransportError {
+    /// A Kerberos failure while doing `what`.
+    pub(crate) fn kerberos(what: &str, e: &KerberosError) -> Self {
+        Self::Kerberos {
+            message: format!("{what}: {e}"),
+            retryable: e.is_retryable(),
+        }
+    }
+}
+
+/// A byte stream to the server: plain TCP or TLS.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Connects by TCP and, with a TLS configuration, runs the handshake (verifying the server's
+/// certificate for `host`).
+pub(crate) async fn connect_stream(
+    host: &str,
+    port: u16,
+    tls_config: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<Box<dyn Io>, TransportError> {
+    let stream = TcpStream::connect((host, port)).await.map_err(io_err)?;
+    stream.set_nodelay(true).map_err(io_err)?;
+    match tls_config {
+        None => Ok(Box::new(stream)),
+        Some(config) => Ok(Box::new(
+            tls::handshake(config, host, stream)
+                .await
+                .map_err(TransportError::Tls)?,
+        )),
+    }
 }
 
 /// One SASL negotiation message.
@@ -73,29 +124,145 @@ pub(crate) fn frame(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn io(e: std::io::Error) -> TransportError {
+fn io_err(e: std::io::Error) -> TransportError {
     TransportError::Io(e.to_string())
 }
 
+/// How Thrift messages travel on a socket.
+enum Layer {
+    /// NOSASL: as they are.
+    Unframed,
+    /// SASL without a security layer: length-prefixed frames.
+    Framed,
+    /// SASL GSSAPI with `auth-int`/`auth-conf`: each frame holds one wrapped message.
+    Wrapped {
+        context: Box<ClientContext>,
+        encrypt: bool,
+    },
+}
+
+enum Link {
+    Socket { io: Box<dyn Io>, layer: Layer },
+    Http(Box<HttpLink>),
+}
+
 /// A connected transport.
-#[derive(Debug)]
 pub(crate) struct Transport {
-    stream: TcpStream,
-    framed: bool,
+    link: Link,
     /// Received bytes not yet consumed by a decoded message.
     pending: Vec<u8>,
 }
 
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.link {
+            Link::Socket {
+                layer: Layer::Unframed,
+                ..
+            } => "unframed",
+            Link::Socket {
+                layer: Layer::Framed,
+                ..
+            } => "sasl",
+            Link::Socket {
+                layer: Layer::Wrapped { .. },
+                ..
+            } => "sasl-wrapped",
+            Link::Http(_) => "http",
+        };
+        f.debug_struct("Transport")
+            .field("kind", &kind)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
 impl Transport {
-    /// Connects (TCP only; call [`Transport::sasl_plain`] next for SASL).
-    pub(crate) async fn connect(host: &str, port: u16) -> Result<Self, TransportError> {
-        let stream = TcpStream::connect((host, port)).await.map_err(io)?;
-        stream.set_nodelay(true).map_err(io)?;
+    /// Connects a socket (TCP, or TLS with a configuration; call [`Transport::sasl_plain`] or
+    /// [`Transport::sasl_gssapi`] next for SASL).
+    pub(crate) async fn connect(
+        host: &str,
+        port: u16,
+        tls_config: Option<&Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, TransportError> {
+        let io = connect_stream(host, port, tls_config).await?;
         Ok(Self {
-            stream,
-            framed: false,
+            link: Link::Socket {
+                io,
+                layer: Layer::Unframed,
+            },
             pending: Vec::new(),
         })
+    }
+
+    /// The HTTP transport (connects on its first request).
+    pub(crate) fn http(link: HttpLink) -> Self {
+        Self {
+            link: Link::Http(Box::new(link)),
+            pending: Vec::new(),
+        }
+    }
+
+    /// How many times the HTTP transport sent credentials (a Negotiate or Basic header);
+    /// `None` on a socket.
+    pub(crate) fn http_authentications(&self) -> Option<u64> {
+        match &self.link {
+            Link::Http(h) => Some(h.authentications()),
+            Link::Socket { .. } => None,
+        }
+    }
+
+    fn socket(&mut self) -> Result<(&mut Box<dyn Io>, &mut Layer), TransportError> {
+        match &mut self.link {
+            Link::Socket { io, layer } => Ok((io, layer)),
+            Link::Http(_) => Err(TransportError::Protocol(
+                "SASL negotiation on the HTTP transport".into(),
+            )),
+        }
+    }
+
+    /// Reads one SASL negotiation message; BAD and ERROR become [`TransportError::Auth`].
+    async fn read_sasl_message(&mut self) -> Result<(u8, Vec<u8>), TransportError> {
+        let (io, _) = self.socket()?;
+        let mut head = [0u8; 5];
+        io.read_exact(&mut head).await.map_err(|e| {
+            TransportError::Io(format!(
+                "connection closed during SASL negotiation ({e}); does the server use SASL \
+                 (and TLS only when tls = true)?"
+            ))
+        })?;
+        // A TLS record (handshake 0x16 or alert 0x15, version 3.x): the port wants TLS.
+        if matches!(head[0], 0x15 | 0x16) && head[1] == 3 {
+            return Err(TransportError::Tls(
+                "the server answered with TLS: it uses SSL (hive.server2.use.SSL); set \
+                 tls = true"
+                    .into(),
+            ));
+        }
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if len > 1 << 20 {
+            return Err(TransportError::Protocol(format!(
+                "SASL message of {len} bytes (status {}); is this a HiveServer2 binary endpoint?",
+                head[0]
+            )));
+        }
+        let mut payload = vec![0u8; len];
+        io.read_exact(&mut payload).await.map_err(io_err)?;
+        match head[0] {
+            sasl_status::OK | sasl_status::COMPLETE => Ok((head[0], payload)),
+            sasl_status::BAD | sasl_status::ERROR => Err(TransportError::Auth(
+                String::from_utf8_lossy(&payload).into_owned(),
+            )),
+            other => Err(TransportError::Protocol(format!(
+                "unexpected SASL status {other}"
+            ))),
+        }
+    }
+
+    async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+        let (io, _) = self.socket()?;
+        io.write_all(bytes).await.map_err(io_err)?;
+        io.flush().await.map_err(io_err)
     }
 
     /// Runs SASL PLAIN negotiation; afterwards messages are framed.
@@ -109,56 +276,128 @@ impl Transport {
             sasl_status::COMPLETE,
             &plain_response(user, password),
         ));
-        self.stream.write_all(&out).await.map_err(io)?;
+        self.write_raw(&out).await?;
         loop {
-            let mut head = [0u8; 5];
-            self.stream.read_exact(&mut head).await.map_err(|e| {
-                TransportError::Io(format!(
-                    "connection closed during SASL negotiation ({e}); does the server use SASL?"
-                ))
-            })?;
-            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-            if len > 1 << 20 {
-                return Err(TransportError::Protocol(format!(
-                    "SASL message of {len} bytes (status {}); is this a HiveServer2 binary endpoint?",
-                    head[0]
-                )));
-            }
-            let mut payload = vec![0u8; len];
-            self.stream.read_exact(&mut payload).await.map_err(io)?;
-            match head[0] {
-                sasl_status::COMPLETE => break,
+            match self.read_sasl_message().await? {
+                (sasl_status::COMPLETE, _) => break,
                 // PLAIN has no challenge; an OK with an empty challenge gets an empty answer.
-                sasl_status::OK => {
-                    self.stream
-                        .write_all(&sasl_message(sasl_status::COMPLETE, &[]))
-                        .await
-                        .map_err(io)?;
-                }
-                sasl_status::BAD | sasl_status::ERROR => {
-                    return Err(TransportError::Auth(
-                        String::from_utf8_lossy(&payload).into_owned(),
-                    ));
-                }
-                other => {
-                    return Err(TransportError::Protocol(format!(
-                        "unexpected SASL status {other}"
-                    )));
+                _ => {
+                    self.write_raw(&sasl_message(sasl_status::COMPLETE, &[]))
+                        .await?;
                 }
             }
         }
-        self.framed = true;
+        *self.socket()?.1 = Layer::Framed;
         Ok(())
     }
 
-    /// Sends one Thrift message.
-    pub(crate) async fn send(&mut self, message: &[u8]) -> Result<(), TransportError> {
-        if self.framed {
-            self.stream.write_all(&frame(message)).await.map_err(io)?;
+    /// Runs SASL GSSAPI negotiation (RFC 4752) for the service principal `service` with the
+    /// Kerberos login `login`, asking for the security layer `qop`; afterwards messages are
+    /// framed, and wrapped with `auth-int`/`auth-conf`.
+    pub(crate) async fn sasl_gssapi(
+        &mut self,
+        login: &Kerberos,
+        service: &ServiceName,
+        qop: Qop,
+    ) -> Result<(), TransportError> {
+        let service_text = service.to_string();
+        let (mut context, first) = login.init_context(service, Mech::Krb5).await.map_err(|e| {
+            TransportError::kerberos(&format!("Kerberos service ticket for {service_text}"), &e)
+        })?;
+        let mut out = sasl_message(sasl_status::START, b"GSSAPI");
+        out.extend_from_slice(&sasl_message(sasl_status::OK, &first));
+        self.write_raw(&out).await?;
+        let chosen = loop {
+            let (status, payload) = self.read_sasl_message().await.map_err(|e| match e {
+                TransportError::Auth(m) => TransportError::Auth(format!(
+                    "the server refused the Kerberos authentication for {service_text}: {m} \
+                     (is kerberos_principal the server's principal, \
+                     hive.server2.authentication.kerberos.principal?)"
+                )),
+                other => other,
+            })?;
+            if !context.is_complete() {
+                let reply = context.step(&payload).map_err(|e| {
+                    TransportError::kerberos(&format!("Kerberos context with {service_text}"), &e)
+                })?;
+                if status == sasl_status::COMPLETE {
+                    return Err(TransportError::Protocol(
+                        "the server ended the SASL GSSAPI negotiation before the Kerberos \
+                         context was established"
+                            .into(),
+                    ));
+                }
+                self.write_raw(&sasl_message(sasl_status::OK, &reply.unwrap_or_default()))
+                    .await?;
+                continue;
+            }
+            // The context is established: this is the security-layer challenge.
+            let decided = context
+                .unwrap(&payload)
+                .map_err(|e| format!("unwrapping the server's security-layer challenge: {e}"))
+                .and_then(|plain| sasl_gssapi::decode_challenge(&plain))
+                .and_then(|challenge| sasl_gssapi::choose(challenge, qop));
+            let chosen = match decided {
+                Ok(q) => q,
+                Err(m) => {
+                    let _ = self
+                        .write_raw(&sasl_message(sasl_status::BAD, m.as_bytes()))
+                        .await;
+                    return Err(TransportError::Auth(m));
+                }
+            };
+            let response = context
+                .wrap(false, &sasl_gssapi::encode_response(chosen, ""))
+                .map_err(|e| {
+                    TransportError::kerberos("wrapping the security-layer response", &e)
+                })?;
+            self.write_raw(&sasl_message(sasl_status::COMPLETE, &response))
+                .await?;
+            if status == sasl_status::OK {
+                let (last, _) = self.read_sasl_message().await?;
+                if last != sasl_status::COMPLETE {
+                    return Err(TransportError::Protocol(format!(
+                        "expected SASL COMPLETE after the security-layer response, got status {last}"
+                    )));
+                }
+            }
+            break chosen;
+        };
+        let layer = if chosen.wraps() {
+            Layer::Wrapped {
+                context: Box::new(context),
+                encrypt: chosen.encrypts(),
+            }
         } else {
-            self.stream.write_all(message).await.map_err(io)?;
+            Layer::Framed
+        };
+        *self.socket()?.1 = layer;
+        Ok(())
+    }
+
+    /// Sends one Thrift message (on HTTP: the whole request, whose reply is then received).
+    pub(crate) async fn send(&mut self, message: &[u8]) -> Result<(), TransportError> {
+        match &mut self.link {
+            Link::Http(http) => {
+                let body = http.post(message).await?;
+                self.pending.clear();
+                self.pending.extend_from_slice(&body);
+                Ok(())
+            }
+            Link::Socket { io, layer } => {
+                match layer {
+                    Layer::Unframed => io.write_all(message).await.map_err(io_err)?,
+                    Layer::Framed => io.write_all(&frame(message)).await.map_err(io_err)?,
+                    Layer::Wrapped { context, encrypt } => {
+                        let wrapped = context.wrap(*encrypt, message).map_err(|e| {
+                            TransportError::kerberos("wrapping a message (SASL security layer)", &e)
+                        })?;
+                        io.write_all(&frame(&wrapped)).await.map_err(io_err)?;
+                    }
+                }
+                io.flush().await.map_err(io_err)
+            }
         }
-        self.stream.flush().await.map_err(io)
     }
 
     /// Receives one Thrift message, decoding with `decode` (which returns the value and the
@@ -177,16 +416,38 @@ impl Transport {
     }
 
     async fn read_more(&mut self) -> Result<(), TransportError> {
-        if self.framed {
+        let (io, layer) = match &mut self.link {
+            Link::Http(_) => {
+                return Err(TransportError::Protocol(
+                    "the HTTP reply ended in the middle of a Thrift message".into(),
+                ));
+            }
+            Link::Socket { io, layer } => (io, layer),
+        };
+        if let Layer::Wrapped { context, .. } = layer {
             let mut len = [0u8; 4];
-            self.stream.read_exact(&mut len).await.map_err(io)?;
+            io.read_exact(&mut len).await.map_err(io_err)?;
+            let len = frame_length(len, 0)?;
+            let mut wrapped = vec![0u8; len];
+            io.read_exact(&mut wrapped).await.map_err(io_err)?;
+            let plain = context.unwrap(&wrapped).map_err(|e| {
+                TransportError::kerberos("unwrapping a message (SASL security layer)", &e)
+            })?;
+            if self.pending.len() + plain.len() > MAX_FRAME {
+                return Err(TransportError::Protocol(
+                    "message exceeds the size limit".into(),
+                ));
+            }
+            self.pending.extend_from_slice(&plain);
+        } else if matches!(layer, Layer::Framed) {
+            let mut len = [0u8; 4];
+            io.read_exact(&mut len).await.map_err(io_err)?;
             let len = frame_length(len, self.pending.len())?;
             let start = self.pending.len();
             self.pending.resize(start + len, 0);
-            self.stream
-                .read_exact(&mut self.pending[start..])
+            io.read_exact(&mut self.pending[start..])
                 .await
-                .map_err(io)?;
+                .map_err(io_err)?;
         } else {
             if self.pending.len() >= MAX_FRAME {
                 return Err(TransportError::Protocol(
@@ -199,19 +460,15 @@ impl Transport {
             let start = self.pending.len();
             self.pending.resize(start + want, 0);
             let mut filled = start;
-            let n = self
-                .stream
-                .read(&mut self.pending[filled..])
-                .await
-                .map_err(io)?;
+            let n = io.read(&mut self.pending[filled..]).await.map_err(io_err)?;
             filled += n;
             if n > 0 {
                 while filled < start + want {
-                    match self.stream.try_read(&mut self.pending[filled..]) {
-                        Ok(0) => break,
-                        Ok(n) => filled += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(io(e)),
+                    // Polled once: what is buffered already, without waiting.
+                    match io.read(&mut self.pending[filled..]).now_or_never() {
+                        Some(Ok(0)) | None => break,
+                        Some(Ok(n)) => filled += n,
+                        Some(Err(e)) => return Err(io_err(e)),
                     }
                 }
             }
@@ -225,7 +482,12 @@ impl Transport {
 
     /// Shuts the socket down (best effort).
     pub(crate) async fn shutdown(&mut self) {
-        let _ = self.stream.shutdown().await;
+        match &mut self.link {
+            Link::Socket { io, .. } => {
+                let _ = io.shutdown().await;
+            }
+            Link::Http(http) => http.close(),
+        }
     }
 }
 
@@ -311,7 +573,7 @@ mod tests {
                 .await
                 .unwrap();
         });
-        let mut t = Transport::connect("127.0.0.1", port).await.unwrap();
+        let mut t = Transport::connect("127.0.0.1", port, None).await.unwrap();
         t.sasl_plain("u", "secr").await.unwrap();
         t.send(&[7, 8, 9]).await.unwrap();
         // "Decode" three bytes; fewer are incomplete.
@@ -355,12 +617,12 @@ mod tests {
             s.write_all(&[0x7f, 0xff, 0xff, 0xff]).await.unwrap();
             let _ = s.read(&mut buf).await;
         });
-        let mut t = Transport::connect("127.0.0.1", port).await.unwrap();
+        let mut t = Transport::connect("127.0.0.1", port, None).await.unwrap();
         match t.sasl_plain("u", "bad").await {
             Err(TransportError::Auth(m)) => assert_eq!(m, "Error validating the login"),
             other => panic!("{other:?}"),
         }
-        let mut t = Transport::connect("127.0.0.1", port).await.unwrap();
+        let mut t = Transport::connect("127.0.0.1", port, None).await.unwrap();
         t.sasl_plain("u", "p").await.unwrap();
         let r = t
             .receive(

@@ -24,6 +24,7 @@ mod engine_compression;
 mod exporter_e2e;
 mod full_loop;
 mod hiveserver2;
+mod hs2_secure;
 mod kerberos;
 mod log_lines;
 mod metastore;
