@@ -597,7 +597,7 @@ impl AgentConfig {
                 return Err(invalid(&c.name, "duplicate cluster name"));
             }
             let metastore = c.metastore.validate(&c.name, base, env)?;
-            let storage = c.storage.validate(&c.name, base)?;
+            let storage = c.storage.validate(&c.name, base, None)?;
             let hiveserver2 = match c.hiveserver2 {
                 None => None,
                 Some(h) => {

@@ -190,7 +190,7 @@ impl RawCluster {
             return Err(invalid("", "cluster name is empty"));
         }
         let metastore = self.metastore.validate(&name, base, env)?;
-        let storage = self.storage.validate(&name, base)?;
+        let storage = self.storage.validate(&name, base, None)?;
         if self.small_file_bytes.0 == 0 {
             return Err(invalid(&name, "small_file_bytes must be > 0"));
         }
