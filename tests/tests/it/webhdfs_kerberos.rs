@@ -129,6 +129,10 @@ async fn scan_and_write_through_spnego_reuse_the_cookie_across_failover() {
     let fs = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
 
     assert_eq!(scan(&fs, &dirs).await, 180);
+    assert_eq!(
+        fs.authentication(),
+        "kerberos (SPNEGO as hsf/localhost@HSF.TEST)"
+    );
     assert_eq!(fs.active_namenode(), srv.namenode_url(1), "failed over");
     let negotiated = srv.auth_count(AuthKind::Negotiate);
     let by_cookie = srv.auth_count(AuthKind::Cookie);

@@ -32,8 +32,9 @@ use crate::kerberos::{Kerberos, KerberosError};
 /// Name of hadoop-auth's authentication cookie (`AuthenticatedURL.AUTH_COOKIE`).
 pub(super) const AUTH_COOKIE: &str = "hadoop.auth";
 
-/// Cookies whose `e=` expiry is closer than this are not sent (the NameNode would answer 401).
-const COOKIE_EXPIRY_MARGIN_MS: i64 = 5_000;
+/// Cookies whose `e=` expiry is closer than this are not sent (the NameNode would answer 401;
+/// small, as `token.validity` may be short).
+const COOKIE_EXPIRY_MARGIN_MS: i64 = 1_000;
 
 /// The Kerberos side of one cluster's client: the login, the per-NameNode service hosts and
 /// `hadoop.auth` cookies, the delegation tokens (when enabled).

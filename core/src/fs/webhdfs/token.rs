@@ -394,6 +394,29 @@ impl WebHdfs {
         Ok(true)
     }
 
+    /// How this client authenticates, for `check` and logs (never the token itself):
+    /// `kerberos (SPNEGO as <principal>, delegation tokens)`, `delegation token`,
+    /// `simple (user.name=<user>)` or `none`.
+    pub fn authentication(&self) -> String {
+        match (&self.spnego, self.has_token, &self.user) {
+            (Some(spnego), _, _) => format!(
+                "kerberos (SPNEGO as {}{})",
+                spnego
+                    .kerberos
+                    .principal()
+                    .unwrap_or_else(|| "the configured principal".to_owned()),
+                if spnego.tokens.is_some() {
+                    ", delegation tokens"
+                } else {
+                    ""
+                }
+            ),
+            (None, true, _) => "delegation token".to_owned(),
+            (None, false, Some(user)) => format!("simple (user.name={user})"),
+            (None, false, None) => "none".to_owned(),
+        }
+    }
+
     /// What this client's Kerberos authentication did so far (zeros without Kerberos).
     pub fn token_stats(&self) -> TokenStats {
         let Some(spnego) = &self.spnego else {
