@@ -198,9 +198,9 @@ async fn scan_and_write_through_spnego_reuse_the_cookie_across_failover() {
 async fn delegation_tokens_are_obtained_renewed_and_replaced_over_spnego() {
     require!(Kdc::unavailable());
     let kdc = realm().expect("realm");
-    // Short lifetimes: renew interval 1.5 s, maximum 4 s.
+    // Short lifetimes: renew interval 3 s, maximum 5 s.
     let srv = secured(&kdc, |o| o).await;
-    srv.set_token_lifetimes(Duration::from_millis(1500), Duration::from_secs(4));
+    srv.set_token_lifetimes(Duration::from_secs(3), Duration::from_secs(5));
     let dirs = fill(&srv, 4);
     let cfg = config(
         srv.namenode_urls(),
@@ -211,7 +211,7 @@ async fn delegation_tokens_are_obtained_renewed_and_replaced_over_spnego() {
     // A run longer than a token's whole lifetime, reading through the DataNode.
     let start = Instant::now();
     let mut rounds = 0;
-    while start.elapsed() < Duration::from_millis(5500) {
+    while start.elapsed() < Duration::from_secs(6) {
         assert_eq!(scan(&fs, &dirs).await, 12);
         let data = fs
             .read_range("/warehouse/db.db/t/dt=001/part-2", 0, 100)
@@ -228,6 +228,13 @@ async fn delegation_tokens_are_obtained_renewed_and_replaced_over_spnego() {
         srv.auth_count(AuthKind::Delegation)
     );
     assert!(rounds > 10, "{rounds}");
+    // Renewed before expiry and replaced before the maximum date: no token was ever refused
+    // (the only refusals are the first unauthenticated request to each NameNode).
+    assert_eq!(
+        srv.auth_count(AuthKind::Rejected),
+        stats.spnego_handshakes,
+        "{stats:?}"
+    );
     assert!(
         stats.obtained >= 2,
         "a new token near the maximum lifetime: {stats:?}"
@@ -270,6 +277,30 @@ async fn delegation_tokens_are_obtained_renewed_and_replaced_over_spnego() {
     let live = srv.live_tokens();
     assert!(fs.cancel_delegation_token().await.expect("cancel"));
     assert_eq!(srv.live_tokens(), live - 1);
+}
+
+#[tokio::test]
+async fn a_cluster_without_tokens_is_used_without_them() {
+    // A NameNode with security off answers GETDELEGATIONTOKEN with {"Token": null}.
+    let srv = WebHdfsServer::start(ServerOptions::new().host("localhost"))
+        .await
+        .expect("server");
+    srv.namespace().add_file("/w/a", vec![1u8; 3]).unwrap();
+    let cfg = config(
+        srv.namenode_urls(),
+        kerberos(
+            "hsf/localhost@HSF.TEST",
+            PathBuf::from("/nonexistent.keytab"),
+            true,
+        ),
+    );
+    let fs = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
+    for _ in 0..3 {
+        assert_eq!(fs.file_status("/w/a").await.expect("status").length, 3);
+    }
+    assert_eq!(srv.requests_for_op("GETDELEGATIONTOKEN"), 1, "asked once");
+    assert_eq!(fs.token_stats().obtained, 0);
+    no_user_name(&srv);
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@
 //! The token is a credential: kept in a [`Secret`], never logged, and stripped from transport
 //! errors (`errors::transport_error`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use base64::Engine;
 use reqwest::Method;
@@ -82,6 +82,8 @@ pub(crate) struct DelegationTokens {
     state: tokio::sync::Mutex<Option<TokenState>>,
     obtained: AtomicU64,
     renewed: AtomicU64,
+    /// The NameNode answered `{"Token": null}` (security off): SPNEGO / cookie from now on.
+    unsupported: AtomicBool,
 }
 
 /// What the delegation tokens of a client went through (for `check` and tests).
@@ -99,7 +101,7 @@ pub struct TokenStats {
 #[derive(Deserialize)]
 struct TokenEnvelope {
     #[serde(rename = "Token")]
-    token: WireToken,
+    token: Option<WireToken>,
 }
 
 #[derive(Deserialize)]
@@ -205,7 +207,12 @@ impl WebHdfs {
         };
         let mut repeated = false;
         loop {
-            let token = self.current_token(spnego, tokens).await?;
+            if tokens.unsupported.load(Ordering::Relaxed) {
+                return self.send_spnego(spnego, i, op, method, path, params).await;
+            }
+            let Some(token) = self.current_token(spnego, tokens).await? else {
+                continue;
+            };
             let mut all: Vec<(&str, &str)> = Vec::with_capacity(params.len() + 1);
             all.push(("delegation", token.expose()));
             all.extend_from_slice(params);
@@ -234,12 +241,12 @@ impl WebHdfs {
         &self,
         spnego: &Spnego,
         tokens: &DelegationTokens,
-    ) -> Result<Secret, FsError> {
+    ) -> Result<Option<Secret>, FsError> {
         let mut state = tokens.state.lock().await;
         let now = now_ms();
         if let Some(st) = state.as_mut() {
             match plan(st, now) {
-                Plan::Use => return Ok(st.token.clone()),
+                Plan::Use => return Ok(Some(st.token.clone())),
                 Plan::Renew => match self.renew_token(spnego, &st.token).await {
                     Ok(expires) => {
                         tokens.renewed.fetch_add(1, Ordering::Relaxed);
@@ -253,7 +260,7 @@ impl WebHdfs {
                             cluster = %self.cluster, expires,
                             "Renewed the delegation token."
                         );
-                        return Ok(st.token.clone());
+                        return Ok(Some(st.token.clone()));
                     }
                     Err(e) => {
                         tracing::warn!(
@@ -271,18 +278,21 @@ impl WebHdfs {
             }
         }
         *state = None;
-        let fresh = self.fetch_token(spnego, tokens).await?;
+        let Some(fresh) = self.fetch_token(spnego, tokens).await? else {
+            return Ok(None);
+        };
         let token = fresh.token.clone();
         *state = Some(fresh);
-        Ok(token)
+        Ok(Some(token))
     }
 
-    /// `GETDELEGATIONTOKEN` over SPNEGO, then a renewal to learn the expiry.
+    /// `GETDELEGATIONTOKEN` over SPNEGO, then a renewal to learn the expiry. `None` (and
+    /// tokens off for good) when the NameNode issues none (`{"Token": null}`: security off).
     async fn fetch_token(
         &self,
         spnego: &Spnego,
         tokens: &DelegationTokens,
-    ) -> Result<TokenState, FsError> {
+    ) -> Result<Option<TokenState>, FsError> {
         let principal = match spnego.kerberos.principal() {
             Some(p) => p,
             None => {
@@ -300,7 +310,16 @@ impl WebHdfs {
             .spnego_with_failover(spnego, GETDELEGATIONTOKEN, Method::GET, &params)
             .await?;
         let answer: TokenEnvelope = parse(GETDELEGATIONTOKEN, "/", &reply.body)?;
-        let token = Secret::new(answer.token.url_string);
+        let Some(wire) = answer.token else {
+            tokens.unsupported.store(true, Ordering::Relaxed);
+            tracing::warn!(
+                cluster = %self.cluster,
+                "The NameNode issues no delegation tokens (security off?); authenticating \
+                 every request with SPNEGO instead."
+            );
+            return Ok(None);
+        };
+        let token = Secret::new(wire.url_string);
         tokens.obtained.fetch_add(1, Ordering::Relaxed);
         let max_ms = token_max_date(token.expose());
         let renewed_ms = now_ms();
@@ -322,12 +341,12 @@ impl WebHdfs {
             cluster = %self.cluster, renewer, expires_ms, max_ms,
             "Obtained a delegation token over SPNEGO."
         );
-        Ok(TokenState {
+        Ok(Some(TokenState {
             token,
             renewed_ms,
             expires_ms,
             max_ms,
-        })
+        }))
     }
 
     /// `RENEWDELEGATIONTOKEN` over SPNEGO: the new expiry (ms since the epoch).
