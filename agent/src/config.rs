@@ -746,11 +746,11 @@ impl AgentConfig {
                 return Err(invalid(&c.name, "duplicate cluster name"));
             }
             let metastore = c.metastore.validate(&c.name, base, env)?;
-            let storage = c.storage.validate(&c.name, base)?;
             let kerberos = c
                 .kerberos
                 .map(|k| k.validate_cluster(&c.name, base))
                 .transpose()?;
+            let storage = c.storage.validate(&c.name, base, kerberos.as_ref())?;
             // The HiveServer2 client logs in with the cluster's login (shared per process).
             let login = kerberos.as_ref().map(Kerberos::shared);
             let hiveserver2 = c

@@ -15,7 +15,8 @@ use globset::{GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
 use crate::fs::LocationScheme;
-use crate::fs::webhdfs::WebHdfsConfig;
+use crate::fs::webhdfs::{SpnegoConfig, WebHdfsConfig};
+use crate::kerberos::KerberosConfig;
 use crate::metastore::{Backend, ClientCert, MetastoreConfig, TlsMode, TlsSettings};
 use crate::secret::{Secret, SecretKind, check_file_permissions};
 
@@ -132,6 +133,18 @@ pub enum RawStorage {
         /// Extra CA certificates (PEM) for HTTPS NameNodes.
         #[serde(default)]
         ca_file: Option<PathBuf>,
+        /// How requests authenticate: `simple` (`user.name`), `token` (the token of
+        /// `delegation_token_file`) or `kerberos` (SPNEGO with the cluster's
+        /// `[cluster.kerberos]` login). Default: `token` when `delegation_token_file` is set,
+        /// `simple` otherwise.
+        #[serde(default)]
+        auth: Option<RawWebHdfsAuth>,
+        /// With `auth = "kerberos"`: obtain a delegation token over SPNEGO and use it for
+        /// every other request, renewing it (as Hadoop's own WebHDFS client does on a secure
+        /// cluster). `false`: every NameNode request authenticates with SPNEGO (or the
+        /// `hadoop.auth` cookie). Default true.
+        #[serde(default = "default_true")]
+        delegation_tokens: bool,
     },
     /// A local directory tree holding `file:` locations.
     Local {
@@ -161,6 +174,22 @@ fn default_page() -> u32 {
     10_000
 }
 #[allow(clippy::unnecessary_wraps)]
+/// `[cluster.storage] auth` of a WebHDFS storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawWebHdfsAuth {
+    /// `user.name` (pseudo authentication, security off).
+    Simple,
+    /// A delegation token read from `delegation_token_file`.
+    Token,
+    /// SPNEGO (`Authorization: Negotiate`) with the cluster's Kerberos login.
+    Kerberos,
+}
+
+fn default_true() -> bool {
+    true
+}
+
 fn default_user() -> Option<String> {
     Some("hive".to_owned())
 }
@@ -219,8 +248,10 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("byte size too large: {text:?}"))
 }
 
-/// Validated storage settings.
+/// Validated storage settings (built once at start-up: the size of the variants does not
+/// matter).
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum StorageConfig {
     /// WebHDFS.
     WebHdfs {
@@ -522,8 +553,14 @@ fn metastore_tls(
 }
 
 impl RawStorage {
-    /// Validates into a [`StorageConfig`] (the agent reuses this section).
-    pub fn validate(self, cluster: &str, base: &Path) -> Result<StorageConfig, ConfigError> {
+    /// Validates into a [`StorageConfig`] (the agent reuses this section). `kerberos` is the
+    /// cluster's validated `[cluster.kerberos]` table, used by `auth = "kerberos"`.
+    pub fn validate(
+        self,
+        cluster: &str,
+        base: &Path,
+        kerberos: Option<&KerberosConfig>,
+    ) -> Result<StorageConfig, ConfigError> {
         match self {
             Self::Webhdfs {
                 namenodes,
@@ -534,6 +571,8 @@ impl RawStorage {
                 max_concurrent_requests,
                 max_retries,
                 ca_file,
+                auth,
+                delegation_tokens,
             } => {
                 if namenodes.is_empty() {
                     return Err(invalid(cluster, "storage.namenodes is empty"));
@@ -562,6 +601,52 @@ impl RawStorage {
                         "storage.max_concurrent_requests must be > 0",
                     ));
                 }
+                let auth = auth.unwrap_or(if delegation_token_file.is_some() {
+                    RawWebHdfsAuth::Token
+                } else {
+                    RawWebHdfsAuth::Simple
+                });
+                let (user, delegation_token_file, spnego) = match auth {
+                    RawWebHdfsAuth::Simple if delegation_token_file.is_some() => {
+                        return Err(invalid(
+                            cluster,
+                            "storage.auth = \"simple\" sends no delegation token: remove \
+                             storage.delegation_token_file or set auth = \"token\"",
+                        ));
+                    }
+                    RawWebHdfsAuth::Simple => (user, None, None),
+                    RawWebHdfsAuth::Token => match delegation_token_file {
+                        Some(file) => (user, Some(file), None),
+                        None => {
+                            return Err(invalid(
+                                cluster,
+                                "storage.auth = \"token\" needs storage.delegation_token_file",
+                            ));
+                        }
+                    },
+                    RawWebHdfsAuth::Kerberos => {
+                        if delegation_token_file.is_some() {
+                            return Err(invalid(
+                                cluster,
+                                "storage.auth = \"kerberos\" obtains its delegation tokens \
+                                 over SPNEGO: remove storage.delegation_token_file",
+                            ));
+                        }
+                        let Some(kerberos) = kerberos else {
+                            return Err(invalid(
+                                cluster,
+                                "storage.auth = \"kerberos\" needs the cluster's \
+                                 [cluster.kerberos] table (principal and keytab)",
+                            ));
+                        };
+                        // No user.name is ever sent with Kerberos.
+                        let spnego = SpnegoConfig {
+                            kerberos: kerberos.clone(),
+                            delegation_tokens,
+                        };
+                        (None, None, Some(spnego))
+                    }
+                };
                 let delegation_token = delegation_token_file
                     .map(|f| read_secret_file(cluster, "delegation token", &resolve(base, &f)))
                     .transpose()?;
@@ -578,6 +663,7 @@ impl RawStorage {
                         retry_initial_backoff: Duration::from_millis(200),
                         retry_max_backoff: Duration::from_secs(10),
                         ca_file: ca_file.map(|f| resolve(base, &f)),
+                        spnego,
                     },
                     authorities,
                 })
@@ -613,6 +699,84 @@ mod tests {
         assert!(f.matches("ods_x", "t"));
         assert!(!f.matches("sales", "tmp_1"));
         assert!(!f.matches("hr", "people"));
+    }
+
+    fn storage(extra: &str) -> RawStorage {
+        toml::from_str(&format!(
+            "type = \"webhdfs\"\nnamenodes = [\"http://nn1:9870\"]\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    fn client(s: StorageConfig) -> WebHdfsConfig {
+        match s {
+            StorageConfig::WebHdfs { client, .. } => client,
+            StorageConfig::Local { .. } => panic!("webhdfs expected"),
+        }
+    }
+
+    #[test]
+    fn webhdfs_auth_defaults_and_kerberos() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::write(base.join("dt"), "TOKEN\n").unwrap();
+        let krb = KerberosConfig::keytab("hsf/nn@R", base.join("hsf.keytab"));
+
+        // Existing configurations stay valid: simple with user, token with the file.
+        let c = client(storage("").validate("c", base, None).unwrap());
+        assert_eq!(
+            (c.user.as_deref(), c.spnego.is_none()),
+            (Some("hive"), true)
+        );
+        let c = client(
+            storage("delegation_token_file = \"dt\"")
+                .validate("c", base, None)
+                .unwrap(),
+        );
+        assert_eq!(c.delegation_token.unwrap().expose(), "TOKEN");
+
+        // Kerberos: the cluster's login, delegation tokens by default, never user.name.
+        let c = client(
+            storage("auth = \"kerberos\"\nuser = \"hive\"")
+                .validate("c", base, Some(&krb))
+                .unwrap(),
+        );
+        assert_eq!(c.user, None);
+        let spnego = c.spnego.unwrap();
+        assert_eq!(
+            (spnego.kerberos, spnego.delegation_tokens),
+            (krb.clone(), true)
+        );
+        let c = client(
+            storage("auth = \"kerberos\"\ndelegation_tokens = false")
+                .validate("c", base, Some(&krb))
+                .unwrap(),
+        );
+        assert!(!c.spnego.unwrap().delegation_tokens);
+
+        let err = |extra: &str, k: Option<&KerberosConfig>| {
+            storage(extra)
+                .validate("c", base, k)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("auth = \"kerberos\"", None).contains("[cluster.kerberos]"));
+        assert!(
+            err(
+                "auth = \"kerberos\"\ndelegation_token_file = \"dt\"",
+                Some(&krb)
+            )
+            .contains("remove storage.delegation_token_file")
+        );
+        assert!(err("auth = \"token\"", None).contains("needs storage.delegation_token_file"));
+        assert!(
+            err("auth = \"simple\"\ndelegation_token_file = \"dt\"", None)
+                .contains("sends no delegation token")
+        );
+        assert!(
+            toml::from_str::<RawStorage>("type = \"webhdfs\"\nnamenodes = []\nauth = \"ntlm\"")
+                .is_err()
+        );
     }
 }
 

@@ -196,11 +196,11 @@ impl RawCluster {
             return Err(invalid("", "cluster name is empty"));
         }
         let metastore = self.metastore.validate(&name, base, env)?;
-        let storage = self.storage.validate(&name, base)?;
         let kerberos = self
             .kerberos
             .map(|k| k.validate_cluster(&name, base))
             .transpose()?;
+        let storage = self.storage.validate(&name, base, kerberos.as_ref())?;
         if self.small_file_bytes.0 == 0 {
             return Err(invalid(&name, "small_file_bytes must be > 0"));
         }

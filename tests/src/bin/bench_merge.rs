@@ -236,6 +236,7 @@ async fn main() -> ExitCode {
             retry_initial_backoff: Duration::from_millis(50),
             retry_max_backoff: Duration::from_secs(1),
             ca_file: None,
+            spnego: None,
         },
         WebHdfsMetrics::default(),
     )

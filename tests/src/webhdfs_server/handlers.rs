@@ -133,6 +133,8 @@ pub(crate) struct ParsedRequest {
     pub(crate) path: Option<String>,
     pub(crate) params: Vec<(String, String)>,
     pub(crate) raw_query: String,
+    /// The user security established (SPNEGO, cookie or token owner); wins over `user.name`.
+    pub(crate) authenticated_user: Option<String>,
 }
 
 impl ParsedRequest {
@@ -146,6 +148,7 @@ impl ParsedRequest {
             path: decode_path(uri.path()),
             params,
             raw_query,
+            authenticated_user: None,
         }
     }
 
@@ -164,6 +167,9 @@ impl ParsedRequest {
 
     /// The effective user: `doas`, else `user.name`, else `default`.
     pub(crate) fn user<'a>(&'a self, default: &'a str) -> &'a str {
+        if let Some(user) = &self.authenticated_user {
+            return self.param("doas").filter(|u| !u.is_empty()).unwrap_or(user);
+        }
         self.param("doas")
             .or(self.param("user.name"))
             .filter(|u| !u.is_empty())
@@ -271,6 +277,7 @@ pub(crate) fn known_op(method: &Method, op: &str, batch_supported: bool) -> bool
             "GETCONTENTSUMMARY",
             "GETFILECHECKSUM",
             "GETHOMEDIRECTORY",
+            "GETDELEGATIONTOKEN",
             "NULL",
         ],
         Method::PUT => &[
@@ -281,6 +288,8 @@ pub(crate) fn known_op(method: &Method, op: &str, batch_supported: bool) -> bool
             "SETPERMISSION",
             "SETOWNER",
             "SETREPLICATION",
+            "RENEWDELEGATIONTOKEN",
+            "CANCELDELEGATIONTOKEN",
             "NULL",
         ],
         Method::POST => &["APPEND", "CONCAT", "NULL"],
@@ -309,6 +318,9 @@ pub(crate) fn is_write(method: &Method) -> bool {
 pub(crate) struct NnContext<'a> {
     pub(crate) shared: &'a Arc<Shared>,
     pub(crate) nn_addr: String,
+    /// With security on: the token the request came with (carried into DataNode redirects;
+    /// a new one is issued for a SPNEGO-authenticated request).
+    pub(crate) request_token: Option<String>,
 }
 
 fn ok_bool(b: bool) -> Reply {
@@ -555,14 +567,25 @@ fn redirect(
     extra: &str,
 ) -> Result<Reply, RemoteException> {
     let noredirect = req.bool_param("noredirect", false)?;
+    // NamenodeWebHdfsMethods.redirectURI: `delegation=` on a secure cluster, `user.name`
+    // otherwise.
+    let credential = match &ctx.shared.security {
+        Some(security) => {
+            let token = ctx.request_token.clone().unwrap_or_else(|| {
+                security.issue_token(user, user, &ctx.nn_addr, super::wall_clock_ms())
+            });
+            format!("delegation={}", encode_query(&token))
+        }
+        None => format!("user.name={}", encode_query(user)),
+    };
     let mut url = format!(
-        "http://{}/webhdfs/v1{}?op={op}&user.name={}&namenoderpcaddress={}",
-        ctx.shared.dn_addr,
+        "{}://{}/webhdfs/v1{}?op={op}&{credential}&namenoderpcaddress={}",
+        ctx.shared.scheme,
+        ctx.shared.dn_authority(),
         encode_path(&join(comps)),
-        encode_query(user),
         ctx.nn_addr
     );
-    if let Some(d) = req.param("delegation") {
+    if let (None, Some(d)) = (&ctx.shared.security, req.param("delegation")) {
         url.push_str("&delegation=");
         url.push_str(&encode_query(d));
     }

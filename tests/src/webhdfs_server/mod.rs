@@ -12,17 +12,23 @@
 //! every operation with 403 `StandbyException` ("Operation category READ|WRITE is not supported
 //! in state standby"), as the NameNode's HA state check does.
 //!
+//! Security (a Kerberized NameNode: SPNEGO through a GSSAPI acceptor, the `hadoop.auth` cookie,
+//! delegation tokens; [`ServerOptions::kerberos`]) lives in [`security`]; TLS (swebhdfs) is
+//! [`ServerOptions::tls`].
+//!
 //! Per NameNode request the order is: handler slot (semaphore) → injected latency → injected
-//! failures → delegation check → standby check → op. DataNode requests skip all of these but
+//! failures → authentication (security on) → delegation check → standby check → op. DataNode requests skip all of these but
 //! have injected failures of their own ([`ServerHandle::fail_next_datanode`], checked after
 //! the request body was read).
 
 pub mod handlers;
 pub mod namespace;
+pub mod security;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -43,6 +49,8 @@ use handlers::{HttpResponse, NnContext, ParsedRequest, Reply};
 pub use namespace::{
     ContentSummary, FileStatus, FileType, ImportSummary, Namespace, RemoteException, synthetic_byte,
 };
+pub use security::{AuthKind, SecurityOptions, SpnegoAcceptor};
+use security::{Authenticated, Security};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -80,6 +88,9 @@ pub struct ServerOptions {
     access_time_precision: Duration,
     default_user: String,
     request_log_capacity: usize,
+    security: Option<SecurityOptions>,
+    tls: Option<(PathBuf, PathBuf)>,
+    host: String,
 }
 
 impl Default for ServerOptions {
@@ -96,6 +107,9 @@ impl Default for ServerOptions {
             access_time_precision: Duration::from_millis(3_600_000),
             default_user: "dr.who".to_owned(),
             request_log_capacity: 10_000,
+            security: None,
+            tls: None,
+            host: "127.0.0.1".to_owned(),
         }
     }
 }
@@ -162,6 +176,32 @@ impl ServerOptions {
         self.request_log_capacity = n;
         self
     }
+    /// Security on, as a Kerberized NameNode: SPNEGO through `acceptor` (the service
+    /// keytab), the `hadoop.auth` cookie, delegation tokens; `user.name` is rejected. See
+    /// [`security`].
+    pub fn security(mut self, options: SecurityOptions) -> Self {
+        self.security = Some(options);
+        self
+    }
+    /// Serves HTTPS (swebhdfs) on every listener with this PEM certificate chain and key.
+    pub fn tls(mut self, cert_pem: &Path, key_pem: &Path) -> Self {
+        self.tls = Some((cert_pem.to_owned(), key_pem.to_owned()));
+        self
+    }
+    /// Host name in the URLs the server hands out (its own and its DataNode redirects);
+    /// default `127.0.0.1`. Kerberos needs a name (`localhost`: service `HTTP/localhost`).
+    pub fn host(mut self, host: &str) -> Self {
+        self.host = host.to_owned();
+        self
+    }
+}
+
+/// Milliseconds since the Unix epoch (token and cookie expiry follow the wall clock, as the
+/// client's do).
+pub(crate) fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// One logged request.
@@ -253,6 +293,12 @@ pub(crate) struct Shared {
     faults: Mutex<Faults>,
     stats: Stats,
     log_capacity: usize,
+    pub(crate) security: Option<Security>,
+    /// `http` or `https`.
+    pub(crate) scheme: &'static str,
+    /// Host name in handed-out URLs.
+    pub(crate) host: String,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -273,6 +319,10 @@ impl Shared {
     }
     pub(crate) fn access_time_precision_ms(&self) -> i64 {
         self.access_precision_ms.load(Ordering::Relaxed)
+    }
+    /// `host:port` of the DataNode as handed out in redirects.
+    pub(crate) fn dn_authority(&self) -> String {
+        format!("{}:{}", self.host, self.dn_addr.port())
     }
 
     fn record(&self, node: NodeId, req: &ParsedRequest, op: String, status: u16) {
@@ -368,22 +418,59 @@ async fn namenode_request(shared: Arc<Shared>, idx: usize, req: Request<Incoming
     if latency > 0 {
         precise_sleep(Duration::from_micros(latency)).await;
     }
-    let parsed = ParsedRequest::parse(req.method(), req.uri());
+    let mut parsed = ParsedRequest::parse(req.method(), req.uri());
+    let headers = req.headers().clone();
     // The NameNode ignores request bodies (CREATE/APPEND data goes to the DataNode).
     drop(req);
     let op = parsed.op();
-    let reply = namenode_reply(&shared, idx, &parsed, &op);
+    let mut decoration = (None, None);
+    let reply = namenode_reply(&shared, idx, &mut parsed, &headers, &op, &mut decoration);
     shared.record(NodeId::NameNode(idx), &parsed, op, reply.status());
-    reply.into_response()
+    let mut response = reply.into_response();
+    security::decorate(
+        response.headers_mut(),
+        decoration.0.as_deref(),
+        decoration.1.as_deref(),
+    );
+    response
 }
 
-fn namenode_reply(shared: &Arc<Shared>, idx: usize, req: &ParsedRequest, op: &str) -> Reply {
-    let Some(path) = req.path.as_deref() else {
+/// The answer of NameNode `idx`; `decoration` receives the `Set-Cookie` and SPNEGO reply
+/// token the authentication step produced.
+fn namenode_reply(
+    shared: &Arc<Shared>,
+    idx: usize,
+    req: &mut ParsedRequest,
+    headers: &hyper::HeaderMap,
+    op: &str,
+    decoration: &mut (Option<String>, Option<String>),
+) -> Reply {
+    let Some(path) = req.path.clone() else {
         return Reply::NoRoute;
     };
+    let path = path.as_str();
     if let Some(fault) = shared.injected_fault(path) {
         return fault.reply(path);
     }
+    let now = wall_clock_ms();
+    let mut authenticated = None;
+    if let Some(security) = &shared.security {
+        match security.authenticate(req, headers, now) {
+            Authenticated::Refuse(reply) => return reply,
+            Authenticated::User {
+                user,
+                kind,
+                token,
+                cookie,
+                reply_token,
+            } => {
+                *decoration = (cookie, reply_token);
+                req.authenticated_user = Some(user.clone());
+                authenticated = Some((user, kind, token));
+            }
+        }
+    }
+    let req = &*req;
     if let Some(required) = lock(&shared.require_delegation).as_ref() {
         match (req.param("delegation"), required) {
             (None | Some(""), _) => {
@@ -418,15 +505,44 @@ fn namenode_reply(shared: &Arc<Shared>, idx: usize, req: &ParsedRequest, op: &st
             ),
         ));
     }
+    let nn_addr = shared.namenodes[idx].addr.to_string();
+    match (&shared.security, &authenticated) {
+        (Some(security), Some((user, kind, _))) => {
+            if let Some(reply) = security.token_op(req, op, user, *kind, &nn_addr, now) {
+                return reply;
+            }
+        }
+        _ if op.ends_with("DELEGATIONTOKEN") => {
+            return if op == "GETDELEGATIONTOKEN" {
+                Reply::Json(hyper::StatusCode::OK, "{\"Token\":null}".to_owned())
+            } else {
+                Reply::Error(RemoteException::new(
+                    "UnsupportedOperationException",
+                    "security is disabled: there are no delegation tokens",
+                ))
+            };
+        }
+        _ => {}
+    }
     let ctx = NnContext {
         shared,
-        nn_addr: shared.namenodes[idx].addr.to_string(),
+        nn_addr,
+        request_token: authenticated.and_then(|(_, _, token)| token),
     };
     handlers::namenode_op(&ctx, req, op)
 }
 
 async fn datanode_request(shared: Arc<Shared>, req: Request<Incoming>) -> HttpResponse {
-    let parsed = ParsedRequest::parse(req.method(), req.uri());
+    let mut parsed = ParsedRequest::parse(req.method(), req.uri());
+    if let Some(security) = &shared.security {
+        match security.authenticate_datanode(&parsed, wall_clock_ms()) {
+            Ok(owner) => parsed.authenticated_user = Some(owner),
+            Err(reply) => {
+                shared.record(NodeId::DataNode, &parsed, parsed.op(), reply.status());
+                return reply.into_response();
+            }
+        }
+    }
     let body = if parsed.method == Method::PUT || parsed.method == Method::POST {
         match req.into_body().collect().await {
             Ok(b) => b.to_bytes(),
@@ -469,6 +585,7 @@ fn spawn_listener(listener: TcpListener, shared: Arc<Shared>, node: NodeId) -> L
             let Ok((stream, _)) = accepted else { continue };
             let _ = stream.set_nodelay(true);
             let (sh, conn_tok) = (shared.clone(), tok.clone());
+            let tls = shared.tls.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let sh = sh.clone();
@@ -479,10 +596,28 @@ fn spawn_listener(listener: TcpListener, shared: Arc<Shared>, node: NodeId) -> L
                         })
                     }
                 });
-                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
-                tokio::select! {
-                    _ = conn => {}
-                    () = conn_tok.cancelled() => {}
+                match tls {
+                    None => {
+                        let conn =
+                            http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                        tokio::select! {
+                            _ = conn => {}
+                            () = conn_tok.cancelled() => {}
+                        }
+                    }
+                    Some(acceptor) => {
+                        // A failed handshake (a client refusing the certificate) just ends
+                        // the connection.
+                        let Ok(stream) = acceptor.accept(stream).await else {
+                            return;
+                        };
+                        let conn =
+                            http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                        tokio::select! {
+                            _ = conn => {}
+                            () = conn_tok.cancelled() => {}
+                        }
+                    }
                 }
             });
         }
@@ -524,6 +659,11 @@ impl WebHdfsServer {
             });
         }
         let dn = bind(loopback).await?;
+        let tls = options
+            .tls
+            .as_ref()
+            .map(|(cert, key)| tls_acceptor(cert, key))
+            .transpose()?;
         let shared = Arc::new(Shared {
             ns,
             namenodes,
@@ -537,6 +677,10 @@ impl WebHdfsServer {
             faults: Mutex::new(Faults::default()),
             stats: Stats::default(),
             log_capacity: options.request_log_capacity,
+            security: options.security.clone().map(Security::new),
+            scheme: if tls.is_some() { "https" } else { "http" },
+            host: options.host.clone(),
+            tls,
         });
         for (i, l) in listeners.into_iter().enumerate() {
             let listener = spawn_listener(l, shared.clone(), NodeId::NameNode(i));
@@ -548,6 +692,23 @@ impl WebHdfsServer {
             datanode: Some(datanode),
         })
     }
+}
+
+/// A TLS acceptor for a PEM certificate chain and key.
+fn tls_acceptor(cert: &Path, key: &Path) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+    let certs: Vec<_> =
+        rustls_pemfile::certs(&mut std::fs::read(cert)?.as_slice()).collect::<Result<_, _>>()?;
+    let key = rustls_pemfile::private_key(&mut std::fs::read(key)?.as_slice())?
+        .ok_or_else(|| invalid(format!("{}: no private key", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// A running server. Dereferences to its [`ServerHandle`]. Dropping it stops all listeners.
@@ -613,9 +774,14 @@ impl ServerHandle {
     pub fn base_url(&self) -> String {
         self.namenode_url(0)
     }
-    /// URL of NameNode `i`.
+    /// URL of NameNode `i` (`http(s)://<host>:<port>`).
     pub fn namenode_url(&self, i: usize) -> String {
-        format!("http://{}", self.shared.namenodes[i].addr)
+        format!(
+            "{}://{}:{}",
+            self.shared.scheme,
+            self.shared.host,
+            self.shared.namenodes[i].addr.port()
+        )
     }
     /// URLs of all NameNodes.
     pub fn namenode_urls(&self) -> Vec<String> {
@@ -629,7 +795,7 @@ impl ServerHandle {
     }
     /// URL of the DataNode.
     pub fn datanode_url(&self) -> String {
-        format!("http://{}", self.shared.dn_addr)
+        format!("{}://{}", self.shared.scheme, self.shared.dn_authority())
     }
     /// The shared namespace.
     pub fn namespace(&self) -> &Arc<Namespace> {
@@ -805,10 +971,52 @@ impl ServerHandle {
     pub fn request_log(&self) -> Vec<LoggedRequest> {
         lock(&self.shared.stats.log).iter().cloned().collect()
     }
+    /// Requests authenticated (or refused) this way, NameNodes and DataNode (0 without
+    /// security).
+    pub fn auth_count(&self, kind: AuthKind) -> u64 {
+        self.shared.security.as_ref().map_or(0, |s| s.count(kind))
+    }
+    /// Principals whose SPNEGO handshakes were accepted, in order.
+    pub fn spnego_principals(&self) -> Vec<String> {
+        self.shared
+            .security
+            .as_ref()
+            .map_or_else(Vec::new, Security::principals)
+    }
+    /// Forgets every delegation token and `hadoop.auth` cookie, as a NameNode restarted
+    /// without its token state (clients must authenticate anew).
+    pub fn forget_credentials(&self) {
+        if let Some(s) = &self.shared.security {
+            s.forget_all();
+        }
+    }
+    /// Delegation tokens the server knows (issued, not cancelled or forgotten).
+    pub fn live_tokens(&self) -> usize {
+        self.shared
+            .security
+            .as_ref()
+            .map_or(0, Security::live_tokens)
+    }
+    /// Changes the renew interval and maximum lifetime of delegation tokens.
+    pub fn set_token_lifetimes(&self, renew_interval: Duration, max_lifetime: Duration) {
+        if let Some(s) = &self.shared.security {
+            s.set_token_lifetimes(renew_interval, max_lifetime);
+        }
+    }
+    /// Changes the validity of new `hadoop.auth` cookies.
+    pub fn set_cookie_validity(&self, validity: Duration) {
+        if let Some(s) = &self.shared.security {
+            s.set_cookie_validity(validity);
+        }
+    }
+
     /// Clears counters, the request log and the concurrency maxima.
     pub fn reset_counters(&self) {
         lock(&self.shared.stats.counts).clear();
         lock(&self.shared.stats.log).clear();
+        if let Some(s) = &self.shared.security {
+            s.reset_counts();
+        }
         self.shared.stats.max_inflight.store(0, Ordering::SeqCst);
         for nn in &self.shared.namenodes {
             nn.max_inflight.store(0, Ordering::SeqCst);

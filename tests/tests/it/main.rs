@@ -39,6 +39,7 @@ mod switch_spark;
 mod unreferenced_files;
 mod web;
 mod web_limits;
+mod webhdfs_kerberos;
 mod webhdfs_scan;
 mod webhdfs_server;
 mod webhdfs_write;

@@ -34,6 +34,7 @@ fn config(namenodes: Vec<String>, max_retries: u32) -> WebHdfsConfig {
         retry_initial_backoff: Duration::from_millis(1),
         retry_max_backoff: Duration::from_millis(5),
         ca_file: None,
+        spnego: None,
     }
 }
 

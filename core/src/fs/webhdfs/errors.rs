@@ -28,6 +28,14 @@ pub(super) fn parse<T: DeserializeOwned>(
 /// A transport failure. The URL (which may carry the delegation token) is stripped.
 pub(super) fn transport_error(op: &'static str, path: &str, e: reqwest::Error) -> FsError {
     let e = e.without_url();
+    if let Some(message) = certificate_rejection(&e) {
+        // Fails closed: no failover or retry can make an untrusted certificate trusted.
+        return FsError::InvalidResponse {
+            op,
+            path: path.to_owned(),
+            message,
+        };
+    }
     if e.is_timeout() && !e.is_connect() {
         return FsError::Timeout {
             op,
@@ -46,6 +54,48 @@ pub(super) fn transport_error(op: &'static str, path: &str, e: reqwest::Error) -
         path: path.to_owned(),
         message,
     }
+}
+
+/// The TLS handshake rejected the server's certificate: what is wrong with it, in words.
+fn certificate_rejection(e: &reqwest::Error) -> Option<String> {
+    use rustls::CertificateError as C;
+    let cert = find_certificate_error(e)?;
+    let why = match cert {
+        C::UnknownIssuer | C::BadSignature => {
+            "is not signed by a trusted CA (storage.ca_file, or the system's roots)".to_owned()
+        }
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "does not name the host of the NameNode URL (use the name the certificate was \
+             issued for)"
+                .to_owned()
+        }
+        C::Expired | C::ExpiredContext { .. } => "has expired".to_owned(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "is not valid yet".to_owned(),
+        C::Revoked => "is revoked".to_owned(),
+        other => format!("was rejected ({other:?})"),
+    };
+    Some(format!(
+        "TLS: the server's certificate {why}; the connection was refused"
+    ))
+}
+
+/// The rustls certificate error somewhere in an error's chain (`io::Error`s nest it: their
+/// `source` skips their payload, so payloads are looked into).
+fn find_certificate_error<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::CertificateError> {
+    if let Some(rustls::Error::InvalidCertificate(cert)) = e.downcast_ref::<rustls::Error>() {
+        return Some(cert);
+    }
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        if let Some(found) = find_certificate_error(inner) {
+            return Some(found);
+        }
+    }
+    e.source().and_then(find_certificate_error)
 }
 
 /// Maps an error status and its body (`RemoteException` JSON, or anything else such as the

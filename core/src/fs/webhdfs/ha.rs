@@ -8,6 +8,7 @@ use std::time::Duration;
 use percent_encoding::utf8_percent_encode;
 use rand::Rng;
 use reqwest::Method;
+use reqwest::header::HeaderMap;
 
 use super::*;
 
@@ -94,7 +95,9 @@ impl WebHdfs {
         }
     }
 
-    /// One HTTP request to NameNode `i`, holding one permit for its duration (body included).
+    /// One operation on NameNode `i`, authenticated as configured: `user.name` / the
+    /// configured token in the query, or (Kerberos) the delegation token obtained over SPNEGO,
+    /// or SPNEGO with the `hadoop.auth` cookie. Errors for non-2xx/3xx answers.
     pub(super) async fn send_to(
         &self,
         i: usize,
@@ -102,6 +105,31 @@ impl WebHdfs {
         method: Method,
         path: &str,
         params: &[(&str, &str)],
+    ) -> Result<Reply, FsError> {
+        match &self.spnego {
+            None => {
+                let reply = self
+                    .exchange(i, op, method, path, params, HeaderMap::new())
+                    .await?;
+                checked(op, path, reply)
+            }
+            Some(spnego) => {
+                self.send_with_token(spnego, i, op, method, path, params)
+                    .await
+            }
+        }
+    }
+
+    /// One HTTP request to NameNode `i` with extra `headers`, holding one permit for its
+    /// duration (body included); any status is returned.
+    pub(super) async fn exchange(
+        &self,
+        i: usize,
+        op: &'static str,
+        method: Method,
+        path: &str,
+        params: &[(&str, &str)],
+        headers: HeaderMap,
     ) -> Result<Reply, FsError> {
         let nn = &self.namenodes[i];
         let url = self.url(nn, op, path, params);
@@ -112,7 +140,8 @@ impl WebHdfs {
                 message: "client is shut down".to_owned(),
             });
         };
-        let mut response = match self.client.request(method, url).send().await {
+        let request = self.client.request(method, url).headers(headers);
+        let mut response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
                 self.count_request(op, None);
@@ -131,15 +160,11 @@ impl WebHdfs {
             .await
             .map_err(|e| transport_error(op, path, e))?;
         drop(permit);
-        if status.is_success() || status.is_redirection() {
-            Ok(Reply {
-                status,
-                headers,
-                body,
-            })
-        } else {
-            Err(remote_error(op, path, status, &body))
-        }
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// `{base}/webhdfs/v1{encoded path}?op={op}{auth}{&k=encoded v}`.
@@ -194,6 +219,15 @@ impl WebHdfs {
         if let Ok(mut counters) = self.request_counters.write() {
             counters.insert(key, counter);
         }
+    }
+}
+
+/// A 2xx/3xx answer as it is; any other as its [`FsError`].
+pub(super) fn checked(op: &'static str, path: &str, reply: Reply) -> Result<Reply, FsError> {
+    if reply.status.is_success() || reply.status.is_redirection() {
+        Ok(reply)
+    } else {
+        Err(remote_error(op, path, reply.status, &reply.body))
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Owns: NameNode HA failover (StandbyException / connection errors → next NameNode, the
 //! active one remembered), `LISTSTATUS_BATCH` paging with fallback to `LISTSTATUS`,
-//! `user.name` / delegation token, percent-encoded paths, timeouts, retries with jittered
+//! `user.name` / delegation token / SPNEGO with the `hadoop.auth` cookie and delegation tokens
+//! obtained over SPNEGO (`auth`, `token`), percent-encoded paths, timeouts, retries with jittered
 //! backoff for retryable errors only, and one concurrency bound per cluster; and the file
 //! operations on top: `OPEN` and `CREATE` through the DataNode the NameNode redirects to
 //! (longer timeouts for the data, sized by the bytes moved), `MKDIRS`, `RENAME` with
@@ -31,12 +32,14 @@
 //! answers (`CREATE` without overwrite: [`FsError::AlreadyExists`]; `RENAME`:
 //! [`FsError::NotFound`]; `DELETE`: `false`), and callers that need to know check the result.
 
+mod auth;
 mod datanode;
 mod errors;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod ha;
+mod token;
 mod wire;
 #[cfg(feature = "write")]
 mod write;
@@ -62,11 +65,13 @@ use reqwest::{Method, StatusCode};
 use tokio::sync::Semaphore;
 
 use super::{EndpointProbe, EndpointState, EntryKind, FileStatus, FileSystem, FsError, PageSink};
+use crate::kerberos::KerberosConfig;
 use crate::secret::Secret;
 #[cfg(feature = "write")]
 use datanode::*;
 use errors::*;
 use ha::*;
+pub use token::TokenStats;
 use wire::{DirectoryListingEnvelope, FileStatusEnvelope, FileStatusesEnvelope};
 
 /// Settings of one cluster's WebHDFS client.
@@ -94,6 +99,19 @@ pub struct WebHdfsConfig {
     pub retry_max_backoff: Duration,
     /// PEM file of extra CA certificates for HTTPS NameNodes.
     pub ca_file: Option<std::path::PathBuf>,
+    /// SPNEGO (`auth = "kerberos"`): with it, `user` and `delegation_token` are not sent.
+    pub spnego: Option<SpnegoConfig>,
+}
+
+/// Kerberos settings of a WebHDFS client (`auth = "kerberos"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpnegoConfig {
+    /// The cluster's Kerberos login (`[cluster.kerberos]`).
+    pub kerberos: KerberosConfig,
+    /// Obtain a delegation token over SPNEGO and use it for the other requests (Hadoop's
+    /// `WebHdfsFileSystem` on a secure cluster); `false`: SPNEGO / cookie for every
+    /// NameNode request.
+    pub delegation_tokens: bool,
 }
 
 /// Labels of `hive_hdfs_requests_total`.
@@ -260,6 +278,8 @@ pub struct WebHdfs {
     permits: Semaphore,
     /// `&user.name=..&delegation=..`, already encoded. Holds the token: never printed.
     auth_query: String,
+    /// SPNEGO, cookies and delegation tokens (`auth = "kerberos"`).
+    spnego: Option<auth::Spnego>,
     user: Option<String>,
     has_token: bool,
     max_retries: u32,
@@ -287,6 +307,7 @@ impl fmt::Debug for WebHdfs {
                 "delegation_token",
                 &if self.has_token { "***" } else { "none" },
             )
+            .field("kerberos", &self.spnego.is_some())
             .field("max_retries", &self.max_retries)
             .finish_non_exhaustive()
     }
@@ -367,12 +388,21 @@ impl WebHdfs {
                 source,
             })?;
 
+        let spnego = cfg
+            .spnego
+            .as_ref()
+            .map(|s| auth::Spnego::new(s, &cfg.namenodes));
+        // With Kerberos no user.name (nor a configured token) is ever sent.
+        let (user, delegation_token) = match spnego {
+            Some(_) => (None, None),
+            None => (cfg.user, cfg.delegation_token),
+        };
         let mut auth_query = String::new();
-        if let Some(user) = &cfg.user {
+        if let Some(user) = &user {
             auth_query.push_str("&user.name=");
             push_encoded(&mut auth_query, user);
         }
-        if let Some(token) = &cfg.delegation_token {
+        if let Some(token) = &delegation_token {
             auth_query.push_str("&delegation=");
             push_encoded(&mut auth_query, token.expose());
         }
@@ -385,8 +415,9 @@ impl WebHdfs {
             batch_unsupported: AtomicBool::new(false),
             permits: Semaphore::new(cfg.max_concurrent_requests.min(Semaphore::MAX_PERMITS)),
             auth_query,
-            user: cfg.user,
-            has_token: cfg.delegation_token.is_some(),
+            spnego,
+            user,
+            has_token: delegation_token.is_some(),
             max_retries: cfg.max_retries,
             retry_initial_backoff: cfg.retry_initial_backoff,
             retry_max_backoff: cfg.retry_max_backoff,

@@ -264,6 +264,7 @@ fn config(namenodes: Vec<url::Url>) -> WebHdfsConfig {
         retry_initial_backoff: Duration::from_millis(1),
         retry_max_backoff: Duration::from_millis(5),
         ca_file: None,
+        spnego: None,
     }
 }
 
