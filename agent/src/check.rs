@@ -11,7 +11,7 @@ use hive_smallfiles_core::fs::webhdfs::WebHdfsMetrics;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentCluster, AgentConfig};
-use crate::hiveserver2::{Hs2Auth, Hs2Config, Hs2Session};
+use crate::hiveserver2::{Hs2Auth, Hs2Config, Hs2Session, Hs2Transport};
 
 /// Longest wait for `SELECT 1` once the session is open.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -73,13 +73,21 @@ pub async fn check_hiveserver2(cluster: &str, cfg: &Hs2Config) -> CheckLine {
     }
 }
 
-/// Hook: how the HiveServer2 client authenticates, from what [`Hs2Config`] holds (SASL
-/// PLAIN with or without a password, NOSASL). When the client learns Kerberos (GSSAPI), TLS
-/// or the HTTP transport, this should become the configuration's own description
-/// (`auth=kerberos principal=… tls=…`).
+/// How the HiveServer2 client connects and authenticates, from [`Hs2Config`]: transport,
+/// TLS, and SASL PLAIN (with or without a password), NOSASL or Kerberos (login principal,
+/// server principal, QOP). Never the password.
 pub fn hs2_describe_auth(cfg: &Hs2Config) -> String {
-    match cfg.auth {
-        Hs2Auth::Plain => format!(
+    let transport = match &cfg.transport {
+        Hs2Transport::Binary => "binary".to_owned(),
+        Hs2Transport::Http { path } => format!("http path=/{path}"),
+    };
+    let tls = if cfg.tls.is_some() {
+        "tls=on"
+    } else {
+        "tls=off"
+    };
+    let auth = match (&cfg.auth, &cfg.kerberos) {
+        (Hs2Auth::Plain, _) => format!(
             "auth=plain user={}{}",
             cfg.user,
             if cfg.password.is_some() {
@@ -88,8 +96,18 @@ pub fn hs2_describe_auth(cfg: &Hs2Config) -> String {
                 ""
             }
         ),
-        Hs2Auth::NoSasl => format!("auth=nosasl user={}", cfg.user),
-    }
+        (Hs2Auth::NoSasl, _) => format!("auth=nosasl user={}", cfg.user),
+        (Hs2Auth::Kerberos, Some(k)) => format!(
+            "auth=kerberos principal={} server={} qop={}",
+            k.login
+                .principal()
+                .unwrap_or_else(|| "(credential cache)".to_owned()),
+            k.principal,
+            k.qop
+        ),
+        (Hs2Auth::Kerberos, None) => "auth=kerberos (no login configured)".to_owned(),
+    };
+    format!("transport={transport} {tls} {auth}")
 }
 
 #[cfg(test)]
@@ -100,11 +118,20 @@ mod tests {
     #[test]
     fn auth_is_described_without_the_password() {
         let mut cfg = Hs2Config::new("hs2", 10000, "etl");
-        assert_eq!(hs2_describe_auth(&cfg), "auth=plain user=etl");
+        assert_eq!(
+            hs2_describe_auth(&cfg),
+            "transport=binary tls=off auth=plain user=etl"
+        );
         cfg.password = Some(Secret::new("s3cret"));
         let d = hs2_describe_auth(&cfg);
-        assert_eq!(d, "auth=plain user=etl password=set");
+        assert_eq!(
+            d,
+            "transport=binary tls=off auth=plain user=etl password=set"
+        );
         cfg.auth = Hs2Auth::NoSasl;
-        assert_eq!(hs2_describe_auth(&cfg), "auth=nosasl user=etl");
+        assert_eq!(
+            hs2_describe_auth(&cfg),
+            "transport=binary tls=off auth=nosasl user=etl"
+        );
     }
 }
