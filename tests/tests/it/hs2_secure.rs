@@ -439,3 +439,45 @@ async fn sasl_gssapi_layers_against_a_real_acceptor() {
     );
     assert!(server.join().unwrap().is_err());
 }
+
+/// The agent's configuration file, as an operator writes it (`[cluster.kerberos]` with the
+/// keytab, `[cluster.hiveserver2]` with `auth = "kerberos"`, TLS with the test CA), reaches
+/// both servers: the settings flow from the file into working sessions.
+#[tokio::test]
+async fn the_agent_configuration_reaches_both_servers() {
+    require!(unavailable());
+    let kdc = setup().unwrap();
+    let (binary_port, http_port) = secure_ports();
+    for (port, extra) in [
+        (binary_port, "qop = \"auth-conf\"\n"),
+        (
+            http_port,
+            "transport = \"http\"\nhttp_path = \"cliservice\"\n",
+        ),
+    ] {
+        let text = format!(
+            "[[cluster]]\nname = \"k\"\nengine = \"spark\"\n\
+             [cluster.metastore]\nurl = \"mysql://root@127.0.0.1:3306/hsf\"\n\
+             [cluster.storage]\ntype = \"local\"\nroot = \"/tmp\"\n\
+             [cluster.kerberos]\nprincipal = \"{}\"\nkeytab = \"{}\"\n\
+             [cluster.hiveserver2]\nhost = \"localhost\"\nport = {port}\nuser = \"hsf\"\n\
+             auth = \"kerberos\"\nkerberos_principal = \"hive/_HOST@HSF.TEST\"\n\
+             tls = true\nca_file = \"{}\"\n{extra}",
+            kdc.client_principal(),
+            kdc.client_keytab().display(),
+            ca_file().display(),
+        );
+        let env = std::collections::BTreeMap::<String, String>::new();
+        let config = hive_smallfiles_agent::config::AgentConfig::from_toml(
+            &text,
+            std::path::Path::new("/"),
+            &env,
+        )
+        .unwrap_or_else(|e| panic!("{text}\n{e}"));
+        let hs2 = config.clusters["k"].hiveserver2.clone().unwrap();
+        assert!(hs2.password.is_none());
+        let mut s = open(&hs2).await;
+        assert_eq!(rows(&mut s, "SELECT 'k', 1 + 1").await, [["k", "2"]]);
+        s.close().await.unwrap();
+    }
+}
