@@ -10,6 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/scripts/ensure-services.sh
+# The Kerberos realm of the secured-cluster tests, started once before tests share it.
+tests/scripts/kdc.sh start
 # The real HiveServer2-protocol engine for the agent's tests (installs pyspark on first use).
 if [[ ",${HSF_SKIP:-}," != *,spark,* ]]; then
   tests/scripts/spark-thrift.sh start ||

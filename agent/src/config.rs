@@ -11,6 +11,7 @@ use hive_smallfiles_core::config::{
     ByteSize, ConfigError, Environment, RawMetastore, RawStorage, StorageConfig, TableFilter,
     read_secret_file, resolve,
 };
+use hive_smallfiles_core::kerberos::{KerberosConfig, RawKerberos};
 use hive_smallfiles_core::metastore::MetastoreConfig;
 use hive_smallfiles_core::secret::Secret;
 use hive_smallfiles_core::web::ServerSettings;
@@ -378,6 +379,10 @@ pub struct RawAgentCluster {
     pub metastore: RawMetastore,
     /// The warehouse storage (same section as the exporter's).
     pub storage: RawStorage,
+    /// `[cluster.kerberos]`: the cluster's Kerberos login (same section as the exporter's).
+    /// Default: none.
+    #[serde(default)]
+    pub kerberos: Option<RawKerberos>,
     /// The engine's HiveServer2 endpoint; without it only the native executor runs (and no
     /// post-merge statements such as Impala's REFRESH).
     #[serde(default)]
@@ -489,6 +494,8 @@ pub struct AgentCluster {
     pub metastore: MetastoreConfig,
     /// Storage.
     pub storage: StorageConfig,
+    /// Kerberos login of the cluster's clients, if secured.
+    pub kerberos: Option<KerberosConfig>,
     /// HiveServer2 connection, if an engine may be used.
     pub hiveserver2: Option<Hs2Config>,
     /// Executor choice.
@@ -597,7 +604,11 @@ impl AgentConfig {
                 return Err(invalid(&c.name, "duplicate cluster name"));
             }
             let metastore = c.metastore.validate(&c.name, base, env)?;
-            let storage = c.storage.validate(&c.name, base, None)?;
+            let kerberos = c
+                .kerberos
+                .map(|k| k.validate_cluster(&c.name, base))
+                .transpose()?;
+            let storage = c.storage.validate(&c.name, base, kerberos.as_ref())?;
             let hiveserver2 = match c.hiveserver2 {
                 None => None,
                 Some(h) => {
@@ -666,6 +677,7 @@ impl AgentConfig {
                     post_merge_statements: c.post_merge_statements,
                     metastore,
                     storage,
+                    kerberos,
                     hiveserver2,
                     executor: c.executor,
                 },

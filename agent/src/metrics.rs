@@ -224,6 +224,7 @@ impl AgentMetrics {
             m.recovery_last_run.clone(),
         );
         m.web.register(&mut registry);
+        hive_smallfiles_core::kerberos::metrics::register(&mut registry);
         Self { registry, ..m }
     }
 

@@ -14,6 +14,7 @@ use hive_smallfiles_core::config::{
     ByteSize, ConfigError, DEFAULT_SMALL_FILE_BYTES, Environment, RawMetastore, RawStorage,
     StorageConfig, TableFilter, invalid,
 };
+use hive_smallfiles_core::kerberos::{KerberosConfig, RawKerberos};
 use hive_smallfiles_core::metastore::MetastoreConfig;
 use hive_smallfiles_core::web::ServerSettings;
 use serde::Deserialize;
@@ -42,6 +43,9 @@ pub struct RawCluster {
     pub metastore: RawMetastore,
     /// Where the warehouse files live.
     pub storage: RawStorage,
+    /// `[cluster.kerberos]`: the cluster's Kerberos login (secured clusters). Default: none.
+    #[serde(default)]
+    pub kerberos: Option<RawKerberos>,
     /// Files smaller than this are small (bytes or "128MiB"). Default 128 MiB.
     #[serde(default = "default_small")]
     pub small_file_bytes: ByteSize,
@@ -122,6 +126,8 @@ pub struct ClusterConfig {
     pub metastore: MetastoreConfig,
     /// Storage backend.
     pub storage: StorageConfig,
+    /// Kerberos login of the cluster's clients, if secured.
+    pub kerberos: Option<KerberosConfig>,
     /// Small-file threshold in bytes (exclusive: smaller than this is small).
     pub small_file_bytes: u64,
     /// Target output file size in bytes.
@@ -190,7 +196,11 @@ impl RawCluster {
             return Err(invalid("", "cluster name is empty"));
         }
         let metastore = self.metastore.validate(&name, base, env)?;
-        let storage = self.storage.validate(&name, base, None)?;
+        let kerberos = self
+            .kerberos
+            .map(|k| k.validate_cluster(&name, base))
+            .transpose()?;
+        let storage = self.storage.validate(&name, base, kerberos.as_ref())?;
         if self.small_file_bytes.0 == 0 {
             return Err(invalid(&name, "small_file_bytes must be > 0"));
         }
@@ -212,6 +222,7 @@ impl RawCluster {
             name,
             metastore,
             storage,
+            kerberos,
             small_file_bytes: self.small_file_bytes.0,
             target_file_bytes: self.target_file_bytes.0,
             filter,

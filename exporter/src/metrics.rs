@@ -133,6 +133,9 @@ impl Metrics {
         registry.register("hive_scans", "Completed scans by result", scans.clone());
         let web = WebMetrics::default();
         web.register(registry.sub_registry_with_prefix("hive_exporter"));
+        hive_smallfiles_core::kerberos::metrics::register(
+            registry.sub_registry_with_prefix("hive_exporter"),
+        );
         registry.register_collector(Box::new(SnapshotCollector {
             store: snapshots.clone(),
         }));

@@ -197,6 +197,55 @@ impl Kdc {
     }
 }
 
+/// Environment of a child test process running in a private realm (directory, port).
+const PRIVATE_DIR_ENV: &str = "HSF_KDC_PRIVATE_DIR";
+const PRIVATE_PORT_ENV: &str = "HSF_KDC_PRIVATE_PORT";
+
+impl Kdc {
+    /// Runs `body` against a [`Kdc::private`] realm. GSSAPI reads the realm's krb5.conf from
+    /// `KRB5_CONFIG`, fixed for a process, so the test runs again in a child process (this test
+    /// binary, `test` being the test's full path, e.g. `kerberos::kdc_outage`) whose
+    /// `KRB5_CONFIG` names the private realm; the parent owns the realm and fails when the
+    /// child does. Skips (see [`require!`](crate::require)) when no KDC can be started.
+    pub fn in_private_realm(test: &str, body: impl FnOnce(&Kdc)) {
+        if let (Some(dir), Some(port)) = (
+            std::env::var_os(PRIVATE_DIR_ENV),
+            std::env::var(PRIVATE_PORT_ENV)
+                .ok()
+                .and_then(|p| p.parse().ok()),
+        ) {
+            let kdc = Self {
+                dir: PathBuf::from(dir),
+                port: Some(port),
+            };
+            kdc.apply_env();
+            body(&kdc);
+            return;
+        }
+        let kdc = match Self::private() {
+            Ok(k) => k,
+            Err(why) => {
+                crate::skip::skip(&why);
+                return;
+            }
+        };
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let out = Command::new(exe)
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env("KRB5_CONFIG", kdc.krb5_conf())
+            .env(PRIVATE_DIR_ENV, kdc.path())
+            .env(PRIVATE_PORT_ENV, kdc.port.unwrap_or_default().to_string())
+            .output()
+            .expect("the test binary runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{test} failed in its private realm (output above)"
+        );
+    }
+}
+
 /// A [`Kdc::private`] realm: stopped and its directory removed on drop.
 #[derive(Debug)]
 pub struct PrivateKdc(Kdc);

@@ -221,7 +221,8 @@ impl KerberosError {
                 keytab: "(keytab)".to_owned(),
                 found: message,
             },
-            _ if e.major.contains(MajorFlags::GSS_S_CREDENTIALS_EXPIRED) => {
+            // Routine errors are a number in bits 16..24 (RFC 2744 §3.9.1), not flags.
+            _ if routine_error(e.major) == routine_error(MajorFlags::GSS_S_CREDENTIALS_EXPIRED) => {
                 Self::Expired { principal, message }
             }
             _ => Self::Gss {
@@ -240,6 +241,11 @@ impl KerberosError {
             message: e.to_string(),
         }
     }
+}
+
+/// The routine-error field of a major status.
+fn routine_error(major: MajorFlags) -> u32 {
+    (major.bits() >> 16) & 0xff
 }
 
 #[cfg(test)]
@@ -282,5 +288,8 @@ mod tests {
             gss(MajorFlags::GSS_S_CREDENTIALS_EXPIRED, 0),
         );
         assert_eq!(e.reason(), "expired");
+        // GSS_S_UNAUTHORIZED (15) has every bit of GSS_S_CREDENTIALS_EXPIRED (11) set.
+        let e = KerberosError::from_gss("x", "p@R", None, gss(MajorFlags::GSS_S_UNAUTHORIZED, 0));
+        assert_eq!(e.reason(), "other");
     }
 }
