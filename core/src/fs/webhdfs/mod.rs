@@ -12,8 +12,12 @@
 //! module.
 //!
 //! Request plumbing, from the inside out:
-//! * `send_to` sends one HTTP request to one NameNode while holding one permit of the
+//! * `exchange` sends one HTTP request to one NameNode while holding one permit of the
 //!   cluster's semaphore, and records `hive_hdfs_requests_total` / `hive_hdfs_up`;
+//! * `send_to` authenticates one operation on one NameNode: `user.name` / a configured token
+//!   in the query, or with `auth = "kerberos"` the delegation token obtained over SPNEGO
+//!   (`token`: fetched, renewed, replaced when rejected) or SPNEGO with the `hadoop.auth`
+//!   cookie (`auth`: a 401 `Negotiate` answered, the cookie kept per NameNode);
 //! * `send_with_failover` walks the NameNodes starting at the remembered active one, moving
 //!   on for a `StandbyException` or a connection failure (failover is not a retry);
 //! * `send` retries what [`FsError::is_retryable`] allows, with full-jitter exponential
