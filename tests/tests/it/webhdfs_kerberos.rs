@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use hive_smallfiles_core::fs::webhdfs::{SpnegoConfig, WebHdfs, WebHdfsConfig, WebHdfsMetrics};
+use hive_smallfiles_core::fs::webhdfs::{
+    AuthLabels, ClusterLabels, SpnegoConfig, WebHdfs, WebHdfsConfig, WebHdfsMetrics,
+};
 use hive_smallfiles_core::fs::write::FileSystemWrite;
 use hive_smallfiles_core::fs::{FileSystem, FsError};
 use hive_smallfiles_core::kerberos::KerberosConfig;
@@ -206,7 +208,8 @@ async fn delegation_tokens_are_obtained_renewed_and_replaced_over_spnego() {
         srv.namenode_urls(),
         kerberos(&kdc.client_principal(), kdc.client_keytab(), true),
     );
-    let fs = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
+    let metrics = WebHdfsMetrics::default();
+    let fs = WebHdfs::new(cfg, metrics.clone()).expect("client");
 
     // A run longer than a token's whole lifetime, reading through the DataNode.
     let start = Instant::now();
@@ -254,6 +257,50 @@ async fn delegation_tokens_are_obtained_renewed_and_replaced_over_spnego() {
     assert!(kerberos <= token_ops, "{kerberos} > {token_ops}");
     assert!(stats.spnego_handshakes <= 2 + stats.obtained, "{stats:?}");
     assert!(srv.auth_count(AuthKind::Delegation) >= rounds * 5);
+    let event = |event: &str| {
+        metrics
+            .authentications
+            .get_or_create(&AuthLabels {
+                cluster: "secure".into(),
+                event: event.into(),
+            })
+            .get()
+    };
+    assert_eq!(
+        (
+            event("token_obtained"),
+            event("token_renewed"),
+            event("spnego")
+        ),
+        (stats.obtained, stats.renewed, stats.spnego_handshakes)
+    );
+    let expiry = metrics
+        .token_expiry
+        .get_or_create(&ClusterLabels {
+            cluster: "secure".into(),
+        })
+        .get();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now..=now + 4).contains(&expiry), "{expiry} vs {now}");
+    // The agent's write through the DataNode with the token.
+    fs.create(
+        "/warehouse/db.db/t/new",
+        Bytes::from_static(b"n"),
+        false,
+        None,
+    )
+    .await
+    .expect("create");
+    assert_eq!(
+        srv.namespace()
+            .status("/warehouse/db.db/t/new")
+            .unwrap()
+            .owner,
+        "hsf"
+    );
     // DataNode traffic carried the token, never user.name.
     let dn: Vec<_> = srv
         .request_log()
@@ -263,7 +310,7 @@ async fn delegation_tokens_are_obtained_renewed_and_replaced_over_spnego() {
     assert!(!dn.is_empty());
     assert!(
         dn.iter()
-            .all(|r| r.query.contains("delegation=") && r.status == 200)
+            .all(|r| r.query.contains("delegation=") && matches!(r.status, 200 | 201))
     );
     no_user_name(&srv);
 

@@ -268,6 +268,7 @@ impl WebHdfs {
                 .negotiate(i)
                 .await
                 .map_err(|e| kerberos_error(op, path, host, &e))?;
+            self.count_auth("spnego");
             let Ok(mut value) = HeaderValue::from_str(&value) else {
                 return Err(FsError::PermissionDenied {
                     path: path.to_owned(),

@@ -1,6 +1,7 @@
 //! NameNode request plumbing: one request to one NameNode under the cluster's semaphore
-//! (`send_to`), HA failover across the NameNodes (`send_with_failover`), retries with
-//! full-jitter backoff (`send`), URLs and the request metrics.
+//! (`exchange`), authenticated as configured (`send_to`: query parameters, or the Kerberos
+//! side in `auth` and `token`), HA failover across the NameNodes (`send_with_failover`),
+//! retries with full-jitter backoff (`send`), URLs and the request metrics.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

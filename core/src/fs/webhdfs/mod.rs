@@ -12,8 +12,12 @@
 //! module.
 //!
 //! Request plumbing, from the inside out:
-//! * `send_to` sends one HTTP request to one NameNode while holding one permit of the
+//! * `exchange` sends one HTTP request to one NameNode while holding one permit of the
 //!   cluster's semaphore, and records `hive_hdfs_requests_total` / `hive_hdfs_up`;
+//! * `send_to` authenticates one operation on one NameNode: `user.name` / a configured token
+//!   in the query, or with `auth = "kerberos"` the delegation token obtained over SPNEGO
+//!   (`token`: fetched, renewed, replaced when rejected) or SPNEGO with the `hadoop.auth`
+//!   cookie (`auth`: a 401 `Negotiate` answered, the cookie kept per NameNode);
 //! * `send_with_failover` walks the NameNodes starting at the remembered active one, moving
 //!   on for a `StandbyException` or a connection failure (failover is not a retry);
 //! * `send` retries what [`FsError::is_retryable`] allows, with full-jitter exponential
@@ -141,6 +145,51 @@ pub struct WebHdfsMetrics {
     pub requests: Family<RequestLabels, Counter>,
     /// `hive_hdfs_up{cluster, namenode}`: 1 when the NameNode answered its last request.
     pub up: Family<NameNodeLabels, Gauge>,
+    /// `hive_hdfs_authentications_total{cluster, event}` (`auth = "kerberos"`): `spnego`
+    /// (a SPNEGO handshake), `token_obtained`, `token_renewed`, `token_renewal_failed`.
+    pub authentications: Family<AuthLabels, Counter>,
+    /// `hive_hdfs_delegation_token_expiry_timestamp_seconds{cluster}`: when the delegation
+    /// token in use expires unless renewed (0 before the first one).
+    pub token_expiry: Family<ClusterLabels, Gauge>,
+}
+
+/// Labels of `hive_hdfs_authentications_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// Cluster name.
+    pub cluster: String,
+    /// What happened.
+    pub event: String,
+}
+
+/// Labels of per-cluster WebHDFS gauges.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    /// Cluster name.
+    pub cluster: String,
+}
+
+impl WebHdfs {
+    /// Counts one `hive_hdfs_authentications_total` event.
+    pub(crate) fn count_auth(&self, event: &str) {
+        self.metrics
+            .authentications
+            .get_or_create(&AuthLabels {
+                cluster: self.cluster.clone(),
+                event: event.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets `hive_hdfs_delegation_token_expiry_timestamp_seconds` (ms since the epoch).
+    pub(crate) fn set_token_expiry(&self, expires_ms: Option<i64>) {
+        self.metrics
+            .token_expiry
+            .get_or_create(&ClusterLabels {
+                cluster: self.cluster.clone(),
+            })
+            .set(expires_ms.map_or(0, |ms| ms / 1000));
+    }
 }
 
 /// Why a [`WebHdfsConfig`] cannot be turned into a client.

@@ -250,6 +250,8 @@ impl WebHdfs {
                 Plan::Renew => match self.renew_token(spnego, &st.token).await {
                     Ok(expires) => {
                         tokens.renewed.fetch_add(1, Ordering::Relaxed);
+                        self.count_auth("token_renewed");
+                        self.set_token_expiry(Some(expires));
                         if st.expires_ms.is_some_and(|old| expires <= old) {
                             // The renewal no longer extends it: the maximum date is reached.
                             st.max_ms = Some(st.max_ms.map_or(expires, |m| m.min(expires)));
@@ -263,6 +265,7 @@ impl WebHdfs {
                         return Ok(Some(st.token.clone()));
                     }
                     Err(e) => {
+                        self.count_auth("token_renewal_failed");
                         tracing::warn!(
                             cluster = %self.cluster, error = %e,
                             "Renewing the delegation token failed; fetching a new one."
@@ -321,11 +324,13 @@ impl WebHdfs {
         };
         let token = Secret::new(wire.url_string);
         tokens.obtained.fetch_add(1, Ordering::Relaxed);
+        self.count_auth("token_obtained");
         let max_ms = token_max_date(token.expose());
         let renewed_ms = now_ms();
         let expires_ms = match self.renew_token(spnego, &token).await {
             Ok(expires) => {
                 tokens.renewed.fetch_add(1, Ordering::Relaxed);
+                self.count_auth("token_renewed");
                 Some(expires)
             }
             Err(e) => {
@@ -337,6 +342,7 @@ impl WebHdfs {
                 None
             }
         };
+        self.set_token_expiry(expires_ms);
         tracing::info!(
             cluster = %self.cluster, renewer, expires_ms, max_ms,
             "Obtained a delegation token over SPNEGO."
