@@ -26,6 +26,9 @@ export HSF_SPARK_HOME=${HSF_SPARK_HOME:-/tmp/hsf-spark}
 binary_port=${HSF_SPARK_SECURE_BINARY_PORT:-10001}
 http_port=${HSF_SPARK_SECURE_HTTP_PORT:-10002}
 kdc_dir=${HSF_KDC_DIR:-/tmp/hsf-kdc}
+# The metastores live on the TLS MariaDB of tls-databases.sh (Spark connects as root over
+# plain TCP; our programs read them with TLS as a user that must use it).
+metastore_port=${HSF_TLS_MYSQL_PORT:-3307}
 tls_dir="$HSF_SPARK_HOME/tls"
 keystore_password=hsf-test-keystore
 
@@ -61,6 +64,7 @@ start_one() {
   env HSF_SPARK_PORT="$port" \
     HSF_SPARK_WAREHOUSE="$HSF_SPARK_HOME/warehouse-$port" \
     HSF_SPARK_METASTORE_DB="hsf_spark_metastore_$port" \
+    HSF_SPARK_METASTORE_PORT="$metastore_port" \
     HSF_SPARK_KERBEROS_KEYTAB="$kdc_dir/hive.keytab" \
     HSF_SPARK_KERBEROS_PRINCIPAL=hive/localhost@HSF.TEST \
     HSF_SPARK_KRB5_CONF="$kdc_dir/krb5.conf" \
@@ -70,6 +74,7 @@ start_one() {
 case "${1:-}" in
   start)
     HSF_KDC_DIR="$kdc_dir" "$here/kdc.sh" start
+    "$here/tls-databases.sh" start
     make_certificates
     # pyspark and the packages are installed once, before the two starts run side by side.
     "$here/spark-thrift.sh" prepare

@@ -12,6 +12,8 @@
 #   HSF_SPARK_PORT       Thrift (binary) port on 127.0.0.1                default 10000
 #   HSF_SPARK_WAREHOUSE  warehouse directory (a local path)               default $HSF_SPARK_HOME/warehouse
 #   HSF_SPARK_METASTORE_DB  MariaDB database of the metastore             default hsf_spark_metastore
+#   HSF_SPARK_METASTORE_PORT  port of that MariaDB on 127.0.0.1 (root, no password, plain
+#                        TCP; e.g. the TLS test server of tls-databases.sh)   default 3306
 #   HSF_SPARK_START_TIMEOUT seconds to wait for the server                default 240
 #   SPARK_HOME           use this Spark distribution instead of installing pyspark
 #
@@ -37,6 +39,7 @@ HSF_SPARK_VERSION=${HSF_SPARK_VERSION:-4.3.0}
 HSF_SPARK_PORT=${HSF_SPARK_PORT:-10000}
 HSF_SPARK_WAREHOUSE=${HSF_SPARK_WAREHOUSE:-$HSF_SPARK_HOME/warehouse}
 HSF_SPARK_METASTORE_DB=${HSF_SPARK_METASTORE_DB:-hsf_spark_metastore}
+HSF_SPARK_METASTORE_PORT=${HSF_SPARK_METASTORE_PORT:-3306}
 HSF_SPARK_START_TIMEOUT=${HSF_SPARK_START_TIMEOUT:-240}
 HSF_SPARK_KERBEROS_KEYTAB=${HSF_SPARK_KERBEROS_KEYTAB:-}
 HSF_SPARK_KERBEROS_PRINCIPAL=${HSF_SPARK_KERBEROS_PRINCIPAL:-hive/localhost@HSF.TEST}
@@ -116,16 +119,16 @@ ensure_prerequisites() {
   command -v java >/dev/null || apt_install openjdk-17-jre-headless
   [ -f "$mariadb_jar" ] || apt_install libmariadb-java
   [ -f "$mariadb_jar" ] || die "no MariaDB JDBC driver at $mariadb_jar"
-  if ! mariadb -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1' >/dev/null 2>&1; then
+  if ! mariadb -h 127.0.0.1 -P "$HSF_SPARK_METASTORE_PORT" -u root -e 'SELECT 1' >/dev/null 2>&1; then
     "$here/ensure-services.sh" --no-postgres --no-prometheus
   fi
   # Hive's DataNucleus schema needs latin1 (utf8mb4 exceeds MariaDB's row/key limits).
-  mariadb -h 127.0.0.1 -P 3306 -u root -e \
+  mariadb -h 127.0.0.1 -P "$HSF_SPARK_METASTORE_PORT" -u root -e \
     "CREATE DATABASE IF NOT EXISTS \`$HSF_SPARK_METASTORE_DB\` CHARACTER SET latin1" >/dev/null
   # DataNucleus creates only the JDO model; Hive's ACID listener still cleans the
   # transaction tables on DROP DATABASE ("Table ... TXN_COMPONENTS doesn't exist"). Create the
   # ones it touches, with Hive 2.3's column names (empty: Spark never writes them).
-  mariadb -h 127.0.0.1 -P 3306 -u root "$HSF_SPARK_METASTORE_DB" -e "
+  mariadb -h 127.0.0.1 -P "$HSF_SPARK_METASTORE_PORT" -u root "$HSF_SPARK_METASTORE_DB" -e "
     CREATE TABLE IF NOT EXISTS TXN_COMPONENTS (TC_TXNID bigint NOT NULL,
       TC_DATABASE varchar(128) NOT NULL, TC_TABLE varchar(128) NOT NULL,
       TC_PARTITION varchar(767), TC_OPERATION_TYPE char(1) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=latin1;
@@ -234,7 +237,7 @@ do_start() {
   if pid=$(our_pid); then
     say "pid $pid is starting already; waiting for it"
   else
-    local url="jdbc:mysql://127.0.0.1:3306/$HSF_SPARK_METASTORE_DB?useMysqlMetadata=true&createDatabaseIfNotExist=true"
+    local url="jdbc:mysql://127.0.0.1:$HSF_SPARK_METASTORE_PORT/$HSF_SPARK_METASTORE_DB?useMysqlMetadata=true&createDatabaseIfNotExist=true"
     say "starting Spark Thrift Server on 127.0.0.1:$HSF_SPARK_PORT (log $log_file)"
     : >"$log_file"
     (
