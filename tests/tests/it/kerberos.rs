@@ -203,6 +203,13 @@ async fn renewal_across_ticket_expiry() {
     );
     let second = krb.ensure_login().await.unwrap();
     assert!(second.expiry > first.expiry);
+    // At 80 % of the lifetime (as Hadoop's UGI), not earlier.
+    let after = second.acquired.duration_since(first.acquired).unwrap();
+    let due = life * 4 / 5;
+    assert!(
+        after >= due && after <= due + Duration::from_secs(2),
+        "renewed after {after:?}, due {due:?}"
+    );
     let expiry = prom::value(
         &exporter_metrics().1,
         "hive_exporter_kerberos_ticket_expiry_timestamp_seconds",
