@@ -390,6 +390,21 @@ async fn refused_principals_and_wrong_service_keys_give_clear_errors() {
     );
     assert!(!err.is_retryable());
 
+    // A client keytab without the client's principal: the login's own cause, not retried.
+    let cfg = config(
+        srv.namenode_urls(),
+        kerberos(&kdc.client_principal(), kdc.other_keytab(), false),
+    );
+    let fs = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
+    let err = fs.file_status("/").await.expect_err("no login");
+    eprintln!("bad keytab: {err}");
+    assert!(
+        matches!(&err, FsError::PermissionDenied { message, .. }
+            if message.starts_with("Kerberos (SPNEGO for HTTP@localhost)")
+                && message.contains("other.keytab")),
+        "{err:?}"
+    );
+
     // A NameNode whose keytab is not the HTTP/localhost the client asks a ticket for.
     let acceptor = hive_smallfiles_tests::webhdfs_server::security::keytab_acceptor(
         &kdc.hive_keytab(),

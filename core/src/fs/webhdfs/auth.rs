@@ -204,13 +204,14 @@ pub(super) fn now_ms() -> i64 {
 
 /// A Kerberos failure as an [`FsError`]: the ones worth retrying (KDC unreachable, ...) as a
 /// connection failure, the others (bad keytab, unknown principal, ...) as a permission error.
+/// `what`: the step that failed (`SPNEGO for HTTP@<host>`, `login`).
 pub(super) fn kerberos_error(
     op: &'static str,
     path: &str,
-    host: &str,
+    what: &str,
     e: &KerberosError,
 ) -> FsError {
-    let message = format!("Kerberos (SPNEGO for HTTP@{host}): {e}");
+    let message = format!("Kerberos ({what}): {e}");
     if e.is_retryable() {
         FsError::Connection {
             op,
@@ -267,7 +268,7 @@ impl WebHdfs {
             let value = spnego
                 .negotiate(i)
                 .await
-                .map_err(|e| kerberos_error(op, path, host, &e))?;
+                .map_err(|e| kerberos_error(op, path, &format!("SPNEGO for HTTP@{host}"), &e))?;
             self.count_auth("spnego");
             let Ok(mut value) = HeaderValue::from_str(&value) else {
                 return Err(FsError::PermissionDenied {
