@@ -167,6 +167,19 @@ pub enum FsError {
         /// The configured root.
         root: String,
     },
+    /// This client could not authenticate (Kerberos login or service ticket): the same for
+    /// every endpoint, so no failover; `retryable` when waiting may help (KDC unreachable).
+    #[error("{op} {path}: {message}")]
+    Authentication {
+        /// The operation.
+        op: &'static str,
+        /// The path asked for.
+        path: String,
+        /// The cause, named.
+        message: String,
+        /// Whether waiting may help.
+        retryable: bool,
+    },
 }
 
 impl FsError {
@@ -174,6 +187,7 @@ impl FsError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Timeout { .. } | Self::Connection { .. } | Self::NoActiveNameNode { .. } => true,
+            Self::Authentication { retryable, .. } => *retryable,
             Self::Remote {
                 status, exception, ..
             } => {
@@ -206,6 +220,7 @@ impl FsError {
             Self::InvalidResponse { .. } => "invalid_response",
             Self::Io { .. } => "io",
             Self::OutsideRoot { .. } => "outside_root",
+            Self::Authentication { .. } => "authentication",
         }
     }
 }

@@ -399,7 +399,7 @@ async fn refused_principals_and_wrong_service_keys_give_clear_errors() {
     let err = fs.file_status("/").await.expect_err("no login");
     eprintln!("bad keytab: {err}");
     assert!(
-        matches!(&err, FsError::PermissionDenied { message, .. }
+        matches!(&err, FsError::Authentication { message, retryable: false, .. }
             if message.starts_with("Kerberos (SPNEGO for HTTP@localhost)")
                 && message.contains("other.keytab")),
         "{err:?}"
@@ -557,4 +557,67 @@ async fn https_fails_closed_on_untrusted_or_mismatched_certificates() {
     // Nothing reached the server, and nothing was written.
     assert_eq!(srv.total_requests(), 0);
     assert!(srv.namespace().status("/w/t/secret").is_err());
+}
+
+#[test]
+fn a_kdc_outage_does_not_stop_a_client_holding_a_token() {
+    Kdc::in_private_realm(
+        "webhdfs_kerberos::a_kdc_outage_does_not_stop_a_client_holding_a_token",
+        |kdc| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let srv = secured(kdc, |o| o).await;
+                let dirs = fill(&srv, 4);
+                let cfg = config(
+                    srv.namenode_urls(),
+                    kerberos(&kdc.client_principal(), kdc.client_keytab(), true),
+                );
+                let fs = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
+                assert_eq!(scan(&fs, &dirs).await, 12);
+
+                kdc.stop();
+                // The token (and the cached service ticket) keep a running client going.
+                for _ in 0..10 {
+                    assert_eq!(scan(&fs, &dirs).await, 12);
+                    let data = fs
+                        .read_range("/warehouse/db.db/t/dt=002/part-1", 0, 100)
+                        .await
+                        .expect("read during the outage");
+                    assert_eq!(data.len(), 11);
+                }
+                // A client that must log in first: a named, retryable error, no failover.
+                let cfg = config(
+                    srv.namenode_urls(),
+                    kerberos(&kdc.short_principal(), kdc.short_keytab(), false),
+                );
+                let late = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
+                let started = Instant::now();
+                let err = late.file_status("/").await.expect_err("KDC down");
+                eprintln!("KDC down after {:?}: {err}", started.elapsed());
+                assert!(
+                    matches!(&err, FsError::Authentication { message, retryable: true, .. }
+                        if message.starts_with("Kerberos (SPNEGO for HTTP@")),
+                    "{err:?}"
+                );
+
+                kdc.start().expect("KDC back");
+                // The login retries with its own backoff: polled, not slept for.
+                let back = Instant::now();
+                loop {
+                    match late.file_status("/").await {
+                        Ok(_) => break,
+                        Err(e) if e.is_retryable() && back.elapsed() < Duration::from_secs(20) => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(e) => panic!("after the outage: {e}"),
+                    }
+                }
+                eprintln!("logged in {:?} after the KDC came back", back.elapsed());
+            });
+        },
+    );
 }

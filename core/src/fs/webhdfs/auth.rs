@@ -202,27 +202,20 @@ pub(super) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// A Kerberos failure as an [`FsError`]: the ones worth retrying (KDC unreachable, ...) as a
-/// connection failure, the others (bad keytab, unknown principal, ...) as a permission error.
-/// `what`: the step that failed (`SPNEGO for HTTP@<host>`, `login`).
+/// A Kerberos failure as an [`FsError`] naming the step and the cause; retryable when
+/// waiting may help (KDC unreachable), never a reason to fail over (every NameNode needs the
+/// same login).
 pub(super) fn kerberos_error(
     op: &'static str,
     path: &str,
     what: &str,
     e: &KerberosError,
 ) -> FsError {
-    let message = format!("Kerberos ({what}): {e}");
-    if e.is_retryable() {
-        FsError::Connection {
-            op,
-            path: path.to_owned(),
-            message,
-        }
-    } else {
-        FsError::PermissionDenied {
-            path: path.to_owned(),
-            message,
-        }
+    FsError::Authentication {
+        op,
+        path: path.to_owned(),
+        message: format!("Kerberos ({what}): {e}"),
+        retryable: e.is_retryable(),
     }
 }
 
