@@ -50,6 +50,15 @@ fn kerberos(principal: &str, keytab: PathBuf, delegation_tokens: bool) -> Option
     })
 }
 
+/// A Kerberos client of `srv`'s NameNodes.
+fn kerberized(srv: &RunningServer, spnego: Option<SpnegoConfig>) -> WebHdfs {
+    WebHdfs::new(
+        config(srv.namenode_urls(), spnego),
+        WebHdfsMetrics::default(),
+    )
+    .expect("client")
+}
+
 /// The realm, with `KRB5_CONFIG` set for this process; `None` (test skipped) without a KDC.
 fn realm() -> Option<Kdc> {
     let kdc = Kdc::get().ok()?;
@@ -124,11 +133,10 @@ async fn scan_and_write_through_spnego_reuse_the_cookie_across_failover() {
     let kdc = realm().expect("realm");
     let srv = secured(&kdc, |o| o).await;
     let dirs = fill(&srv, 60);
-    let cfg = config(
-        srv.namenode_urls(),
+    let fs = kerberized(
+        &srv,
         kerberos(&kdc.client_principal(), kdc.client_keytab(), false),
     );
-    let fs = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
 
     assert_eq!(scan(&fs, &dirs).await, 180);
     assert_eq!(
@@ -333,15 +341,14 @@ async fn a_cluster_without_tokens_is_used_without_them() {
         .await
         .expect("server");
     srv.namespace().add_file("/w/a", vec![1u8; 3]).unwrap();
-    let cfg = config(
-        srv.namenode_urls(),
+    let fs = kerberized(
+        &srv,
         kerberos(
             "hsf/localhost@HSF.TEST",
             PathBuf::from("/nonexistent.keytab"),
             true,
         ),
     );
-    let fs = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
     for _ in 0..3 {
         assert_eq!(fs.file_status("/w/a").await.expect("status").length, 3);
     }
@@ -377,11 +384,10 @@ async fn refused_principals_and_wrong_service_keys_give_clear_errors() {
     // The server allows only hsf: hsf-other authenticates but is refused.
     let srv = secured(&kdc, |o| o.allowed_users(&["hsf"])).await;
     srv.set_active(0);
-    let cfg = config(
-        srv.namenode_urls(),
+    let fs = kerberized(
+        &srv,
         kerberos(&kdc.other_principal(), kdc.other_keytab(), false),
     );
-    let fs = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
     let err = fs.file_status("/").await.expect_err("refused");
     assert!(
         matches!(&err, FsError::PermissionDenied { message, .. }
@@ -391,11 +397,10 @@ async fn refused_principals_and_wrong_service_keys_give_clear_errors() {
     assert!(!err.is_retryable());
 
     // A client keytab without the client's principal: the login's own cause, not retried.
-    let cfg = config(
-        srv.namenode_urls(),
+    let fs = kerberized(
+        &srv,
         kerberos(&kdc.client_principal(), kdc.other_keytab(), false),
     );
-    let fs = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
     let err = fs.file_status("/").await.expect_err("no login");
     eprintln!("bad keytab: {err}");
     assert!(
@@ -418,11 +423,10 @@ async fn refused_principals_and_wrong_service_keys_give_clear_errors() {
     )
     .await
     .expect("server");
-    let cfg = config(
-        wrong.namenode_urls(),
+    let fs = kerberized(
+        &wrong,
         kerberos(&kdc.client_principal(), kdc.client_keytab(), true),
     );
-    let fs = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
     let err = fs.file_status("/").await.expect_err("refused");
     let text = err.to_string();
     assert!(
@@ -572,11 +576,10 @@ fn a_kdc_outage_does_not_stop_a_client_holding_a_token() {
             runtime.block_on(async {
                 let srv = secured(kdc, |o| o).await;
                 let dirs = fill(&srv, 4);
-                let cfg = config(
-                    srv.namenode_urls(),
+                let fs = kerberized(
+                    &srv,
                     kerberos(&kdc.client_principal(), kdc.client_keytab(), true),
                 );
-                let fs = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
                 assert_eq!(scan(&fs, &dirs).await, 12);
 
                 kdc.stop();
@@ -590,11 +593,10 @@ fn a_kdc_outage_does_not_stop_a_client_holding_a_token() {
                     assert_eq!(data.len(), 11);
                 }
                 // A client that must log in first: a named, retryable error, no failover.
-                let cfg = config(
-                    srv.namenode_urls(),
+                let late = kerberized(
+                    &srv,
                     kerberos(&kdc.short_principal(), kdc.short_keytab(), false),
                 );
-                let late = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
                 let started = Instant::now();
                 let err = late.file_status("/").await.expect_err("KDC down");
                 eprintln!("KDC down after {:?}: {err}", started.elapsed());
