@@ -173,7 +173,14 @@ impl RawKerberos {
                 principal: self
                     .principal
                     .ok_or_else(|| bad("principal is required with keytab"))?,
-                keytab: resolve(base, &keytab),
+                // `FILE:/path` (krb5's keytab name) or a path.
+                keytab: resolve(
+                    base,
+                    keytab
+                        .to_str()
+                        .and_then(|k| k.strip_prefix("FILE:"))
+                        .map_or(keytab.as_path(), Path::new),
+                ),
             },
             (None, Some(cc)) => CredentialSource::Ccache {
                 principal: self.principal,
@@ -242,6 +249,8 @@ mod tests {
 
     #[test]
     fn ccache_names() {
+        let c = parse("principal = \"p@R\"\nkeytab = \"FILE:/k/p.keytab\"").unwrap();
+        assert_eq!(c, KerberosConfig::keytab("p@R", "/k/p.keytab"));
         let c = parse("ccache = \"/tmp/krb5cc_1\"").unwrap();
         assert_eq!(
             c.source,

@@ -255,7 +255,12 @@ impl Login {
         match result {
             Ok(c) => {
                 let c = Arc::new(c);
-                let renewed = st.current.as_ref().map(|old| old.info.expiry) != Some(c.info.expiry);
+                // A new ticket, not the same one read again (expiry is derived from the remaining
+                // lifetime in whole seconds, so a re-read cache may differ by a second).
+                let renewed = st
+                    .current
+                    .as_ref()
+                    .is_none_or(|old| c.info.expiry > old.info.expiry + Duration::from_secs(2));
                 if renewed {
                     metrics::login(&self.label, c.info.expiry);
                     tracing::info!(

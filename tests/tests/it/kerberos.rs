@@ -203,6 +203,13 @@ async fn renewal_across_ticket_expiry() {
     );
     let second = krb.ensure_login().await.unwrap();
     assert!(second.expiry > first.expiry);
+    // At 80 % of the lifetime (as Hadoop's UGI), not earlier.
+    let after = second.acquired.duration_since(first.acquired).unwrap();
+    let due = life * 4 / 5;
+    assert!(
+        after >= due && after <= due + Duration::from_secs(2),
+        "renewed after {after:?}, due {due:?}"
+    );
     let expiry = prom::value(
         &exporter_metrics().1,
         "hive_exporter_kerberos_ticket_expiry_timestamp_seconds",
@@ -242,6 +249,16 @@ async fn expired_credential_cache_is_named() {
     assert_eq!(info.principal, "hsf-tiny@HSF.TEST");
     assert_eq!(krb.principal().as_deref(), Some("hsf-tiny@HSF.TEST"));
     krb.negotiate_header("localhost").await.unwrap();
+    // A cache of another principal than the configured one is named as such.
+    let e = Kerberos::shared(&KerberosConfig::ccache(
+        Some(kdc.other_principal()),
+        cache.clone(),
+    ))
+    .ensure_login()
+    .await
+    .unwrap_err();
+    assert_eq!(e.reason(), "ccache", "{e}");
+    assert!(e.to_string().contains("does not match"), "{e}");
 
     while SystemTime::now() < info.expiry + Duration::from_secs(1) {
         tokio::time::sleep(Duration::from_millis(200)).await;
