@@ -267,6 +267,11 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     /// at `offset == length of the file`; an offset past the end is an error. A directory is
     /// [`FsError::NotFound`] (HDFS: "Path is not a file").
     async fn read_range(&self, path: &str, offset: u64, length: u64) -> Result<Bytes, FsError>;
+
+    /// The shutdown hook: gives back what the client holds on the servers (WebHDFS: cancels
+    /// the delegation token it obtained). Best effort, logged; the client stays usable (a
+    /// later request fetches a new token). Default: nothing to do.
+    async fn close(&self) {}
 }
 
 /// Where a MetaStore `LOCATION` points, relative to one cluster's storage.

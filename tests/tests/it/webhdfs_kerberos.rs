@@ -328,10 +328,13 @@ async fn delegation_tokens_are_obtained_renewed_and_replaced_over_spnego() {
     assert_eq!(scan(&fs, &dirs[..1]).await, 3);
     assert_eq!(fs.token_stats().obtained, obtained + 1);
 
-    // Cancelled at shutdown.
+    // Cancelled by the shutdown hook.
     let live = srv.live_tokens();
-    assert!(fs.cancel_delegation_token().await.expect("cancel"));
+    let hook: &dyn FileSystem = &fs;
+    hook.close().await;
     assert_eq!(srv.live_tokens(), live - 1);
+    assert_eq!(srv.requests_for_op("CANCELDELEGATIONTOKEN"), 1);
+    assert!(!fs.cancel_delegation_token().await.expect("nothing left"));
 }
 
 #[tokio::test]
