@@ -167,6 +167,19 @@ pub enum FsError {
         /// The configured root.
         root: String,
     },
+    /// This client could not authenticate (Kerberos login or service ticket): the same for
+    /// every endpoint, so no failover; `retryable` when waiting may help (KDC unreachable).
+    #[error("{op} {path}: {message}")]
+    Authentication {
+        /// The operation.
+        op: &'static str,
+        /// The path asked for.
+        path: String,
+        /// The cause, named.
+        message: String,
+        /// Whether waiting may help.
+        retryable: bool,
+    },
 }
 
 impl FsError {
@@ -174,6 +187,7 @@ impl FsError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Timeout { .. } | Self::Connection { .. } | Self::NoActiveNameNode { .. } => true,
+            Self::Authentication { retryable, .. } => *retryable,
             Self::Remote {
                 status, exception, ..
             } => {
@@ -206,6 +220,7 @@ impl FsError {
             Self::InvalidResponse { .. } => "invalid_response",
             Self::Io { .. } => "io",
             Self::OutsideRoot { .. } => "outside_root",
+            Self::Authentication { .. } => "authentication",
         }
     }
 }
@@ -252,6 +267,11 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     /// at `offset == length of the file`; an offset past the end is an error. A directory is
     /// [`FsError::NotFound`] (HDFS: "Path is not a file").
     async fn read_range(&self, path: &str, offset: u64, length: u64) -> Result<Bytes, FsError>;
+
+    /// The shutdown hook: gives back what the client holds on the servers (WebHDFS: cancels
+    /// the delegation token it obtained). Best effort, logged; the client stays usable (a
+    /// later request fetches a new token). Default: nothing to do.
+    async fn close(&self) {}
 }
 
 /// Where a MetaStore `LOCATION` points, relative to one cluster's storage.

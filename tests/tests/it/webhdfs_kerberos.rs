@@ -50,6 +50,15 @@ fn kerberos(principal: &str, keytab: PathBuf, delegation_tokens: bool) -> Option
     })
 }
 
+/// A Kerberos client of `srv`'s NameNodes.
+fn kerberized(srv: &RunningServer, spnego: Option<SpnegoConfig>) -> WebHdfs {
+    WebHdfs::new(
+        config(srv.namenode_urls(), spnego),
+        WebHdfsMetrics::default(),
+    )
+    .expect("client")
+}
+
 /// The realm, with `KRB5_CONFIG` set for this process; `None` (test skipped) without a KDC.
 fn realm() -> Option<Kdc> {
     let kdc = Kdc::get().ok()?;
@@ -124,11 +133,10 @@ async fn scan_and_write_through_spnego_reuse_the_cookie_across_failover() {
     let kdc = realm().expect("realm");
     let srv = secured(&kdc, |o| o).await;
     let dirs = fill(&srv, 60);
-    let cfg = config(
-        srv.namenode_urls(),
+    let fs = kerberized(
+        &srv,
         kerberos(&kdc.client_principal(), kdc.client_keytab(), false),
     );
-    let fs = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
 
     assert_eq!(scan(&fs, &dirs).await, 180);
     assert_eq!(
@@ -320,10 +328,13 @@ async fn delegation_tokens_are_obtained_renewed_and_replaced_over_spnego() {
     assert_eq!(scan(&fs, &dirs[..1]).await, 3);
     assert_eq!(fs.token_stats().obtained, obtained + 1);
 
-    // Cancelled at shutdown.
+    // Cancelled by the shutdown hook.
     let live = srv.live_tokens();
-    assert!(fs.cancel_delegation_token().await.expect("cancel"));
+    let hook: &dyn FileSystem = &fs;
+    hook.close().await;
     assert_eq!(srv.live_tokens(), live - 1);
+    assert_eq!(srv.requests_for_op("CANCELDELEGATIONTOKEN"), 1);
+    assert!(!fs.cancel_delegation_token().await.expect("nothing left"));
 }
 
 #[tokio::test]
@@ -333,15 +344,14 @@ async fn a_cluster_without_tokens_is_used_without_them() {
         .await
         .expect("server");
     srv.namespace().add_file("/w/a", vec![1u8; 3]).unwrap();
-    let cfg = config(
-        srv.namenode_urls(),
+    let fs = kerberized(
+        &srv,
         kerberos(
             "hsf/localhost@HSF.TEST",
             PathBuf::from("/nonexistent.keytab"),
             true,
         ),
     );
-    let fs = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
     for _ in 0..3 {
         assert_eq!(fs.file_status("/w/a").await.expect("status").length, 3);
     }
@@ -377,11 +387,10 @@ async fn refused_principals_and_wrong_service_keys_give_clear_errors() {
     // The server allows only hsf: hsf-other authenticates but is refused.
     let srv = secured(&kdc, |o| o.allowed_users(&["hsf"])).await;
     srv.set_active(0);
-    let cfg = config(
-        srv.namenode_urls(),
+    let fs = kerberized(
+        &srv,
         kerberos(&kdc.other_principal(), kdc.other_keytab(), false),
     );
-    let fs = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
     let err = fs.file_status("/").await.expect_err("refused");
     assert!(
         matches!(&err, FsError::PermissionDenied { message, .. }
@@ -389,6 +398,20 @@ async fn refused_principals_and_wrong_service_keys_give_clear_errors() {
         "{err:?}"
     );
     assert!(!err.is_retryable());
+
+    // A client keytab without the client's principal: the login's own cause, not retried.
+    let fs = kerberized(
+        &srv,
+        kerberos(&kdc.client_principal(), kdc.other_keytab(), false),
+    );
+    let err = fs.file_status("/").await.expect_err("no login");
+    eprintln!("bad keytab: {err}");
+    assert!(
+        matches!(&err, FsError::Authentication { message, retryable: false, .. }
+            if message.starts_with("Kerberos (SPNEGO for HTTP@localhost)")
+                && message.contains("other.keytab")),
+        "{err:?}"
+    );
 
     // A NameNode whose keytab is not the HTTP/localhost the client asks a ticket for.
     let acceptor = hive_smallfiles_tests::webhdfs_server::security::keytab_acceptor(
@@ -403,11 +426,10 @@ async fn refused_principals_and_wrong_service_keys_give_clear_errors() {
     )
     .await
     .expect("server");
-    let cfg = config(
-        wrong.namenode_urls(),
+    let fs = kerberized(
+        &wrong,
         kerberos(&kdc.client_principal(), kdc.client_keytab(), true),
     );
-    let fs = WebHdfs::new(cfg, WebHdfsMetrics::default()).expect("client");
     let err = fs.file_status("/").await.expect_err("refused");
     let text = err.to_string();
     assert!(
@@ -542,4 +564,65 @@ async fn https_fails_closed_on_untrusted_or_mismatched_certificates() {
     // Nothing reached the server, and nothing was written.
     assert_eq!(srv.total_requests(), 0);
     assert!(srv.namespace().status("/w/t/secret").is_err());
+}
+
+#[test]
+fn a_kdc_outage_does_not_stop_a_client_holding_a_token() {
+    Kdc::in_private_realm(
+        "webhdfs_kerberos::a_kdc_outage_does_not_stop_a_client_holding_a_token",
+        |kdc| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let srv = secured(kdc, |o| o).await;
+                let dirs = fill(&srv, 4);
+                let fs = kerberized(
+                    &srv,
+                    kerberos(&kdc.client_principal(), kdc.client_keytab(), true),
+                );
+                assert_eq!(scan(&fs, &dirs).await, 12);
+
+                kdc.stop();
+                // The token (and the cached service ticket) keep a running client going.
+                for _ in 0..10 {
+                    assert_eq!(scan(&fs, &dirs).await, 12);
+                    let data = fs
+                        .read_range("/warehouse/db.db/t/dt=002/part-1", 0, 100)
+                        .await
+                        .expect("read during the outage");
+                    assert_eq!(data.len(), 11);
+                }
+                // A client that must log in first: a named, retryable error, no failover.
+                let late = kerberized(
+                    &srv,
+                    kerberos(&kdc.short_principal(), kdc.short_keytab(), false),
+                );
+                let started = Instant::now();
+                let err = late.file_status("/").await.expect_err("KDC down");
+                eprintln!("KDC down after {:?}: {err}", started.elapsed());
+                assert!(
+                    matches!(&err, FsError::Authentication { message, retryable: true, .. }
+                        if message.starts_with("Kerberos (SPNEGO for HTTP@")),
+                    "{err:?}"
+                );
+
+                kdc.start().expect("KDC back");
+                // The login retries with its own backoff: polled, not slept for.
+                let back = Instant::now();
+                loop {
+                    match late.file_status("/").await {
+                        Ok(_) => break,
+                        Err(e) if e.is_retryable() && back.elapsed() < Duration::from_secs(20) => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(e) => panic!("after the outage: {e}"),
+                    }
+                }
+                eprintln!("logged in {:?} after the KDC came back", back.elapsed());
+            });
+        },
+    );
 }

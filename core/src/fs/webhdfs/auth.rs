@@ -202,26 +202,20 @@ pub(super) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// A Kerberos failure as an [`FsError`]: the ones worth retrying (KDC unreachable, ...) as a
-/// connection failure, the others (bad keytab, unknown principal, ...) as a permission error.
+/// A Kerberos failure as an [`FsError`] naming the step and the cause; retryable when
+/// waiting may help (KDC unreachable), never a reason to fail over (every NameNode needs the
+/// same login).
 pub(super) fn kerberos_error(
     op: &'static str,
     path: &str,
-    host: &str,
+    what: &str,
     e: &KerberosError,
 ) -> FsError {
-    let message = format!("Kerberos (SPNEGO for HTTP@{host}): {e}");
-    if e.is_retryable() {
-        FsError::Connection {
-            op,
-            path: path.to_owned(),
-            message,
-        }
-    } else {
-        FsError::PermissionDenied {
-            path: path.to_owned(),
-            message,
-        }
+    FsError::Authentication {
+        op,
+        path: path.to_owned(),
+        message: format!("Kerberos ({what}): {e}"),
+        retryable: e.is_retryable(),
     }
 }
 
@@ -267,7 +261,7 @@ impl WebHdfs {
             let value = spnego
                 .negotiate(i)
                 .await
-                .map_err(|e| kerberos_error(op, path, host, &e))?;
+                .map_err(|e| kerberos_error(op, path, &format!("SPNEGO for HTTP@{host}"), &e))?;
             self.count_auth("spnego");
             let Ok(mut value) = HeaderValue::from_str(&value) else {
                 return Err(FsError::PermissionDenied {

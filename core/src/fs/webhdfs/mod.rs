@@ -648,4 +648,16 @@ impl FileSystem for WebHdfs {
             other => other,
         }
     }
+
+    /// Cancels the delegation token obtained over SPNEGO, if any (`CANCELDELEGATIONTOKEN`).
+    async fn close(&self) {
+        match self.cancel_delegation_token().await {
+            Ok(true) => tracing::info!(cluster = %self.cluster, "Cancelled the delegation token."),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                cluster = %self.cluster, error = %e,
+                "Cannot cancel the delegation token; it expires on its own."
+            ),
+        }
+    }
 }
