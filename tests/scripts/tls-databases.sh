@@ -178,6 +178,7 @@ hostssl all  hsf_ssl   127.0.0.0/8   scram-sha-256
 hostssl all  hsf_cert  127.0.0.0/8   scram-sha-256 clientcert=verify-full
 EOF
   chown postgres:postgres "$pg_dir/data/postgresql.auto.conf" "$pg_dir/data/pg_hba.conf"
+  # 9>&-: the server must not inherit (and hold forever) the start lock.
   as_postgres "$bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 start >/dev/null 9>&- ||
     { say "PostgreSQL with TLS did not start (see $pg_dir/server.log)"; tail -n 20 "$pg_dir/server.log" >&2 || true; return 1; }
   psql -X -v ON_ERROR_STOP=1 -h "$pg_dir" -p "$pg_port" -U postgres -d postgres -q >/dev/null <<'SQL' || { say "creating the PostgreSQL logins failed"; return 1; }
@@ -210,11 +211,11 @@ EOF
 
 case "${1:-start}" in
   start)
-    # Test processes start this script concurrently: one start at a time. The servers are
-    # started with descriptor 9 closed, or they would hold the lock for as long as they run.
+    # Test processes start this script concurrently: one start at a time (the servers are
+    # started with the lock's descriptor closed).
     mkdir -p "$dir"
     exec 9>"$dir/.start.lock"
-    flock 9
+    flock -w 60 9 || say "the start lock is still held after 60 s; starting anyway"
     certificates
     mariadb_start
     postgres_start
