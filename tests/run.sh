@@ -12,8 +12,14 @@ cd "$(dirname "$0")/.."
 tests/scripts/ensure-services.sh
 # The Kerberos realm of the secured-cluster tests, started once before tests share it.
 tests/scripts/kdc.sh start
+# MariaDB and PostgreSQL with TLS (second instances on 3307 and 5433).
+tests/scripts/tls-databases.sh start ||
+  echo "[run.sh] the TLS databases did not start: their tests will be skipped (failed with CI=true)" >&2
 # The real HiveServer2-protocol engine for the agent's tests (installs pyspark on first use).
 if [[ ",${HSF_SKIP:-}," != *,spark,* ]]; then
+  # The Kerberized servers of the secured-cluster tests (10001, 10002) start beside it, in
+  # the background; tests that need them wait for the same script's start.
+  tests/scripts/spark-thrift-secure.sh start >"${TMPDIR:-/tmp}/hsf-spark-secure.log" 2>&1 &
   tests/scripts/spark-thrift.sh start ||
     echo "[run.sh] Spark's Thrift Server did not start: its tests will be skipped (failed with CI=true)" >&2
 fi
