@@ -215,6 +215,7 @@ impl HttpLink {
                 }
             }
             let status = response.status();
+            let offered = offered_schemes(response.headers());
             let bytes = Limited::new(response.into_body(), MAX_FRAME)
                 .collect()
                 .await
@@ -237,6 +238,20 @@ impl HttpLink {
                     continue;
                 }
                 let hint = match &self.auth {
+                    HttpAuth::Kerberos { .. }
+                        if !offered.iter().any(|o| o.eq_ignore_ascii_case("negotiate")) =>
+                    {
+                        format!(
+                            " (the server asks for {} authentication, not Kerberos \
+                             (Negotiate): is this endpoint Kerberized, or does it want \
+                             auth = \"plain\"?)",
+                            if offered.is_empty() {
+                                "no".to_owned()
+                            } else {
+                                offered.join(", ")
+                            }
+                        )
+                    }
                     HttpAuth::Kerberos { principal, .. } => format!(
                         " (the server refused the Kerberos token for {principal}: is \
                          kerberos_principal the server's principal?)"
@@ -288,6 +303,17 @@ fn store_cookie(cookies: &mut Vec<Cookie>, header: &str, now: Instant) {
         value: value.to_owned(),
         expires: max_age.map(|s| now + Duration::from_secs(s.min(10 * 365 * 86400))),
     });
+}
+
+/// The schemes a 401 answer's `WWW-Authenticate` headers offer (`Basic`, `Negotiate`, …).
+fn offered_schemes(headers: &hyper::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(hyper::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split_whitespace().next())
+        .map(|s| s.chars().take(32).collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -309,6 +309,14 @@ impl Transport {
         self.write_raw(&out).await?;
         let chosen = loop {
             let (status, payload) = self.read_sasl_message().await.map_err(|e| match e {
+                // Hive's SASL server without Kerberos (authentication NONE, LDAP, …) knows
+                // only PLAIN: "Unsupported mechanism type GSSAPI".
+                TransportError::Auth(m) if m.contains("Unsupported mechanism") => {
+                    TransportError::Auth(format!(
+                        "the server does not offer Kerberos (SASL GSSAPI): {m} (is its \
+                         hive.server2.authentication KERBEROS, or does it want auth = \"plain\"?)"
+                    ))
+                }
                 TransportError::Auth(m) => TransportError::Auth(format!(
                     "the server refused the Kerberos authentication for {service_text}: {m} \
                      (is kerberos_principal the server's principal, \

@@ -474,13 +474,14 @@ mod tests {
     fn pkcs8_rsa_keys_unwrap_to_pkcs1() {
         // PrivateKeyInfo { version 0, { rsaEncryption, NULL }, OCTET STRING { 30 03 02 01 07 } }.
         let inner = [0x30, 0x03, 0x02, 0x01, 0x07];
-        let mut der = vec![0x30, 0x14, 0x02, 0x01, 0x00, 0x30, 0x0b, 0x06, 0x09];
+        let mut der = vec![0x30, 0x14, 0x02, 0x01, 0x00, 0x30, 0x0d, 0x06, 0x09];
         der.extend_from_slice(&RSA_ENCRYPTION_OID);
         der.extend_from_slice(&[0x05, 0x00, 0x04, 0x05]);
         der.extend_from_slice(&inner);
         // Fix the outer length: everything after the first two bytes.
         der[1] = u8::try_from(der.len() - 2).unwrap();
-        der[6] = 0x0b;
+        // The AlgorithmIdentifier holds the OID (2 + 9 bytes) and NULL (2 bytes).
+        der[6] = 0x0d;
         assert_eq!(pkcs8_rsa_to_pkcs1(&der), Some(&inner[..]));
         // Another algorithm (id-ecPublicKey 1.2.840.10045.2.1) is not unwrapped.
         let mut ec = der.clone();

@@ -38,6 +38,7 @@ mod secure_loop;
 mod storage_outage;
 mod switch_spark;
 mod unreferenced_files;
+mod unsupported_auth;
 mod web;
 mod web_limits;
 mod webhdfs_kerberos;

@@ -293,8 +293,39 @@ impl WebHdfs {
             spnego.cookies.store(i, &reply.headers);
             return checked(op, path, reply);
         }
+        if reply.status == StatusCode::UNAUTHORIZED {
+            // A server that asks for something else than SPNEGO (Basic from a gateway, NTLM,
+            // nothing at all): trying again cannot help.
+            return Err(FsError::PermissionDenied {
+                path: path.to_owned(),
+                message: format!(
+                    "NameNode {} answered HTTP 401 asking for {} authentication, not SPNEGO \
+                     (Negotiate), which auth = \"kerberos\" speaks; check that the URL is \
+                     the NameNode's own HTTP address and that it runs with Kerberos",
+                    self.namenodes[i].label,
+                    offered_schemes(&reply.headers)
+                ),
+            });
+        }
         spnego.cookies.store(i, &reply.headers);
         checked(op, path, reply)
+    }
+}
+
+/// The authentication schemes a 401 answer offers, for the error message: `Basic, NTLM`, or
+/// `no` when it names none.
+pub(super) fn offered_schemes(headers: &HeaderMap) -> String {
+    let schemes: Vec<String> = headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split_whitespace().next())
+        .map(|s| s.chars().take(32).collect())
+        .collect();
+    if schemes.is_empty() {
+        "no".to_owned()
+    } else {
+        schemes.join(", ")
     }
 }
 
@@ -345,7 +376,9 @@ mod tests {
         assert!(!offers_negotiate(&h));
         h.append(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=x"));
         assert!(!offers_negotiate(&h));
+        assert_eq!(offered_schemes(&h), "Basic");
         h.append(WWW_AUTHENTICATE, HeaderValue::from_static("Negotiate"));
         assert!(offers_negotiate(&h));
+        assert_eq!(offered_schemes(&HeaderMap::new()), "no");
     }
 }
