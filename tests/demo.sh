@@ -32,6 +32,7 @@ if [ ! -x target/release/demo ]; then
   say "building the demo (release). The first build compiles ~400 crates: about 10-15 minutes on"
   say "2 cores and ~2 GB in target/; cargo shows its progress below. Later runs start at once."
 fi
+tests/scripts/build-deps.sh
 cargo build --release -p hive-smallfiles-tests --bin demo
 # Not exec: the EXIT trap stops what this script started after the demo ends (Ctrl-C included).
 trap ':' INT

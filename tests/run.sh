@@ -9,6 +9,7 @@
 # at the end (the runner hides the output of tests that pass). With CI=true a skip fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tests/scripts/build-deps.sh
 tests/scripts/ensure-services.sh
 # The Kerberos realm of the secured-cluster tests, started once before tests share it.
 tests/scripts/kdc.sh start
