@@ -10,6 +10,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use hive_smallfiles_core::exposition::{Format, openmetrics_to_text};
+use hive_smallfiles_core::fs::webhdfs::WebHdfsMetrics;
 use hive_smallfiles_core::web::WebMetrics;
 
 /// `{status}` label set (alert status: firing, resolved).
@@ -103,6 +104,10 @@ pub struct AgentMetrics {
     pub state_store_errors: Counter,
     /// The HTTP server's connections, timeouts and authentication (`hive_merge_http_*`).
     pub web: WebMetrics,
+    /// The WebHDFS clients' metrics; the Kerberos ones are registered, unprefixed, as the
+    /// exporter's (`hive_hdfs_authentications_total`,
+    /// `hive_hdfs_delegation_token_expiry_timestamp_seconds`).
+    pub webhdfs: WebHdfsMetrics,
 }
 
 impl Default for AgentMetrics {
@@ -114,7 +119,10 @@ impl Default for AgentMetrics {
 impl AgentMetrics {
     /// Registers everything.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("hive_merge");
+        let mut root = Registry::default();
+        let webhdfs = WebHdfsMetrics::default();
+        webhdfs.register_authentication(&mut root);
+        let registry = root.sub_registry_with_prefix("hive_merge");
         let m = Self {
             registry: Registry::default(),
             alerts_received: Family::default(),
@@ -134,6 +142,7 @@ impl AgentMetrics {
             recovery_last_run: Gauge::default(),
             state_store_errors: Counter::default(),
             web: WebMetrics::default(),
+            webhdfs,
         };
         registry.register(
             "agent_build",
@@ -223,10 +232,13 @@ impl AgentMetrics {
             prometheus_client::registry::Unit::Seconds,
             m.recovery_last_run.clone(),
         );
-        m.web.register(&mut registry);
-        hive_smallfiles_core::kerberos::metrics::register(&mut registry);
-        hive_smallfiles_core::secret::metrics::register(&mut registry);
-        Self { registry, ..m }
+        m.web.register(registry);
+        hive_smallfiles_core::kerberos::metrics::register(registry);
+        hive_smallfiles_core::secret::metrics::register(registry);
+        Self {
+            registry: root,
+            ..m
+        }
     }
 
     /// Renders everything in the given format.
@@ -281,5 +293,33 @@ mod tests {
             text.contains("hive_merge_agent_build_info{version="),
             "{text}"
         );
+    }
+
+    #[test]
+    fn registers_the_webhdfs_kerberos_metrics_unprefixed() {
+        let m = AgentMetrics::new();
+        m.webhdfs
+            .authentications
+            .get_or_create(&hive_smallfiles_core::fs::webhdfs::AuthLabels {
+                cluster: "c".into(),
+                event: "token_obtained".into(),
+            })
+            .inc();
+        m.webhdfs
+            .token_expiry
+            .get_or_create(&hive_smallfiles_core::fs::webhdfs::ClusterLabels {
+                cluster: "c".into(),
+            })
+            .set(1_700_000_000);
+        let text = m.render(Format::Text);
+        for line in [
+            "# TYPE hive_hdfs_authentications_total counter",
+            "hive_hdfs_authentications_total{cluster=\"c\",event=\"token_obtained\"} 1",
+            "# TYPE hive_hdfs_delegation_token_expiry_timestamp_seconds gauge",
+            "hive_hdfs_delegation_token_expiry_timestamp_seconds{cluster=\"c\"} 1700000000",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        assert!(!text.contains("hive_merge_hive_hdfs"), "{text}");
     }
 }

@@ -12,7 +12,7 @@ use hive_smallfiles_core::web::{self, WebConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use hive_smallfiles_core::fs::webhdfs::WebHdfsMetrics;
+use hive_smallfiles_core::fs::close_all;
 
 use crate::api::{self, ApiSettings, ApiState};
 use crate::audit::AuditLog;
@@ -80,12 +80,13 @@ pub fn build_runner(config: &AgentConfig) -> Result<MergeRunner, StartError> {
         path: config.audit_log.clone(),
         source,
     })?;
+    let metrics = Arc::new(AgentMetrics::new());
     MergeRunner::new(
         &config.clusters,
         config.policy.clone(),
         Arc::new(audit),
-        Arc::new(AgentMetrics::new()),
-        &WebHdfsMetrics::default(),
+        Arc::clone(&metrics),
+        &metrics.webhdfs,
         &config.native,
     )
     .map_err(StartError::Runner)
@@ -140,7 +141,9 @@ pub fn queue_settings(config: &AgentConfig, first_job_id: u64) -> QueueSettings 
 }
 
 /// Runs the agent with `runner` (built from `config`) on `listener` until `shutdown` is
-/// cancelled. Start-up recovery runs first when configured.
+/// cancelled. Start-up recovery runs first when configured. After the drain, every cluster's
+/// filesystem client is closed (WebHDFS delegation tokens cancelled) within
+/// [`CLOSE_TIMEOUT`].
 pub async fn run(
     config: AgentConfig,
     options: ServeOptions,
@@ -163,6 +166,7 @@ pub async fn run(
         web: web.clone(),
         ..ApiSettings::default()
     };
+    let filesystems = runner.filesystems();
     let dyn_runner: Arc<dyn JobRunner> = Arc::clone(&runner) as Arc<dyn JobRunner>;
     let api = ApiState::new(
         api_settings,
@@ -216,8 +220,14 @@ pub async fn run(
         );
     }
     sweeper.abort();
+    // After the drain: gives back what the clients hold (WebHDFS delegation tokens).
+    close_all(&filesystems, CLOSE_TIMEOUT).await;
     let _ = http.await;
 }
+
+/// Longest wait for the filesystem clients to close at shutdown (a dead NameNode must not
+/// hold it up).
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// First retry of a recovery pass that left merges unrecovered; doubled up to
 /// [`RECOVERY_RETRY_MAX`].

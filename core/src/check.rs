@@ -11,12 +11,17 @@
 //! Secrets are never printed: only whether one is set and where files are.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::config::StorageConfig;
-use crate::fs::EndpointState;
 use crate::fs::factory::read_filesystem;
 use crate::fs::webhdfs::{WebHdfsConfig, WebHdfsMetrics};
+use crate::fs::{EndpointState, close_all};
+use crate::kerberos::CredentialSource;
 use crate::metastore::{Metastore, MetastoreConfig};
+
+/// Longest wait for a probed filesystem client to give back its delegation token.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The result of probing one endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +105,8 @@ pub async fn check_storage(
         Err(e) => return vec![CheckLine::failed(cluster, format!("storage {auth}"), e)],
     };
     let probes = fs.probe().await;
+    // A probe over SPNEGO may have obtained a delegation token: given back at once.
+    close_all(&[(cluster.to_owned(), fs)], CLOSE_TIMEOUT).await;
     let any_active = probes.iter().any(|p| p.state == EndpointState::Active);
     let mut lines: Vec<CheckLine> = probes
         .into_iter()
@@ -134,15 +141,31 @@ pub fn storage_auth(storage: &StorageConfig) -> String {
     }
 }
 
-/// Hook: how a WebHDFS client authenticates, from what [`WebHdfsConfig`] holds (pseudo
-/// authentication's `user.name`, a delegation token file, HTTPS with a CA bundle). When the
-/// client learns SPNEGO, this should become the client configuration's own description
-/// (`auth=kerberos principal=…`).
+/// How a WebHDFS client authenticates, from its validated [`WebHdfsConfig`] (what the client
+/// will send, as [`WebHdfs::authentication`](crate::fs::webhdfs::WebHdfs::authentication)
+/// decides it): `auth=kerberos principal=… delegation_tokens=on|off` (SPNEGO; `user` and a
+/// token file are then not sent), `auth=delegation-token`, `auth=simple user=…` or
+/// `auth=none`, plus `tls=https ca=…` for HTTPS NameNodes. Never the token.
 pub fn webhdfs_describe_auth(client: &WebHdfsConfig) -> String {
-    let mut out = match (&client.delegation_token, &client.user) {
-        (Some(_), _) => "auth=delegation-token".to_owned(),
-        (None, Some(user)) => format!("auth=simple user={user}"),
-        (None, None) => "auth=none".to_owned(),
+    let mut out = match (&client.spnego, &client.delegation_token, &client.user) {
+        (Some(spnego), _, _) => format!(
+            "auth=kerberos {} delegation_tokens={}",
+            match (spnego.kerberos.principal(), &spnego.kerberos.source) {
+                (Some(principal), _) => format!("principal={principal}"),
+                (None, CredentialSource::Ccache { ccache, .. }) => format!("ccache={ccache}"),
+                (None, CredentialSource::Keytab { keytab, .. }) => {
+                    format!("keytab={}", keytab.display())
+                }
+            },
+            if spnego.delegation_tokens {
+                "on"
+            } else {
+                "off"
+            }
+        ),
+        (None, Some(_), _) => "auth=delegation-token".to_owned(),
+        (None, None, Some(user)) => format!("auth=simple user={user}"),
+        (None, None, None) => "auth=none".to_owned(),
     };
     if client.namenodes.iter().any(|u| u.scheme() == "https") {
         out.push_str(" tls=https");
@@ -180,5 +203,61 @@ mod tests {
         let f = CheckLine::failed("c1", "storage".into(), "boom");
         assert_eq!(f.to_string(), "c1 storage: FAILED: boom");
         assert!(!f.ok);
+    }
+
+    fn client(urls: &[&str]) -> WebHdfsConfig {
+        WebHdfsConfig {
+            cluster: "c".into(),
+            namenodes: urls.iter().map(|u| url::Url::parse(u).unwrap()).collect(),
+            user: Some("hive".into()),
+            delegation_token: None,
+            request_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            max_concurrent_requests: 1,
+            max_retries: 0,
+            retry_initial_backoff: Duration::from_millis(1),
+            retry_max_backoff: Duration::from_millis(1),
+            ca_file: None,
+            spnego: None,
+        }
+    }
+
+    #[test]
+    fn webhdfs_authentication_is_described_without_secrets() {
+        use crate::fs::webhdfs::SpnegoConfig;
+        use crate::kerberos::KerberosConfig;
+        use crate::secret::Secret;
+        let mut c = client(&["http://nn1:9870"]);
+        assert_eq!(webhdfs_describe_auth(&c), "auth=simple user=hive");
+        c.user = None;
+        assert_eq!(webhdfs_describe_auth(&c), "auth=none");
+        c.delegation_token = Some(Secret::new("SECRET-TOKEN"));
+        assert_eq!(webhdfs_describe_auth(&c), "auth=delegation-token");
+        // SPNEGO wins: neither user.name nor the token file is sent then.
+        c.user = Some("hive".into());
+        c.spnego = Some(SpnegoConfig {
+            kerberos: KerberosConfig::keytab("hsf/h@R", "/k/hsf.keytab"),
+            delegation_tokens: true,
+        });
+        assert_eq!(
+            webhdfs_describe_auth(&c),
+            "auth=kerberos principal=hsf/h@R delegation_tokens=on"
+        );
+        c.spnego = Some(SpnegoConfig {
+            kerberos: KerberosConfig::ccache(None, "FILE:/tmp/krb5cc_1"),
+            delegation_tokens: false,
+        });
+        assert_eq!(
+            webhdfs_describe_auth(&c),
+            "auth=kerberos ccache=FILE:/tmp/krb5cc_1 delegation_tokens=off"
+        );
+        let mut c = client(&["https://nn1:9871", "https://nn2:9871"]);
+        c.ca_file = Some("/etc/hsf/ca.pem".into());
+        assert_eq!(
+            webhdfs_describe_auth(&c),
+            "auth=simple user=hive tls=https ca=/etc/hsf/ca.pem"
+        );
+        c.ca_file = None;
+        assert_eq!(webhdfs_describe_auth(&c), "auth=simple user=hive tls=https");
     }
 }

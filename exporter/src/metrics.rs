@@ -119,17 +119,7 @@ impl Metrics {
             "Whether the NameNode answered its last WebHDFS request (1) or not (0)",
             webhdfs.up.clone(),
         );
-        registry.register(
-            "hive_hdfs_authentications",
-            "Kerberos events of the WebHDFS client (spnego, token_obtained, token_renewed, \
-             token_renewal_failed)",
-            webhdfs.authentications.clone(),
-        );
-        registry.register(
-            "hive_hdfs_delegation_token_expiry_timestamp_seconds",
-            "When the WebHDFS delegation token in use expires unless renewed",
-            webhdfs.token_expiry.clone(),
-        );
+        webhdfs.register_authentication(&mut registry);
         registry.register("hive_scans", "Completed scans by result", scans.clone());
         let web = WebMetrics::default();
         web.register(registry.sub_registry_with_prefix("hive_exporter"));

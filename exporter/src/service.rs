@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::metrics::{Metrics, ScanLabels};
 use crate::scan::{ClusterScanner, ScanError, ScanProgress};
 use crate::server::{self, AppState};
+use hive_smallfiles_core::fs::close_all;
 use hive_smallfiles_core::fs::factory::read_filesystem;
 
 /// How the exporter serves HTTP.
@@ -44,7 +45,8 @@ impl Default for ServeOptions {
 
 /// Runs the exporter: scan loops for every cluster and the HTTP endpoints on `listener`,
 /// until `shutdown` is cancelled; then lets scans stop and requests finish for up to
-/// `options.grace`. The registry is the caller's (`metrics`), so an embedding test can read
+/// `options.grace`, and closes every cluster's filesystem client (cancelling WebHDFS
+/// delegation tokens) within [`CLOSE_TIMEOUT`]. The registry is the caller's (`metrics`), so an embedding test can read
 /// it.
 pub async fn run(
     config: Config,
@@ -54,6 +56,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ScanError> {
     let scanners = build_scanners(&config, &metrics)?;
+    let filesystems: Vec<_> = scanners
+        .iter()
+        .map(|s| (s.config().name.clone(), Arc::clone(s.filesystem())))
+        .collect();
     let tracker = TaskTracker::new();
     spawn_scan_loops(scanners, &metrics, &tracker, &shutdown);
     let web = options
@@ -82,9 +88,14 @@ pub async fn run(
     {
         tracing::warn!("Scans did not stop within the grace period.");
     }
+    // After the scans: gives back what the clients hold (WebHDFS delegation tokens).
+    close_all(&filesystems, CLOSE_TIMEOUT).await;
     let _ = http.await;
     Ok(())
 }
+
+/// Longest wait for the filesystem clients to close at shutdown.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often a running scan logs its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);

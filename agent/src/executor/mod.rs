@@ -163,6 +163,14 @@ impl MergeRunner {
         Arc::clone(&self.metrics)
     }
 
+    /// Every cluster's filesystem client, by cluster (to close them at shutdown).
+    pub fn filesystems(&self) -> Vec<(String, Arc<dyn FileSystemWrite>)> {
+        self.clusters
+            .iter()
+            .map(|(name, c)| (name.clone(), Arc::clone(&c.fs)))
+            .collect()
+    }
+
     /// The id after the highest one in the audit log.
     pub fn first_job_id(&self) -> u64 {
         self.audit.max_job_id() + 1

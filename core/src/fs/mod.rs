@@ -274,6 +274,26 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     async fn close(&self) {}
 }
 
+/// Calls [`FileSystem::close`] on every cluster's client at once, waiting at most `timeout`
+/// for all of them (a dead NameNode must not hold up shutdown; the token then expires on its
+/// own). `clients` are `(cluster, client)` pairs. Returns whether all closed in time.
+pub async fn close_all<F: FileSystem + ?Sized>(
+    clients: &[(String, std::sync::Arc<F>)],
+    timeout: std::time::Duration,
+) -> bool {
+    let closing = futures::future::join_all(clients.iter().map(|(_, fs)| fs.close()));
+    if tokio::time::timeout(timeout, closing).await.is_ok() {
+        return true;
+    }
+    let clusters: Vec<&str> = clients.iter().map(|(c, _)| c.as_str()).collect();
+    tracing::warn!(
+        ?clusters,
+        ?timeout,
+        "Filesystem clients did not close in time (delegation tokens expire on their own)."
+    );
+    false
+}
+
 /// Where a MetaStore `LOCATION` points, relative to one cluster's storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResolvedLocation {
@@ -393,6 +413,74 @@ pub fn parent_path(path: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client whose `close` never finishes (a NameNode that accepted the connection and
+    /// went silent), or counts its calls.
+    #[derive(Debug, Default)]
+    struct Closing {
+        hangs: bool,
+        closed: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl FileSystem for Closing {
+        async fn list_status(&self, _: &str, _: &mut PageSink<'_>) -> Result<(), FsError> {
+            Ok(())
+        }
+        async fn file_status(&self, path: &str) -> Result<FileStatus, FsError> {
+            Err(FsError::NotFound {
+                path: path.to_owned(),
+            })
+        }
+        async fn probe(&self) -> Vec<EndpointProbe> {
+            Vec::new()
+        }
+        async fn read_range(&self, _: &str, _: u64, _: u64) -> Result<Bytes, FsError> {
+            Ok(Bytes::new())
+        }
+        async fn close(&self) {
+            if self.hangs {
+                std::future::pending::<()>().await;
+            }
+            self.closed
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn close_all_closes_each_client_once_and_never_hangs() {
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+        let a = Arc::new(Closing::default());
+        let b = Arc::new(Closing::default());
+        let clients = [
+            ("a".to_owned(), Arc::clone(&a)),
+            ("b".to_owned(), Arc::clone(&b)),
+        ];
+        assert!(close_all(&clients, Duration::from_secs(5)).await);
+        assert_eq!(a.closed.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(b.closed.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let hung: Arc<dyn FileSystem> = Arc::new(Closing {
+            hangs: true,
+            ..Closing::default()
+        });
+        let fine: Arc<dyn FileSystem> = Arc::clone(&a) as Arc<dyn FileSystem>;
+        let started = Instant::now();
+        let closed = close_all(
+            &[("dead".to_owned(), hung), ("ok".to_owned(), fine)],
+            Duration::from_millis(100),
+        )
+        .await;
+        assert!(!closed);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        // The live client was closed meanwhile (concurrently, not after the dead one).
+        assert_eq!(a.closed.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 
     fn hdfs(auth: &[&str]) -> LocationScheme {
         LocationScheme::Hdfs {

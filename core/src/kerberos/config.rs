@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, invalid, resolve};
+use crate::secret::{SecretKind, check_file_permissions};
 
 /// `[cluster.kerberos]` as written.
 ///
@@ -187,6 +188,10 @@ impl RawKerberos {
                 ccache: ccache_name(base, &cc).ok_or_else(|| bad("ccache is empty"))?,
             },
         };
+        if let CredentialSource::Keytab { keytab, .. } = &source {
+            // A keytab is a password: warned about (and counted) when others may read it.
+            check_file_permissions(keytab, SecretKind::Keytab);
+        }
         if !(self.renew_at > 0.0 && self.renew_at < 1.0) {
             return Err(bad("renew_at must be between 0 and 1 (exclusive)"));
         }
@@ -263,6 +268,28 @@ mod tests {
         assert_eq!(c.label(), "u@R");
         let c = parse("ccache = \"cc\"").unwrap();
         assert_eq!(c.label(), "FILE:/etc/hsf/cc");
+    }
+
+    #[test]
+    fn group_readable_keytab_is_reported_at_validation() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let keytab = dir.path().join("shared.keytab");
+        std::fs::write(&keytab, b"\x05\x02").unwrap();
+        std::fs::set_permissions(&keytab, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let before = keytab_count();
+        let raw: RawKerberos =
+            toml::from_str("principal = \"p@R\"\nkeytab = \"shared.keytab\"").unwrap();
+        raw.validate(dir.path()).unwrap();
+        // At least (other tests of this process may count their own keytabs meanwhile).
+        assert!(keytab_count() > before, "the keytab counts as insecure");
+    }
+
+    fn keytab_count() -> u64 {
+        crate::secret::insecure_counts()
+            .into_iter()
+            .find(|(k, _)| *k == SecretKind::Keytab)
+            .map_or(0, |(_, n)| n)
     }
 
     #[test]

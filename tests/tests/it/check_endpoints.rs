@@ -1,16 +1,21 @@
 //! The `check` commands of both binaries as processes, against the TLS databases
 //! (`tests/scripts/tls-databases.sh`): one line per endpoint naming what was reached and with
 //! which authentication and TLS, exit code 0 only when every endpoint works; the untrusted-CA
-//! failure named on its line; a group-readable password file warned about (never printed).
+//! failure named on its line; a group-readable password file warned about (never printed);
+//! a Kerberized WebHDFS (SPNEGO-only test server, the test KDC) named with its login
+//! principal, its delegation token given back after the probe.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use hive_smallfiles_tests::kdc::Kdc;
 use hive_smallfiles_tests::metastore_fixture::{DbKind, FixtureDb, SchemaVersion, unique_db_name};
 use hive_smallfiles_tests::require;
 use hive_smallfiles_tests::spark;
 use hive_smallfiles_tests::tls_databases::{CERT_USER, SSL_USER, TlsDatabases};
+use hive_smallfiles_tests::webhdfs_server::security::keytab_acceptor;
+use hive_smallfiles_tests::webhdfs_server::{SecurityOptions, ServerOptions, WebHdfsServer};
 
 /// Runs `bin --config.file config check` off the runtime's threads.
 async fn check(bin: &'static str, config: &Path) -> (Option<i32>, String, String) {
@@ -185,7 +190,7 @@ async fn agent_check_reports_every_endpoint_and_fails_on_one() {
     assert!(lines[1].ends_with(" auth=local-files: active"), "{out}");
     assert!(
         lines[2].starts_with(&format!(
-            "c hiveserver2 127.0.0.1:{closed} auth=plain user=hsf_test: FAILED: "
+            "c hiveserver2 127.0.0.1:{closed} transport=binary tls=off auth=plain user=hsf_test: FAILED: "
         )),
         "{out}"
     );
@@ -206,10 +211,90 @@ async fn agent_check_passes_against_spark() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
         out.lines().any(|l| l.starts_with(&format!(
-            "c hiveserver2 127.0.0.1:{} auth=plain user=hsf_test: OK (protocol ",
+            "c hiveserver2 127.0.0.1:{} transport=binary tls=off auth=plain user=hsf_test: OK (protocol ",
             spark::port()
         )) && l.ends_with(", SELECT 1)")),
         "{out}"
+    );
+    db.drop_database().await.unwrap();
+}
+
+/// Both binaries' `check` of a Kerberized WebHDFS: a SPNEGO-only NameNode (the test server's
+/// GSSAPI acceptor with the realm's `HTTP/localhost` keytab) and a plain PostgreSQL
+/// MetaStore. The storage line names the login principal; the probe's delegation token, if
+/// it took one, is cancelled before the command exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_the_kerberos_principal_of_webhdfs() {
+    require!(Kdc::unavailable());
+    let kdc = Kdc::get().unwrap();
+    // The children inherit KRB5_CONFIG.
+    kdc.apply_env();
+    let acceptor = keytab_acceptor(&kdc.http_keytab(), "HTTP/localhost@HSF.TEST").unwrap();
+    let srv = WebHdfsServer::start(
+        ServerOptions::new()
+            .host("localhost")
+            .security(SecurityOptions::new(acceptor)),
+    )
+    .await
+    .unwrap();
+    let db = FixtureDb::create(
+        DbKind::Postgres,
+        SchemaVersion::Hive2_1,
+        &unique_db_name("check_krb"),
+    )
+    .await
+    .unwrap();
+    let c = db.metastore_config();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = |extra: &str| {
+        format!(
+            "[[cluster]]\nname = \"c\"\n{extra}[cluster.metastore]\nurl = \"postgres://{}@{}:{}/{}\"\n\
+             [cluster.storage]\ntype = \"webhdfs\"\nnamenodes = [\"{}\"]\nauth = \"kerberos\"\n\
+             request_timeout = \"5s\"\nmax_retries = 0\n\
+             [cluster.kerberos]\nprincipal = \"{}\"\nkeytab = \"{}\"\n",
+            c.user,
+            c.host,
+            c.port,
+            c.database,
+            srv.namenode_url(0),
+            kdc.client_principal(),
+            kdc.client_keytab().display()
+        )
+    };
+    let exporter = dir.path().join("exporter.toml");
+    std::fs::write(&exporter, cluster("")).unwrap();
+    let agent = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent,
+        format!(
+            "audit_log = \"{}\"\n{}",
+            dir.path().join("audit.jsonl").display(),
+            cluster("engine = \"spark\"\n")
+        ),
+    )
+    .unwrap();
+    let want = format!(
+        "c storage {} auth=kerberos principal=hsf/localhost@HSF.TEST delegation_tokens=on: active",
+        srv.namenode_url(0)
+    );
+    for (bin, config) in [(crate::EXPORTER_BIN, &exporter), (crate::AGENT_BIN, &agent)] {
+        let (code, out, err) = check(bin, config).await;
+        assert_eq!(code, Some(0), "{bin}: {out}{err}");
+        assert!(
+            out.lines().any(|l| l == want),
+            "{bin}: want {want:?} in\n{out}{err}"
+        );
+        assert_eq!(srv.live_tokens(), 0, "{bin}: no token left behind");
+        assert_eq!(
+            srv.request_count(None, Some("CANCELDELEGATIONTOKEN"), Some(200)),
+            // The first request of a SPNEGO handshake is refused (401).
+            srv.request_count(None, Some("GETDELEGATIONTOKEN"), Some(200)),
+            "{bin}: every token obtained was cancelled"
+        );
+    }
+    assert!(
+        srv.auth_count(hive_smallfiles_tests::webhdfs_server::AuthKind::Negotiate) >= 2,
+        "each check authenticated over SPNEGO"
     );
     db.drop_database().await.unwrap();
 }

@@ -35,6 +35,7 @@ mod native_formats;
 mod native_spark;
 mod scan_report;
 mod secure_loop;
+mod secure_shutdown;
 mod storage_outage;
 mod switch_spark;
 mod unreferenced_files;

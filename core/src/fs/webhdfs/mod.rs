@@ -153,6 +153,25 @@ pub struct WebHdfsMetrics {
     pub token_expiry: Family<ClusterLabels, Gauge>,
 }
 
+impl WebHdfsMetrics {
+    /// Registers the Kerberos metrics of the WebHDFS clients, unprefixed
+    /// (`hive_hdfs_authentications_total`, `hive_hdfs_delegation_token_expiry_timestamp_seconds`):
+    /// both binaries' registries share them.
+    pub fn register_authentication(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "hive_hdfs_authentications",
+            "Kerberos events of the WebHDFS client (spnego, token_obtained, token_renewed, \
+             token_renewal_failed)",
+            self.authentications.clone(),
+        );
+        registry.register(
+            "hive_hdfs_delegation_token_expiry_timestamp_seconds",
+            "When the WebHDFS delegation token in use expires unless renewed",
+            self.token_expiry.clone(),
+        );
+    }
+}
+
 /// Labels of `hive_hdfs_authentications_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthLabels {
