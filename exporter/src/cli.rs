@@ -190,6 +190,15 @@ async fn scan_once(config: Config, format: ReportFormat, only: Option<&str>) -> 
         }
     }
     let cancel = cancel_on_signal();
+    let filesystems: Vec<_> = scanners
+        .iter()
+        .map(|s| {
+            (
+                s.config().name.clone(),
+                std::sync::Arc::clone(s.filesystem()),
+            )
+        })
+        .collect();
     let mut snapshots = Vec::new();
     let mut worst = ScanResult::Success;
     for mut scanner in scanners {
@@ -227,6 +236,8 @@ async fn scan_once(config: Config, format: ReportFormat, only: Option<&str>) -> 
         worst = worse(worst, snapshot.scan.result());
         snapshots.push(snapshot);
     }
+    // Gives back what the clients hold (WebHDFS delegation tokens), as the service does.
+    hive_smallfiles_core::fs::close_all(&filesystems, service::CLOSE_TIMEOUT).await;
     print!("{}", report::render(&snapshots, format));
     Ok(ExitCode::from(scan_exit_code(worst)))
 }
