@@ -47,7 +47,7 @@ pub mod metrics {
     use prometheus_client::registry::Registry;
 
     /// Registers `secret_files_insecure{kind="password|token|private_key|keytab"}`: secret
-    /// files found readable by their group or other users since start-up (see
+    /// files found readable by every user since start-up (see
     /// [`super::check_file_permissions`]). Call it with the binary's prefixed registry.
     pub fn register(registry: &mut Registry) {
         registry.register_collector(Box::new(InsecureFiles));
@@ -60,7 +60,7 @@ pub mod metrics {
         fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
             let mut family = encoder.encode_descriptor(
                 "secret_files_insecure",
-                "Secret files (passwords, tokens, private keys, keytabs) readable by their group or other users, found at start-up",
+                "Secret files (passwords, tokens, private keys, keytabs) readable by every user of the host, found at start-up",
                 None,
                 MetricType::Gauge,
             )?;

@@ -271,12 +271,12 @@ mod tests {
     }
 
     #[test]
-    fn group_readable_keytab_is_reported_at_validation() {
+    fn world_readable_keytab_is_reported_at_validation() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let keytab = dir.path().join("shared.keytab");
         std::fs::write(&keytab, b"\x05\x02").unwrap();
-        std::fs::set_permissions(&keytab, std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::set_permissions(&keytab, std::fs::Permissions::from_mode(0o644)).unwrap();
         let before = keytab_count();
         let raw: RawKerberos =
             toml::from_str("principal = \"p@R\"\nkeytab = \"shared.keytab\"").unwrap();

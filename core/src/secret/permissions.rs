@@ -1,7 +1,8 @@
 //! Permission checks of secret files (passwords, delegation tokens, TLS private keys,
-//! keytabs) at start-up: a file that the group or other users may read is worth a warning —
+//! keytabs) at start-up: a file that every user of the host may read is worth a warning —
 //! logged once per file and counted in the gauge `…secret_files_insecure{kind}` — never an
-//! error (operators share keytabs through a group on purpose). Contents are never read here.
+//! error. Group-readable files are fine: that is how a service user gets them (systemd's
+//! `SupplementaryGroups`, `chmod 0640`). Contents are never read here.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -47,7 +48,7 @@ impl fmt::Display for SecretKind {
     }
 }
 
-/// A secret file others may read.
+/// A secret file every user may read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InsecureFile {
     /// The file.
@@ -60,14 +61,10 @@ pub struct InsecureFile {
 
 impl fmt::Display for InsecureFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let who = match (self.mode & 0o040 != 0, self.mode & 0o004 != 0) {
-            (true, true) => "its group and every user",
-            (false, true) => "every user",
-            _ => "its group",
-        };
         write!(
             f,
-            "{} {} is readable by {who} (mode {:04o}); chmod 600 it",
+            "{} {} is readable by every user (mode {:04o}); chmod o-r it (0640 with a group \
+             of the service user, or 0600)",
             self.kind,
             self.path.display(),
             self.mode & 0o7777
@@ -75,9 +72,9 @@ impl fmt::Display for InsecureFile {
     }
 }
 
-/// Whether permission bits let the group or others read the file (pure).
+/// Whether permission bits let every user ("others") read the file (pure).
 pub fn readable_by_others(mode: u32) -> bool {
-    mode & 0o044 != 0
+    mode & 0o004 != 0
 }
 
 /// Files found insecure in this process, by kind (what the gauge shows).
@@ -123,7 +120,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
-    fn group_or_world_readable_files_are_reported_once() {
+    fn world_readable_files_are_reported_once() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pw");
         std::fs::write(&f, "hunter2\n").unwrap();
@@ -134,7 +131,7 @@ mod tests {
         let found = check_file_permissions(&f, SecretKind::Keytab).unwrap();
         let text = found.to_string();
         assert!(text.contains("keytab"), "{text}");
-        assert!(text.contains("group and every user"), "{text}");
+        assert!(text.contains("every user"), "{text}");
         assert!(text.contains("0644"), "{text}");
         assert!(!text.contains("hunter2"));
         // A second check of the same file does not count twice.
@@ -147,16 +144,13 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(keytabs(&after), keytabs(&before) + 1);
+        // Group-readable is how a service user gets its secrets: no warning.
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
-        assert!(
-            check_file_permissions(&f, SecretKind::Password)
-                .unwrap()
-                .to_string()
-                .contains("readable by its group")
-        );
+        assert_eq!(check_file_permissions(&f, SecretKind::Password), None);
         assert!(check_file_permissions(&dir.path().join("missing"), SecretKind::Token).is_none());
         assert!(!readable_by_others(0o600));
         assert!(!readable_by_others(0o400));
+        assert!(!readable_by_others(0o640));
         assert!(readable_by_others(0o604));
     }
 }

@@ -1,7 +1,7 @@
 //! The `check` commands of both binaries as processes, against the TLS databases
 //! (`tests/scripts/tls-databases.sh`): one line per endpoint naming what was reached and with
 //! which authentication and TLS, exit code 0 only when every endpoint works; the untrusted-CA
-//! failure named on its line; a group-readable password file warned about (never printed);
+//! failure named on its line; a world-readable password file warned about (never printed);
 //! a Kerberized WebHDFS (SPNEGO-only test server, the test KDC) named with its login
 //! principal, its delegation token given back after the probe.
 
@@ -94,7 +94,7 @@ async fn exporter_check_names_tls_and_auth_per_endpoint() {
     );
     assert!(
         err.contains("insecure secret file") && err.contains("password file"),
-        "the group-readable password file is warned about: {err}"
+        "the world-readable password file is warned about: {err}"
     );
     assert!(
         !out.contains(SSL_USER.1) && !err.contains(SSL_USER.1),

@@ -331,6 +331,21 @@ async fn kerberized_cluster_alert_to_native_and_engine_merges() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    let metrics = client
+        .get(format!("{}/metrics", stack.exporter_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failures: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("hive_exporter_kerberos_login_failures_total{"))
+        .filter(|l| !l.ends_with(" 0"))
+        .collect();
+    assert!(failures.is_empty(), "failed logins: {failures:?}");
+
     // Only SPNEGO, cookies and delegation tokens reached the NameNode; never `user.name`.
     let handle = srv.handle();
     assert!(handle.auth_count(AuthKind::Negotiate) >= 1);

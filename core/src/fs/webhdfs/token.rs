@@ -4,7 +4,7 @@
 //! `RENEWDELEGATIONTOKEN` answers `{"long": <new expiration time in ms>}`,
 //! `CANCELDELEGATIONTOKEN` answers 200):
 //!
-//! * the first request fetches a token over SPNEGO (renewer: this client's own short name) and
+//! * the first request fetches a token over SPNEGO (renewer: the NameNode's name for us) and
 //!   renews it at once to learn its expiry (the token itself carries only its maximum date);
 //! * every NameNode request then sends `delegation=<token>` instead of SPNEGO, and the
 //!   NameNode's DataNode redirects (`OPEN`, `CREATE`) carry it on;
@@ -114,12 +114,6 @@ struct WireToken {
 #[derive(Deserialize)]
 struct LongEnvelope {
     long: i64,
-}
-
-/// The short name of a principal (`hsf/host@REALM` → `hsf`), Hadoop's default
-/// `auth_to_local` rule for principals of the default realm.
-pub(super) fn short_name(principal: &str) -> &str {
-    principal.split(['/', '@']).next().unwrap_or(principal)
 }
 
 /// The `maxDate` of a token's identifier. `urlString` is the URL-safe base64 (no padding) of
@@ -296,19 +290,11 @@ impl WebHdfs {
         spnego: &Spnego,
         tokens: &DelegationTokens,
     ) -> Result<Option<TokenState>, FsError> {
-        let principal = match spnego.kerberos.principal() {
-            Some(p) => p,
-            None => {
-                spnego
-                    .kerberos
-                    .ensure_login()
-                    .await
-                    .map_err(|e| auth::kerberos_error(GETDELEGATIONTOKEN, "/", "login", &e))?;
-                spnego.kerberos.principal().unwrap_or_default()
-            }
-        };
-        let renewer = short_name(&principal).to_owned();
-        let params = [("renewer", renewer.as_str())];
+        // No `renewer`: the NameNode then names the renewer itself, with its own mapping of our
+        // principal (`auth_to_local`), as `NamenodeWebHdfsMethods.generateDelegationToken`
+        // does (`renewer == null ? ugi.getShortUserName() : renewer`); a short name guessed
+        // here would be refused at every renewal on clusters with other mapping rules.
+        let params: [(&str, &str); 0] = [];
         let reply = self
             .spnego_with_failover(spnego, GETDELEGATIONTOKEN, Method::GET, &params)
             .await?;
@@ -344,7 +330,7 @@ impl WebHdfs {
         };
         self.set_token_expiry(expires_ms);
         tracing::info!(
-            cluster = %self.cluster, renewer, expires_ms, max_ms,
+            cluster = %self.cluster, expires_ms, max_ms,
             "Obtained a delegation token over SPNEGO."
         );
         Ok(Some(TokenState {
@@ -483,13 +469,6 @@ mod tests {
         assert_eq!(plan(&st, 95_000), Plan::Use);
         assert_eq!(plan(&st, 99_000), Plan::Fetch, "capped at the maximum date");
         assert_eq!(plan(&state(0, None, None), i64::MAX), Plan::Use);
-    }
-
-    #[test]
-    fn short_names_of_principals() {
-        assert_eq!(short_name("hsf/localhost@HSF.TEST"), "hsf");
-        assert_eq!(short_name("hsf-short@HSF.TEST"), "hsf-short");
-        assert_eq!(short_name("plain"), "plain");
     }
 
     /// `WritableUtils.writeVLong`.
