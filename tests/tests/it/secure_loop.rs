@@ -106,17 +106,19 @@ async fn value(client: &reqwest::Client, prom: &str, q: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The exporter's own `/metrics` text (empty when it does not answer).
+async fn metrics_text(client: &reqwest::Client, exporter: &str) -> String {
+    match client.get(format!("{exporter}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
 /// A sample of the exporter's own `/metrics` whose line starts with `prefix`.
 async fn scrape(client: &reqwest::Client, exporter: &str, prefix: &str) -> Option<f64> {
-    let text = client
-        .get(format!("{exporter}/metrics"))
-        .send()
+    metrics_text(client, exporter)
         .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
+        .lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
@@ -331,14 +333,7 @@ async fn kerberized_cluster_alert_to_native_and_engine_merges() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    let metrics = client
-        .get(format!("{}/metrics", stack.exporter_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, &stack.exporter_url).await;
     let failures: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("hive_exporter_kerberos_login_failures_total{"))
