@@ -110,6 +110,19 @@ impl AgentProcess {
     }
 }
 
+/// Lets a child paused by [`AgentProcess::run_to_failpoint`] with `resume` go on and waits
+/// for it: its exit code and standard output.
+pub async fn resume_and_wait(child: Child, resume: &Path) -> (Option<i32>, String) {
+    std::fs::write(resume, b"go").unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 /// Kills a child with SIGKILL (no shutdown path runs) and reaps it.
 pub fn kill9(mut child: Child) {
     child.kill().unwrap();

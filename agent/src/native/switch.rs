@@ -4,8 +4,8 @@
 //! The forward path (see `commit/switch.rs`): stage into `<merge>/output`, verify, write the
 //! manifest, re-list the old directory, rename `output` to the new location (a hidden path
 //! used by no earlier merge), write the `switching` marker, switch the partition's location
-//! through the engine, reconcile (files that arrived in the old directory move to the new one;
-//! a changed source switches back), write `committed`. The old directory is never touched
+//! through the engine, reconcile (a changed or vanished source, or a file that arrived in the
+//! old directory, switches back: the old directory is complete), write `committed`. The old directory is never touched
 //! until the grace period after `committed` has passed — queries that planned on it read it
 //! to the end — then it moves into `<merge>/backup`, kept for the backup retention.
 //!

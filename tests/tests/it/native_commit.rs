@@ -599,16 +599,9 @@ async fn concurrent_writer(webhdfs: bool) {
             .entry(text_lines(added, false)[0].clone())
             .or_default() += 1;
         rows_expected.retain(|_, n| *n > 0);
-        std::fs::write(&resume, b"go").unwrap();
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(want_code),
-            "{fp}/{action}: {stdout}"
-        );
+        let (code, stdout) =
+            hive_smallfiles_tests::agent_process::resume_and_wait(child, &resume).await;
+        assert_eq!(code, Some(want_code), "{fp}/{action}: {stdout}");
         if !reason.is_empty() {
             assert!(
                 stdout.contains(reason),

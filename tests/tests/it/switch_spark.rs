@@ -461,3 +461,65 @@ async fn writers_appending_during_switch_merges_lose_nothing() {
     spark.close().await;
     drop(db);
 }
+
+/// The race of a Hive-format insert with a switch merge, made deterministic: the merge pauses
+/// right after its switch, a writer that looked the partition up before it puts a file into
+/// the old directory, the merge goes on, and then the writer's `loadPartition` writes the old
+/// location back (`ALTER … SET LOCATION` through Spark, as Hive's `alterPartition` does). The
+/// agent must have switched back and left the arrival where it was: the partition reads the
+/// old directory with every row, the writer's included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_arriving_after_the_switch_switches_back_and_survives_a_location_write_back() {
+    require!(spark::unavailable());
+    let mut spark = Spark::open().await;
+    let db = SparkDb::create(&mut spark, "switch_arrival").await;
+    let t = SparkTable::create(&mut spark, &db, "logs", "STORED AS TEXTFILE", &["p00"], 3).await;
+    let original = seen(&mut spark, &t).await;
+    let part = original.partitions[0].clone();
+    let old = location(&mut spark, &t, &part).await;
+    let agent = Agent::with_commit(&db.name, "native", "1h", "switch", "1h");
+    let resume = agent.dir.path().join("resume-arrival");
+    let child = agent
+        .process
+        .run_to_failpoint(
+            &agent.merge_args(&t.name, Some(&part)),
+            "after_switch",
+            Some(&resume),
+        )
+        .await;
+    assert_ne!(
+        location(&mut spark, &t, &part).await,
+        old,
+        "paused after the switch"
+    );
+    // The writer's file: a copy of one of the partition's files under a new name.
+    let first = t.files(&part)[0].clone();
+    let data = std::fs::read(old.join(&first)).unwrap();
+    let added = data.iter().filter(|b| **b == b'\n').count() as u64;
+    assert!(added > 0);
+    std::fs::write(old.join("000099_0"), &data).unwrap();
+    let (code, stdout) =
+        hive_smallfiles_tests::agent_process::resume_and_wait(child, &resume).await;
+    assert_eq!(code, Some(1), "the merge is abandoned: {stdout}");
+    assert!(stdout.contains("source_changed"), "{stdout}");
+    assert_eq!(location(&mut spark, &t, &part).await, old, "switched back");
+    // The writer's loadPartition writes the location it looked up.
+    spark
+        .exec(&format!(
+            "ALTER TABLE {} PARTITION (dt='p00') SET LOCATION 'file:{}'",
+            t.qualified(),
+            old.display()
+        ))
+        .await;
+    spark
+        .exec(&format!("REFRESH TABLE {}", t.qualified()))
+        .await;
+    assert_eq!(
+        seen(&mut spark, &t).await.count,
+        original.count + added,
+        "every row, the writer's included"
+    );
+    assert!(old.join("000099_0").is_file(), "the arrival stayed");
+    spark.close().await;
+    drop(db);
+}

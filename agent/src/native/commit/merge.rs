@@ -246,7 +246,8 @@ impl Committer {
         fail_point!("after_relist");
 
         let arrived = if let Some((s, _)) = switch {
-            self.switch_commit(&manifest, m, s.locations).await?
+            self.switch_commit(&manifest, m, s.locations).await?;
+            Vec::new()
         } else {
             // The swap: two renames, nothing in between.
             let recreated = self.swap(target, m).await?;

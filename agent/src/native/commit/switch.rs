@@ -67,14 +67,13 @@ impl Committer {
     }
 
     /// The forward path after the last look: output → new location, `switching`, the
-    /// switch, reconcile, `committed`. Returns the files that arrived in the old directory
-    /// and moved to the new one.
+    /// switch, reconcile, `committed`.
     pub(super) async fn switch_commit(
         &self,
         manifest: &Manifest,
         m: &MergeLayout,
         locations: &dyn Locations,
-    ) -> Result<Vec<String>, NativeError> {
+    ) -> Result<(), NativeError> {
         let fs = &self.fs;
         let new = new_location(manifest)?;
         fs.mkdirs(parent_path(new), None).await?;
@@ -101,16 +100,20 @@ impl Committer {
         self.reconcile_switch(manifest, m, locations).await
     }
 
-    /// After the switch: files that arrived in the old directory (a writer that looked the
-    /// location up before the switch) move to the new one; a source that changed or
-    /// vanished switches back (the merged files lack its rows); then `committed`.
+    /// After the switch: a source that changed or vanished, or a file that arrived in the
+    /// old directory (a writer that looked the location up before the switch), switches back
+    /// — the old directory is complete, the merged one lacks those rows; then `committed`.
+    ///
+    /// Arrivals are not moved into the new directory: a Hive-format insert (Hive's
+    /// `loadPartition`, used by Hive and Spark) that looked the partition up before the switch
+    /// writes the old location back when it finishes, and the partition would then read the
+    /// old directory without the moved file until the grace period ends.
     async fn reconcile_switch(
         &self,
         manifest: &Manifest,
         m: &MergeLayout,
         locations: &dyn Locations,
-    ) -> Result<Vec<String>, NativeError> {
-        let new = new_location(manifest)?;
+    ) -> Result<(), NativeError> {
         let old = &manifest.partition_path;
         let entries = match list_all(self.fs.as_ref(), old).await {
             Ok(e) => e,
@@ -136,8 +139,8 @@ impl Committer {
             .filter(|s| !entries.iter().any(|e| e.name == s.name))
             .map(|s| s.name.as_str())
             .collect();
-        if !changed.is_empty() || !missing.is_empty() {
-            tracing::warn!(merge = %m.dir, ?changed, ?missing, "Sources changed during the switch; switching back.");
+        if !changed.is_empty() || !missing.is_empty() || !arrived.is_empty() {
+            tracing::warn!(merge = %m.dir, ?changed, ?missing, ?arrived, "Sources changed during the switch; switching back.");
             locations
                 .switch(&manifest.table, &manifest.partition, old)
                 .await?;
@@ -147,18 +150,15 @@ impl Committer {
                 "source_changed",
                 format!(
                     "sources changed during the switch (changed {changed:?}, removed \
-                     {missing:?}); switched back"
+                     {missing:?}, arrived {arrived:?}); switched back"
                 ),
             ));
-        }
-        for name in &arrived {
-            self.move_in(&join_path(old, name), new, name).await?;
         }
         fail_point!("after_reconcile");
         self.write_marker(&m.committed, &now_ms().to_string())
             .await?;
         fail_point!("after_commit");
-        Ok(arrived)
+        Ok(())
     }
 
     async fn observe_switch(
