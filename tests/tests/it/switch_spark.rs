@@ -523,3 +523,39 @@ async fn a_file_arriving_after_the_switch_switches_back_and_survives_a_location_
     spark.close().await;
     drop(db);
 }
+
+/// A write in flight in the table's directory (here the `_temporary` directory of Hadoop's
+/// FileOutputCommitter, which Spark's inserts use for partitions at their default path) makes
+/// a switch merge leave the partition alone: that writer resolved the old location and would
+/// put its files there after the switch. Once the write is over, the merge goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_in_flight_keeps_the_partition_from_being_switched() {
+    require!(spark::unavailable());
+    let mut spark = Spark::open().await;
+    let db = SparkDb::create(&mut spark, "switch_inflight").await;
+    let t = SparkTable::create(&mut spark, &db, "logs", "STORED AS TEXTFILE", &["p00"], 3).await;
+    let original = seen(&mut spark, &t).await;
+    let part = original.partitions[0].clone();
+    let old = location(&mut spark, &t, &part).await;
+    let agent = Agent::with_commit(&db.name, "native", "1h", "switch", "1h");
+    let staging = t.dir.join("_temporary/0/_temporary");
+    std::fs::create_dir_all(&staging).unwrap();
+    let (code, out) = agent
+        .process
+        .run(&agent.merge_args(&t.name, Some(&part)))
+        .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("writer_in_flight"), "{out}");
+    assert_eq!(location(&mut spark, &t, &part).await, old, "not switched");
+    assert_same_through_spark(&mut spark, &t, &original, "after the refusal").await;
+    std::fs::remove_dir_all(t.dir.join("_temporary")).unwrap();
+    let (code, out) = agent
+        .process
+        .run(&agent.merge_args(&t.name, Some(&part)))
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert_ne!(location(&mut spark, &t, &part).await, old, "switched");
+    assert_same_through_spark(&mut spark, &t, &original, "after the merge").await;
+    spark.close().await;
+    drop(db);
+}

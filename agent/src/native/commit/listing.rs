@@ -21,7 +21,7 @@ const ACTIVE_WRITER_PREFIXES: &[&str] = &[
     "_scratchdir",
 ];
 
-fn is_active_writer(name: &str) -> bool {
+pub(super) fn is_active_writer(name: &str) -> bool {
     ACTIVE_WRITER_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 

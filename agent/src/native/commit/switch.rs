@@ -9,6 +9,7 @@ use bytes::Bytes;
 use hive_smallfiles_core::fs::{FsError, join_path, parent_path};
 
 use super::io::{copy_file, now_ms};
+use super::listing::is_active_writer;
 use super::{Committer, Locations, exists, list_all, read_file};
 use crate::native::error::{NativeError, aborted};
 use crate::native::failpoint::fail_point;
@@ -92,12 +93,56 @@ impl Committer {
                 format!("the partition moved to {now:?} during the merge"),
             ));
         }
+        if let Some(staging) = self.writer_in_flight(manifest).await? {
+            fs.delete(new, true).await?;
+            fs.delete(&m.dir, true).await?;
+            return Err(aborted(
+                "writer_in_flight",
+                format!(
+                    "a write to the table is in flight ({staging}): it may put files into the \
+                     old directory after the switch; the partition is left as it was"
+                ),
+            ));
+        }
         fail_point!("before_switch");
         locations
             .switch(&manifest.table, &manifest.partition, new)
             .await?;
         fail_point!("after_switch");
         self.reconcile_switch(manifest, m, locations).await
+    }
+
+    /// The staging directory of a write in flight in the table's directory, if any (the names
+    /// a partition is refused for, `listing::is_active_writer`): Spark's file commit protocol
+    /// (`_temporary` of Hadoop's FileOutputCommitter for partitions at their default path,
+    /// `.spark-staging-<job>` for custom partition locations), Hive's `.hive-staging_hive_…`,
+    /// Impala's `_impala_insert_staging`. Such a writer resolved
+    /// the partition's location before the switch and moves its files there when its job
+    /// commits, possibly after the reconcile step: the rows would stay out of sight until the
+    /// grace period. Only partitions at their default path (`<table>/<partition name>`) tell
+    /// where the table's directory is; staging directories older than a day are leftovers.
+    async fn writer_in_flight(&self, manifest: &Manifest) -> Result<Option<String>, NativeError> {
+        let Some(table_dir) = manifest
+            .partition_path
+            .strip_suffix(manifest.partition.as_str())
+            .and_then(|p| p.strip_suffix('/'))
+            .filter(|p| !p.is_empty() && !manifest.partition.is_empty())
+        else {
+            return Ok(None);
+        };
+        let entries = match list_all(self.fs.as_ref(), table_dir).await {
+            Ok(e) => e,
+            Err(FsError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        // Failed jobs leave staging directories behind for good: only recent ones count.
+        let since = now_ms() - STAGING_IN_FLIGHT_MS;
+        Ok(entries
+            .iter()
+            .filter(|e| e.modification_time_ms >= since)
+            .map(|e| e.name.as_str())
+            .find(|n| is_active_writer(n))
+            .map(|n| join_path(table_dir, n)))
     }
 
     /// After the switch: a source that changed or vanished, or a file that arrived in the
@@ -400,3 +445,7 @@ fn is_checksum_of_source(manifest: &Manifest, name: &str) -> bool {
         .and_then(|n| n.strip_suffix(".crc"))
         .is_some_and(|base| manifest.source(base).is_some())
 }
+
+/// How recent a writer's staging directory must be to count as a write in flight: older ones
+/// are what failed jobs left behind (a day: longer than inserts run).
+const STAGING_IN_FLIGHT_MS: i64 = 24 * 3600 * 1000;
