@@ -64,16 +64,7 @@ impl Kdc {
     /// The running realm, starting it with `kdc.sh start` when it is not running; `Err` with
     /// the reason when it cannot be started.
     pub fn get() -> Result<Self, String> {
-        let out = Command::new(Self::script())
-            .arg("start")
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", Self::script().display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "the test KDC did not start: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
+        crate::process::start_service_script(&Self::script(), "the test KDC")?;
         Ok(Self {
             dir: Self::dir(),
             port: None,

@@ -189,6 +189,23 @@ impl Drop for ServedProcess {
     }
 }
 
+/// Runs a service script of `tests/scripts/` with `start` (they are idempotent: a no-op when
+/// the service runs); `Err` naming `what` and the script's own error output when it fails.
+pub fn start_service_script(script: &Path, what: &str) -> Result<(), String> {
+    let out = Command::new(script)
+        .arg("start")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} did not start: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,6 @@
 //! [`require!`](crate::require); [`TlsDatabases::get`] starts them (a no-op when they run).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use hive_smallfiles_core::metastore::{Backend, ClientCert, MetastoreConfig, TlsMode, TlsSettings};
@@ -47,16 +46,7 @@ impl TlsDatabases {
     /// Starts both servers when they are not running (`tls-databases.sh start`); `Err` with
     /// the reason when they cannot be started.
     pub fn get() -> Result<Self, String> {
-        let out = Command::new(Self::script())
-            .arg("start")
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", Self::script().display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "the TLS databases did not start: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
+        crate::process::start_service_script(&Self::script(), "the TLS databases")?;
         Ok(Self {
             dir: std::env::var_os("HSF_TLS_DIR")
                 .map_or_else(|| PathBuf::from("/tmp/hsf-tls"), PathBuf::from),
