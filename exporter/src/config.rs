@@ -19,6 +19,8 @@ use hive_smallfiles_core::metastore::MetastoreConfig;
 use hive_smallfiles_core::web::ServerSettings;
 use serde::Deserialize;
 
+use crate::shard::Shard;
+
 // === raw config ===
 
 /// The configuration file as written.
@@ -83,6 +85,19 @@ pub struct RawCluster {
     /// filtered with reason `materialized_view`. Default true.
     #[serde(default = "default_true")]
     pub materialized_views: bool,
+    /// Partitions (or unpartitioned tables) whose newest file is younger than this are "hot":
+    /// still being written. `hive_table_cold_*` count the others, the part a merge may touch
+    /// now. Keep it equal to the agent's `quiet_period`. Default 1h.
+    #[serde(default = "default_quiet_period", with = "humantime_serde")]
+    pub quiet_period: Duration,
+    /// Partitions of the whole cluster kept for drill-down (`hive_partition_*`), the worst by
+    /// excess files. 0 turns the per-partition series off. Default 20.
+    #[serde(default = "default_top_partitions")]
+    pub top_partitions: usize,
+    /// This replica's share of the tables, `"i/n"` (0-based): replica `i` of `n` scans the
+    /// tables whose stable hash of cluster/database/table falls to it. Default: all tables.
+    #[serde(default)]
+    pub shard: Option<String>,
 }
 
 fn default_small() -> ByteSize {
@@ -105,6 +120,12 @@ fn default_list_concurrency() -> usize {
 }
 fn default_true() -> bool {
     true
+}
+fn default_quiet_period() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_top_partitions() -> usize {
+    20
 }
 // === validated config ===
 
@@ -146,6 +167,12 @@ pub struct ClusterConfig {
     pub unreferenced_files: bool,
     /// Whether materialized views are listed.
     pub materialized_views: bool,
+    /// Partitions written to more recently than this are hot (not counted as cold).
+    pub quiet_period: Duration,
+    /// Worst partitions of the cluster kept for drill-down.
+    pub top_partitions: usize,
+    /// This replica's share of the tables; `None`: all.
+    pub shard: Option<Shard>,
 }
 
 impl Config {
@@ -218,6 +245,12 @@ impl RawCluster {
         }
         let filter =
             TableFilter::new(&self.include, &self.exclude).map_err(|m| invalid(&name, m))?;
+        let shard = self
+            .shard
+            .as_deref()
+            .map(str::parse::<Shard>)
+            .transpose()
+            .map_err(|m| invalid(&name, m))?;
         Ok(ClusterConfig {
             name,
             metastore,
@@ -232,6 +265,9 @@ impl RawCluster {
             list_concurrency: self.list_concurrency,
             unreferenced_files: self.unreferenced_files,
             materialized_views: self.materialized_views,
+            quiet_period: self.quiet_period,
+            top_partitions: self.top_partitions,
+            shard,
         })
     }
 }

@@ -21,4 +21,5 @@ pub mod report;
 pub mod scan;
 pub mod server;
 pub mod service;
+pub mod shard;
 pub mod snapshot;

@@ -531,7 +531,7 @@ impl Collector for SnapshotCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{ScanSummary, TableResults, TableStats, Unreferenced};
+    use crate::snapshot::{ColdCounts, ScanSummary, TableResults, TableStats, Unreferenced};
     use hive_smallfiles_core::walk::counts::FileCounts;
 
     pub(crate) fn sample_snapshot() -> ClusterSnapshot {
@@ -562,6 +562,7 @@ mod tests {
                         files: 5,
                         bytes: 1234,
                     }),
+                    cold: ColdCounts::default(),
                 },
                 TableStats {
                     catalog: "hive".into(),
@@ -577,6 +578,7 @@ mod tests {
                     excess_files: 0,
                     missing_directories: 1,
                     unreferenced: None,
+                    cold: ColdCounts::default(),
                 },
             ],
             scan: ScanSummary {

@@ -385,6 +385,7 @@ mod tests {
             excess_files: excess,
             missing_directories: 0,
             unreferenced: None,
+            cold: crate::snapshot::ColdCounts::default(),
         }
     }
 

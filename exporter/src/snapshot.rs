@@ -42,6 +42,50 @@ pub struct TableStats {
     /// when not looked at (unpartitioned tables, the view turned off, a table location not on
     /// this cluster).
     pub unreferenced: Option<Unreferenced>,
+    /// The merge-able part of the table: its partitions (or the unpartitioned table itself)
+    /// whose newest file is older than the cluster's `quiet_period`.
+    pub cold: ColdCounts,
+}
+
+/// Counts over the partitions of a table not written to within the quiet period: what a merge
+/// may touch now, even while newer partitions are still being appended to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ColdCounts {
+    /// Cold partitions (1 for a cold unpartitioned table).
+    pub partitions: u64,
+    /// Files in them.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Small files in them.
+    pub small_files: u64,
+    /// Bytes held by those small files.
+    pub small_bytes: u64,
+    /// Sum over the cold partitions of what a perfect merge would remove.
+    pub excess_files: u64,
+}
+
+/// One partition among the worst of a cluster, kept for drill-down panels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionStats {
+    /// Database label (see [`TableStats::database`]).
+    pub database: String,
+    /// Table name.
+    pub table: String,
+    /// Partition name (`k1=v1/k2=v2`, as `PART_NAME`).
+    pub partition: String,
+    /// Files.
+    pub files: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Small files.
+    pub small_files: u64,
+    /// Bytes held by small files.
+    pub small_bytes: u64,
+    /// What a perfect merge of the partition would remove.
+    pub excess_files: u64,
+    /// Newest file modification time, ms since the epoch (0 when empty).
+    pub newest_modification_ms: i64,
 }
 
 /// Data below a partitioned table's location that no partition points at ("dark data"):
@@ -211,6 +255,9 @@ pub struct ClusterSnapshot {
     pub schema: Option<SchemaInfo>,
     /// NameNodes (or the local root) as last probed.
     pub endpoints: Vec<EndpointProbe>,
+    /// The cluster's worst partitions by excess files (at most `top_partitions`), worst
+    /// first.
+    pub top_partitions: Vec<PartitionStats>,
 }
 
 #[cfg(test)]

@@ -149,6 +149,8 @@ pub struct FileCounts {
     pub bytes: u64,
     /// Files smaller than the threshold (empty files included).
     pub small_files: u64,
+    /// Bytes held in small files.
+    pub small_bytes: u64,
     /// Zero-length files.
     pub empty_files: u64,
     /// Newest modification time in ms (0 when there are no files).
@@ -192,6 +194,7 @@ impl FileCounts {
         self.bytes += length;
         if length < small_threshold {
             self.small_files += 1;
+            self.small_bytes += length;
         }
         if length == 0 {
             self.empty_files += 1;
@@ -206,6 +209,7 @@ impl FileCounts {
         self.files += other.files;
         self.bytes += other.bytes;
         self.small_files += other.small_files;
+        self.small_bytes += other.small_bytes;
         self.empty_files += other.empty_files;
         self.newest_modification_ms = self
             .newest_modification_ms

@@ -26,11 +26,12 @@ pub mod counts;
 use counts::FileCounts;
 
 /// [`FileCounts`] of one directory's direct files as remembered between scans: the same
-/// numbers with 32-bit counters (88 instead of 128 bytes; HDFS caps a directory at a few
+/// numbers with 32-bit counters (96 instead of 136 bytes; HDFS caps a directory at a few
 /// million entries). A directory whose counts do not fit is not remembered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct CachedFiles {
     bytes: u64,
+    small_bytes: u64,
     newest_modification_ms: i64,
     newest_access_ms: i64,
     files: u32,
@@ -48,6 +49,7 @@ impl CachedFiles {
         }
         Some(Self {
             bytes: c.bytes,
+            small_bytes: c.small_bytes,
             newest_modification_ms: c.newest_modification_ms,
             newest_access_ms: c.newest_access_ms,
             files: u32::try_from(c.files).ok()?,
@@ -62,6 +64,7 @@ impl CachedFiles {
         FileCounts {
             files: self.files.into(),
             bytes: self.bytes,
+            small_bytes: self.small_bytes,
             small_files: self.small_files.into(),
             empty_files: self.empty_files.into(),
             newest_modification_ms: self.newest_modification_ms,

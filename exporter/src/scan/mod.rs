@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ClusterConfig;
 use crate::snapshot::{
-    ClusterSnapshot, ScanSummary, SkippedTable, TableResults, TableStats, every_table_failed,
+    ClusterSnapshot, ColdCounts, ScanSummary, SkippedTable, TableResults, TableStats,
+    every_table_failed,
 };
 use hive_smallfiles_core::fs::webhdfs::WebHdfsConfigError;
 use hive_smallfiles_core::fs::{
@@ -74,6 +75,8 @@ pub const FILTERED_GLOB: &str = "glob";
 pub const FILTERED_CATALOG: &str = "catalog";
 /// `reason` of materialized views when `materialized_views = false`.
 pub const FILTERED_MATERIALIZED_VIEW: &str = "materialized_view";
+/// `reason` of tables another shard scans (`shard = "i/n"`).
+pub const FILTERED_SHARD: &str = "shard";
 
 /// Live progress of a running scan, for progress lines.
 #[derive(Debug, Default)]
@@ -321,6 +324,7 @@ impl ClusterScanner {
                     completed_once: true,
                     schema: Some(schema),
                     endpoints,
+                    top_partitions: Vec::new(),
                 }
             }
             Err(e) => {
@@ -412,6 +416,17 @@ impl ClusterScanner {
                 *filtered_by_reason
                     .entry(FILTERED_MATERIALIZED_VIEW)
                     .or_default() += 1;
+                continue;
+            }
+            if let Some(shard) = self.config.shard
+                && !shard.owns(
+                    &self.config.name,
+                    &database_label(&table.catalog, &table.database),
+                    &table.name,
+                )
+            {
+                results.filtered += 1;
+                *filtered_by_reason.entry(FILTERED_SHARD).or_default() += 1;
                 continue;
             }
             let filter = &self.config.filter;
@@ -617,6 +632,7 @@ impl ClusterScanner {
                 missing_directories: acc.missing,
                 // Examined, or nothing to examine (the location lies in a partition).
                 unreferenced: location.as_ref().map(|_| findings.found),
+                cold: ColdCounts::default(),
             });
             self.progress.tables_done.fetch_add(1, Ordering::Relaxed);
         }
