@@ -104,14 +104,13 @@ pub fn demo_rules() -> String {
         !demo.contains("hive_table_cold_"),
         "demo_rules: the merge alert's expression changed"
     );
-    demo
-    .lines()
-    .map(|l| match l.trim_start().strip_prefix("for:") {
-        Some(_) => format!("{}for: 2s", &l[..l.len() - l.trim_start().len()]),
-        None => l.to_owned(),
-    })
-    .collect::<Vec<_>>()
-    .join("\n")
+    demo.lines()
+        .map(|l| match l.trim_start().strip_prefix("for:") {
+            Some(_) => format!("{}for: 2s", &l[..l.len() - l.trim_start().len()]),
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Starts a child in its own process group: a Ctrl-C in the terminal reaches the demo, which
