@@ -1,15 +1,9 @@
-//! Checks of the Grafana dashboards (`dashboards/*.json`) and the deployment files
-//! (`deploy/`): the dashboards' JSON model, every YAML file's syntax, and every PromQL
-//! expression of the dashboards (panels, annotations, variable queries) against a real
-//! Prometheus server (Debian package `prometheus`, which also provides promtool).
+//! Checks of the deployment files (`deploy/`): every YAML file's syntax and Kubernetes
+//! objects' shape, and the sharded deployments (Kubernetes, systemd, Prometheus) agreeing
+//! with each other and with the exporter's `shard = "i/n"` setting. The dashboards are
+//! checked in `dashboards.rs`.
 
-use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use serde_json::Value;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -38,229 +32,6 @@ fn files(dir: &Path, suffixes: &[&str]) -> Vec<PathBuf> {
     }
     out.sort();
     out
-}
-
-fn dashboards() -> Vec<(PathBuf, Value)> {
-    let files = files(&repo_root().join("dashboards"), &[".json"]);
-    assert!(
-        files.len() >= 4,
-        "expected the four dashboards, found {files:?}"
-    );
-    files
-        .into_iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).expect("read dashboard");
-            let json: Value = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", p.display()));
-            (p, json)
-        })
-        .collect()
-}
-
-/// Every panel, rows' nested panels included.
-fn all_panels(dashboard: &Value) -> Vec<&Value> {
-    fn walk<'a>(panels: &'a Value, out: &mut Vec<&'a Value>) {
-        for p in panels.as_array().into_iter().flatten() {
-            out.push(p);
-            if let Some(children) = p.get("panels") {
-                walk(children, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&dashboard["panels"], &mut out);
-    out
-}
-
-fn is_prometheus_datasource(ds: &Value) -> bool {
-    ds.get("type").and_then(Value::as_str) == Some("prometheus")
-        && ds.get("uid").and_then(Value::as_str) == Some("${datasource}")
-}
-
-/// Grafana's variables replaced by values Prometheus accepts.
-fn substitute(expr: &str) -> String {
-    [
-        ("${__rate_interval}", "5m"),
-        ("$__rate_interval", "5m"),
-        ("${__interval}", "1m"),
-        ("$__interval", "1m"),
-        ("${__range}", "1h"),
-        ("$__range", "1h"),
-        ("${cluster}", ".*"),
-        ("$cluster", ".*"),
-        ("${database}", ".*"),
-        ("$database", ".*"),
-        ("${table}", ".*"),
-        ("$table", ".*"),
-    ]
-    .iter()
-    .fold(expr.to_owned(), |e, (from, to)| e.replace(from, to))
-}
-
-/// The PromQL of a Grafana Prometheus variable query: `label_values(m{…}, l)` → `m{…}`;
-/// `label_values(l)` and other helpers without a selector → `None`.
-fn variable_promql(query: &str) -> Option<String> {
-    let inner = query
-        .trim()
-        .strip_prefix("label_values(")?
-        .strip_suffix(')')?;
-    let (selector, _label) = inner.rsplit_once(',')?;
-    Some(selector.trim().to_owned())
-}
-
-/// Every PromQL expression of a dashboard with where it comes from.
-fn expressions(path: &Path, dashboard: &Value) -> Vec<(String, String)> {
-    let name = path.file_name().unwrap().to_string_lossy().into_owned();
-    let mut out = Vec::new();
-    for p in all_panels(dashboard) {
-        for t in p["targets"].as_array().into_iter().flatten() {
-            let expr = t["expr"].as_str().unwrap_or_default();
-            out.push((format!("{name}: panel {:?}", p["title"]), expr.to_owned()));
-        }
-    }
-    for a in dashboard["annotations"]["list"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        if let Some(expr) = a.get("expr").and_then(Value::as_str) {
-            out.push((
-                format!("{name}: annotation {:?}", a["name"]),
-                expr.to_owned(),
-            ));
-        }
-    }
-    for v in dashboard["templating"]["list"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        if v["type"] != "query" {
-            continue;
-        }
-        let query = v["query"]
-            .get("query")
-            .unwrap_or(&v["query"])
-            .as_str()
-            .unwrap_or_default();
-        if let Some(expr) = variable_promql(query) {
-            out.push((format!("{name}: variable {:?}", v["name"]), expr));
-        }
-    }
-    out
-}
-
-#[test]
-fn dashboards_follow_the_json_model() {
-    let mut uids = BTreeSet::new();
-    for (path, d) in dashboards() {
-        let name = path.display().to_string();
-        assert!(
-            d["schemaVersion"].as_u64().is_some_and(|v| v >= 39),
-            "{name}: schemaVersion"
-        );
-        assert!(d.get("__inputs").is_none(), "{name}: __inputs present");
-        assert!(
-            d.get("id").is_none_or(Value::is_null),
-            "{name}: provisioned dashboards carry no id"
-        );
-        let uid = d["uid"].as_str().expect("uid");
-        assert!(
-            uid.starts_with("hsf-") && uid.len() <= 40,
-            "{name}: uid {uid}"
-        );
-        assert!(uids.insert(uid.to_owned()), "{name}: duplicate uid {uid}");
-        assert!(d["title"].as_str().is_some_and(|t| !t.is_empty()));
-
-        let vars = d["templating"]["list"].as_array().expect("templating.list");
-        let ds = vars
-            .iter()
-            .find(|v| v["type"] == "datasource" && v["name"] == "datasource")
-            .unwrap_or_else(|| panic!("{name}: no datasource variable"));
-        assert_eq!(ds["query"], "prometheus", "{name}: datasource variable");
-        for v in vars.iter().filter(|v| v["type"] == "query") {
-            assert!(
-                is_prometheus_datasource(&v["datasource"]),
-                "{name}: variable {} datasource",
-                v["name"]
-            );
-        }
-        for a in d["annotations"]["list"].as_array().into_iter().flatten() {
-            if a.get("expr").is_some() {
-                assert!(
-                    is_prometheus_datasource(&a["datasource"]),
-                    "{name}: annotation {} datasource",
-                    a["name"]
-                );
-            }
-        }
-
-        let panels = all_panels(&d);
-        assert!(!panels.is_empty(), "{name}: no panels");
-        let mut ids = BTreeSet::new();
-        for p in panels {
-            let title = &p["title"];
-            let id = p["id"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("{name}: {title} has no id"));
-            assert!(ids.insert(id), "{name}: duplicate panel id {id}");
-            let kind = p["type"].as_str().expect("panel type");
-            assert!(
-                !["graph", "singlestat", "table-old"].contains(&kind),
-                "{name}: {title} is an Angular panel ({kind})"
-            );
-            assert!(
-                [
-                    "timeseries",
-                    "stat",
-                    "table",
-                    "bargauge",
-                    "gauge",
-                    "piechart",
-                    "heatmap",
-                    "text",
-                    "row"
-                ]
-                .contains(&kind),
-                "{name}: {title} has an unexpected type {kind}"
-            );
-            let pos = &p["gridPos"];
-            let (x, w) = (pos["x"].as_u64(), pos["w"].as_u64());
-            assert!(
-                x.zip(w).is_some_and(|(x, w)| w > 0 && x + w <= 24),
-                "{name}: {title} gridPos {pos}"
-            );
-            if kind == "row" || kind == "text" {
-                continue;
-            }
-            assert!(
-                is_prometheus_datasource(&p["datasource"]),
-                "{name}: {title} datasource {}",
-                p["datasource"]
-            );
-            let targets = p["targets"].as_array().expect("targets");
-            assert!(!targets.is_empty(), "{name}: {title} has no targets");
-            let mut ref_ids = BTreeSet::new();
-            for t in targets {
-                assert!(
-                    t["expr"].as_str().is_some_and(|e| !e.trim().is_empty()),
-                    "{name}: {title} has a target without expr"
-                );
-                assert!(
-                    ref_ids.insert(t["refId"].as_str().expect("refId")),
-                    "{name}: {title} duplicate refId"
-                );
-                if let Some(ds) = t.get("datasource") {
-                    assert!(is_prometheus_datasource(ds), "{name}: {title} target ds");
-                }
-            }
-        }
-    }
-    let expected = ["hsf-agent", "hsf-exporter", "hsf-overview", "hsf-table"];
-    assert!(
-        expected.iter().all(|u| uids.contains(*u)),
-        "dashboards {uids:?}"
-    );
 }
 
 #[test]
@@ -304,120 +75,233 @@ fn deploy_yaml_files_parse() {
     }
 }
 
-/// A Prometheus server on a free local port with an empty configuration; killed on drop.
-struct Prometheus {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
+fn read(path: &str) -> String {
+    let p = repo_root().join(path);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-impl Prometheus {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, "{}\n").expect("write config");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (Debian package prometheus) must be installed: run tests/run.sh");
-        Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
+/// The YAML documents of a file.
+fn yaml_documents(path: &str) -> Vec<serde_norway::Value> {
+    let text = read(path);
+    serde_norway::Deserializer::from_str(&text)
+        .map(|doc| {
+            <serde_norway::Value as serde::Deserialize>::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{path}: {e}"))
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// A TOML text without its `shard = …` lines, and the shards those lines name.
+fn without_shard(toml: &str) -> (String, Vec<String>) {
+    let mut shards = Vec::new();
+    let mut rest = String::new();
+    for line in toml.lines() {
+        match line
+            .trim()
+            .strip_prefix("shard")
+            .and_then(|l| l.trim_start().strip_prefix('='))
+        {
+            Some(value) => shards.push(value.trim().trim_matches('"').to_owned()),
+            None => {
+                rest.push_str(line);
+                rest.push('\n');
+            }
         }
     }
-
-    async fn wait_ready(&mut self, client: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = client.get(format!("{}/-/ready", self.url)).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("prometheus exited: {status}");
-            }
-            assert!(Instant::now() < deadline, "prometheus not ready in 20 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    (rest, shards)
 }
 
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[tokio::test]
-async fn dashboard_promql_is_accepted_by_prometheus() {
-    let exprs: Vec<(String, String)> = dashboards()
+/// The sharded Kubernetes deployment: a StatefulSet of n exporters, pod i reading
+/// `shard-i.toml`, whose every cluster says `shard = "i/n"`; the files are the base
+/// configuration plus that line, so that the shards split one and the same set of tables.
+#[test]
+fn sharded_kubernetes_exporters_agree() {
+    let docs = yaml_documents("deploy/kubernetes/sharded/exporter.yaml");
+    let sts = docs
         .iter()
-        .flat_map(|(p, d)| expressions(p, d))
+        .find(|d| d["kind"] == "StatefulSet")
+        .expect("a StatefulSet");
+    let replicas = sts["spec"]["replicas"].as_u64().expect("replicas");
+    assert!(replicas >= 2, "replicas {replicas}");
+    let container = &sts["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .filter_map(serde_norway::Value::as_str)
         .collect();
-    assert!(exprs.len() > 50, "only {} expressions", exprs.len());
+    assert!(
+        args.contains(&"--config.file=/etc/hive-smallfiles/config/shard-$(SHARD_INDEX).toml"),
+        "{args:?}"
+    );
+    let env = container["env"].as_sequence().expect("env");
+    let index = env
+        .iter()
+        .find(|e| e["name"] == "SHARD_INDEX")
+        .expect("SHARD_INDEX");
+    assert_eq!(
+        index["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    );
+    let config_map = sts["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "config")
+        .and_then(|v| v["configMap"]["name"].as_str())
+        .expect("config volume");
 
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
-    let mut prometheus = Prometheus::start();
-    prometheus.wait_ready(&client).await;
-
-    // A known-bad expression must be rejected, or the check proves nothing.
-    let bad = query(&client, &prometheus.url, "sum by (cluster (x)").await;
-    assert_eq!(bad["status"], "error", "{bad}");
-    assert_eq!(bad["errorType"], "bad_data", "{bad}");
-
-    let mut failures = Vec::new();
-    for (origin, expr) in &exprs {
-        let promql = substitute(expr);
-        assert!(
-            !promql.contains('$'),
-            "{origin}: unsubstituted variable in {promql}"
+    let cm = yaml_documents("deploy/kubernetes/sharded/configmap-exporter.yaml");
+    assert_eq!(cm[0]["metadata"]["name"], config_map);
+    let data = cm[0]["data"].as_mapping().expect("data");
+    assert_eq!(data.len() as u64, replicas, "one file per pod");
+    let base = yaml_documents("deploy/kubernetes/configmap-exporter.yaml");
+    let base_toml = base[0]["data"]["exporter.toml"].as_str().expect("base");
+    let clusters = base_toml.matches("[[cluster]]").count();
+    for i in 0..replicas {
+        let key = format!("shard-{i}.toml");
+        let text = data
+            .get(key.as_str())
+            .and_then(serde_norway::Value::as_str)
+            .unwrap_or_else(|| panic!("no {key}"));
+        let (rest, shards) = without_shard(text);
+        assert_eq!(
+            rest, base_toml,
+            "{key}: not the base configuration plus shard"
         );
-        let answer = query(&client, &prometheus.url, &promql).await;
-        if answer["status"] != "success" {
-            failures.push(format!("{origin}: {promql}\n    {answer}"));
+        assert_eq!(shards.len(), clusters, "{key}: a shard per cluster");
+        for s in shards {
+            assert_eq!(s, format!("{i}/{replicas}"), "{key}");
         }
+    }
+
+    // The overlay replaces the base's Deployment and its ConfigMap, keeps its Service
+    // (job "hive-smallfiles-exporter" of the rules) and adds its own files.
+    let k = &yaml_documents("deploy/kubernetes/sharded/kustomization.yaml")[0];
+    let resources: Vec<&str> = k["resources"]
+        .as_sequence()
+        .expect("resources")
+        .iter()
+        .filter_map(serde_norway::Value::as_str)
+        .collect();
+    assert_eq!(
+        resources,
+        ["..", "configmap-exporter.yaml", "exporter.yaml"]
+    );
+    let patches: String = k["patches"]
+        .as_sequence()
+        .expect("patches")
+        .iter()
+        .filter_map(|p| p["patch"].as_str())
+        .collect();
+    assert!(patches.contains("kind: Deployment\n"), "{patches}");
+    assert!(patches.contains("kind: ConfigMap\n"), "{patches}");
+    assert_eq!(patches.matches("$patch: delete").count(), 2, "{patches}");
+    let headless = docs
+        .iter()
+        .find(|d| d["kind"] == "Service")
+        .expect("governing Service");
+    assert_eq!(sts["spec"]["serviceName"], headless["metadata"]["name"]);
+    assert!(
+        headless["metadata"]["labels"]
+            .get("app.kubernetes.io/part-of")
+            .is_none(),
+        "the ServiceMonitor would scrape every pod twice"
+    );
+}
+
+/// The systemd template unit is the single unit with per-instance configuration and listen
+/// address; the hardening and everything else stay the same.
+#[test]
+fn systemd_template_unit_follows_the_single_unit() {
+    let single = read("deploy/systemd/hive-smallfiles-exporter.service");
+    let template = read("deploy/systemd/hive-smallfiles-exporter@.service");
+    let directives = |text: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut continued = String::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            continued.push_str(line.trim_end_matches('\\').trim());
+            continued.push(' ');
+            if !line.ends_with('\\') {
+                let l = continued.trim().to_owned();
+                if !l.is_empty() {
+                    out.push(l);
+                }
+                continued.clear();
+            }
+        }
+        out
+    };
+    let (s, t) = (directives(&single), directives(&template));
+    let per_instance = |l: &String| {
+        l.starts_with("Description=")
+            || l.starts_with("ExecStart")
+            || l.starts_with("EnvironmentFile=")
+    };
+    let same_s: Vec<&String> = s.iter().filter(|l| !per_instance(l)).collect();
+    let same_t: Vec<&String> = t.iter().filter(|l| !per_instance(l)).collect();
+    assert_eq!(same_s, same_t);
+    let exec: Vec<&String> = t.iter().filter(|l| l.starts_with("ExecStart")).collect();
+    assert_eq!(exec.len(), 2, "{exec:?}");
+    for l in exec {
+        assert!(
+            l.contains("--config.file /etc/hive-smallfiles/exporter-%i.toml"),
+            "{l}"
+        );
     }
     assert!(
-        failures.is_empty(),
-        "Prometheus rejected:\n{}",
-        failures.join("\n")
+        t.iter()
+            .any(|l| l == "EnvironmentFile=/etc/hive-smallfiles/exporter-%i.env")
+    );
+    assert!(
+        t.iter().any(|l| l.starts_with("ExecStart=")
+            && l.ends_with("--web.listen-address ${LISTEN_ADDRESS}"))
     );
 }
 
-async fn query(client: &reqwest::Client, base: &str, promql: &str) -> Value {
-    let mut url = url::Url::parse(&format!("{base}/api/v1/query")).expect("url");
-    url.query_pairs_mut().append_pair("query", promql);
-    let response = client.get(url).send().await.expect("query Prometheus");
-    response.json().await.expect("Prometheus answers JSON")
-}
-
+/// The merge alert of the Kubernetes PrometheusRule is the maintained one of `alerts/`.
 #[test]
-fn substitution_and_variable_queries() {
+fn prometheus_rule_copy_matches_the_rules() {
+    fn merge_alert(groups: &serde_norway::Value) -> (String, String) {
+        let rule = groups
+            .as_sequence()
+            .expect("groups")
+            .iter()
+            .flat_map(|g| g["rules"].as_sequence().into_iter().flatten())
+            .find(|r| r["alert"] == "HiveTableSmallFiles")
+            .expect("HiveTableSmallFiles");
+        let expr: String = rule["expr"]
+            .as_str()
+            .expect("expr")
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or_default())
+            .flat_map(str::split_whitespace)
+            .collect::<Vec<_>>()
+            .join(" ");
+        (expr, rule["for"].as_str().unwrap_or_default().to_owned())
+    }
+    let rules = &yaml_documents("alerts/hive-smallfiles.rules.yml")[0];
+    let operator = &yaml_documents("deploy/kubernetes/prometheusrule.yaml")[0];
     assert_eq!(
-        substitute(r#"rate(x{cluster=~"$cluster"}[$__rate_interval])"#),
-        r#"rate(x{cluster=~".*"}[5m])"#
+        merge_alert(&operator["spec"]["groups"]),
+        merge_alert(&rules["groups"])
     );
-    assert_eq!(
-        variable_promql(r#"label_values(hive_table_files{cluster=~"$cluster"}, database)"#)
-            .as_deref(),
-        Some(r#"hive_table_files{cluster=~"$cluster"}"#)
-    );
-    assert_eq!(variable_promql("label_values(cluster)"), None);
+}
+
+/// Every exporter (shards, HA replicas) is scraped under the job name the rules use.
+#[test]
+fn prometheus_scrapes_the_jobs_the_rules_name() {
+    let config = &yaml_documents("deploy/prometheus/prometheus.yml")[0];
+    let jobs: Vec<&str> = config["scrape_configs"]
+        .as_sequence()
+        .expect("scrape_configs")
+        .iter()
+        .filter_map(|j| j["job_name"].as_str())
+        .collect();
+    let rules = read("alerts/hive-smallfiles.rules.yml");
+    for job in ["hive-smallfiles-exporter", "hive-smallfiles-agent"] {
+        assert!(jobs.contains(&job), "{jobs:?}");
+        assert!(rules.contains(&format!("job=\"{job}\"")), "{job}");
+    }
 }

@@ -19,6 +19,7 @@ mod agent_state;
 mod alerts;
 mod check_endpoints;
 mod cli;
+mod dashboards;
 mod deploy_files;
 mod engine_compression;
 mod exporter_e2e;
