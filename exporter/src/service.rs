@@ -125,6 +125,10 @@ pub fn spawn_scan_loops(
     shutdown: &CancellationToken,
 ) {
     for scanner in scanners {
+        metrics.snapshots.configure(
+            &scanner.config().name,
+            crate::metrics::ExportSettings::of(scanner.config()),
+        );
         metrics.snapshots.publish(scanner.snapshot());
         tracker.spawn(scan_loop(scanner, Arc::clone(metrics), shutdown.clone()));
     }
