@@ -519,7 +519,7 @@ mod tests {
                 location_label,
                 "{info}"
             );
-            assert_eq!(info.contains("format=\"orc\""), true);
+            assert!(info.contains("format=\"orc\""));
             let om = m.render(Format::OpenMetrics);
             assert_eq!(om.contains(",location=\""), location_label);
         }
