@@ -178,6 +178,7 @@ impl Collector for SnapshotCollector {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::sync::Arc;
 
     use super::*;
@@ -436,6 +437,57 @@ mod tests {
             let samples = samples as f64;
             assert_eq!(sum(&text, "hive_exporter_series"), samples);
         }
+    }
+
+    /// Replicas sharing a cluster (`shard = "i/3"`, shard 1 run twice for HA): the contract's
+    /// cluster total, `sum by (cluster) (max by (cluster, database, shard) (X))`, equals the
+    /// sum over every table, whatever the cap.
+    #[test]
+    fn rollups_add_up_across_shards() {
+        let all = big_snapshot(60);
+        let want: u64 = all.tables.iter().map(|t| t.counts.files).sum();
+        let mut max_by_db_shard: BTreeMap<(String, String), f64> = BTreeMap::new();
+        for (index, replica) in [(0, 0), (1, 0), (1, 1), (2, 0)] {
+            let shard = Shard::new(index, 3).unwrap();
+            let mut snap = all.clone();
+            snap.tables
+                .retain(|t| shard.owns(&snap.cluster, &t.database, &t.table));
+            let m = Metrics::new();
+            m.snapshots.configure(
+                "big",
+                ExportSettings {
+                    series: SeriesConfig {
+                        max_tables: 1 + replica,
+                        ..SeriesConfig::default()
+                    },
+                    shard: Some(shard),
+                },
+            );
+            m.snapshots.publish(Arc::new(snap));
+            for line in m.render(Format::Text).lines() {
+                let Some(rest) = line.strip_prefix("hive_database_files{") else {
+                    continue;
+                };
+                let (labels, value) = rest.split_once("} ").unwrap();
+                let db = labels.split(',').nth(1).unwrap().to_owned();
+                let v: f64 = value.parse().unwrap();
+                let e = max_by_db_shard
+                    .entry((db, shard.to_string()))
+                    .or_insert(0.0);
+                *e = e.max(v);
+            }
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let want = want as f64;
+        assert_eq!(max_by_db_shard.values().sum::<f64>(), want);
+        assert_eq!(
+            max_by_db_shard
+                .keys()
+                .map(|(_, s)| s.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            3
+        );
     }
 
     #[test]

@@ -74,22 +74,51 @@ impl Published {
     }
 }
 
-/// Renders the cluster's families alone and counts their samples: exact by construction,
-/// once per publication.
+/// Encodes the cluster's families alone into a sink that only counts sample lines: exact by
+/// construction, once per publication, without holding the text.
 fn count_samples(p: &Published) -> u64 {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(SnapshotCollector {
         store: SnapshotStore::default(),
         fixed: Some(vec![Arc::new(p.clone())]),
     }));
-    let mut text = String::new();
-    // Writing into a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-    let n = text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty() && !l.starts_with("hive_exporter_"))
-        .count();
-    u64::try_from(n).unwrap_or(u64::MAX)
+    let mut sink = SampleCounter::default();
+    // The sink never fails.
+    let _ = prometheus_client::encoding::text::encode(&mut sink, &registry);
+    // The three self-metric samples of this cluster are not counted.
+    sink.samples.saturating_sub(SELF_SAMPLES)
+}
+
+/// `hive_exporter_series`, `_tables_exported`, `_tables_omitted`: one sample each per cluster.
+const SELF_SAMPLES: u64 = 3;
+
+/// Counts the lines of OpenMetrics text that are samples (not `#` comments).
+#[derive(Debug)]
+struct SampleCounter {
+    samples: u64,
+    /// Whether the next byte starts a line.
+    line_start: bool,
+}
+
+impl Default for SampleCounter {
+    fn default() -> Self {
+        Self {
+            samples: 0,
+            line_start: true,
+        }
+    }
+}
+
+impl std::fmt::Write for SampleCounter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for b in s.bytes() {
+            if self.line_start && b != b'#' && b != b'\n' {
+                self.samples += 1;
+            }
+            self.line_start = b == b'\n';
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -166,5 +195,27 @@ impl SnapshotStore {
             && g.published
                 .values()
                 .all(|p| p.snapshot.last_success_unix.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use super::SampleCounter;
+
+    #[test]
+    fn counts_sample_lines_across_writes() {
+        let mut c = SampleCounter::default();
+        for piece in [
+            "# HELP a x\n# TY",
+            "PE a gauge\na{l=\"",
+            "#\\n\"} 1\n",
+            "a 2\n",
+            "\n# EOF\n",
+        ] {
+            c.write_str(piece).unwrap();
+        }
+        assert_eq!(c.samples, 2);
     }
 }
