@@ -231,3 +231,72 @@ async fn mariadb_capped_to_one_table() {
 async fn postgres_capped_to_one_table() {
     capped(DbKind::Postgres, SchemaVersion::Hive2_1).await;
 }
+
+/// Two replicas sharing the tables (`shard = "0/2"` and `"1/2"`): every table is counted by
+/// exactly one, and the contract's cluster total over the rollups,
+/// `sum by (cluster) (max by (cluster, database, shard) (hive_database_files))`, equals the
+/// walked truth over all tables.
+#[tokio::test]
+async fn two_shards_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Warehouse::new(dir.path().join("warehouse")).unwrap();
+    let scenario = Scenario::build(&w, &|rel| w.uri(rel), false);
+    let truths: Vec<Truth> = scenario
+        .expected
+        .iter()
+        .map(|e| e.truth(SMALL_FILE_BYTES, TARGET_FILE_BYTES))
+        .collect();
+    let db = FixtureDb::create(
+        DbKind::Mysql,
+        SchemaVersion::Hive2_1,
+        &unique_db_name("card_shards"),
+    )
+    .await
+    .unwrap();
+    db.insert(&scenario.tables).await.unwrap();
+    let storage = format!("type = \"local\"\nroot = \"{}\"", w.root().display());
+    let mut per_db_shard: std::collections::BTreeMap<(String, String), f64> =
+        std::collections::BTreeMap::new();
+    let mut tables_scanned = 0.0;
+    let mut filtered_by_shard = 0.0;
+    for shard in ["0/2", "1/2"] {
+        let sub = dir.path().join(shard.replace('/', "of"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let config = write_config(&sub, &db, &storage, "1h");
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "[cluster.metastore]",
+            &format!("shard = \"{shard}\"\n[cluster.metastore]"),
+        );
+        std::fs::write(&config, text).unwrap();
+        let mut exporter = Exporter::from_file(&config).await;
+        exporter.wait_ready(Duration::from_secs(60)).await;
+        let (_, _, body) = exporter.get("/metrics", None).await;
+        let lint = prom::promtool_check_metrics(&body);
+        assert!(lint.is_empty(), "promtool check metrics: {lint}");
+        let samples = prom::parse(&body);
+        for s in samples.iter().filter(|s| s.name == "hive_database_files") {
+            assert_eq!(s.labels["shard"], shard);
+            let e = per_db_shard
+                .entry((s.labels["database"].clone(), s.labels["shard"].clone()))
+                .or_insert(0.0);
+            *e = e.max(s.value);
+        }
+        tables_scanned += sum_of(&samples, "hive_database_tables");
+        filtered_by_shard += prom::value(
+            &samples,
+            "hive_scan_filtered_tables",
+            &[("cluster", "e2e"), ("reason", "shard")],
+        )
+        .unwrap_or(0.0);
+        exporter.stop().await.expect("the exporter stops cleanly");
+    }
+    #[allow(clippy::cast_precision_loss)]
+    {
+        let files: u64 = truths.iter().map(|t| t.files).sum();
+        assert_eq!(per_db_shard.values().sum::<f64>(), files as f64);
+        assert_eq!(tables_scanned, scenario.expected.len() as f64);
+    }
+    // Each replica counts the other's listable tables as filtered by shard.
+    assert!(filtered_by_shard >= tables_scanned, "{filtered_by_shard}");
+    db.drop_database().await.unwrap();
+}
