@@ -98,6 +98,41 @@ pub struct RawCluster {
     /// tables whose stable hash of cluster/database/table falls to it. Default: all tables.
     #[serde(default)]
     pub shard: Option<String>,
+    /// `[cluster.series]`: which tables get per-table series. Default: every table while
+    /// there are at most 5,000.
+    #[serde(default)]
+    pub series: RawSeries,
+}
+
+/// `[cluster.series]`: cardinality control. A table gets per-table series (`hive_table_*`)
+/// when it passes the floors and is among the `max_tables` worst by excess files; the
+/// per-database rollups (`hive_database_*`) always cover every scanned table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSeries {
+    /// Floor on `hive_table_excess_files`. Default 0 (no floor).
+    #[serde(default)]
+    pub min_excess_files: u64,
+    /// Floor on the bytes held in small files (bytes or "1GiB"). Default 0 (no floor).
+    #[serde(default = "zero_bytes")]
+    pub min_small_file_bytes: ByteSize,
+    /// At most this many tables get per-table series, the worst by excess files. Default 5000.
+    #[serde(default = "default_max_tables")]
+    pub max_tables: usize,
+    /// Whether `hive_table_info` carries the `location` label. Default true.
+    #[serde(default = "default_true")]
+    pub location_label: bool,
+}
+
+impl Default for RawSeries {
+    fn default() -> Self {
+        Self {
+            min_excess_files: 0,
+            min_small_file_bytes: ByteSize(0),
+            max_tables: default_max_tables(),
+            location_label: true,
+        }
+    }
 }
 
 fn default_small() -> ByteSize {
@@ -127,6 +162,14 @@ fn default_quiet_period() -> Duration {
 fn default_top_partitions() -> usize {
     20
 }
+fn zero_bytes() -> ByteSize {
+    ByteSize(0)
+}
+fn default_max_tables() -> usize {
+    5000
+}
+/// Upper bound of `max_tables`: beyond it the cap is no cap (a million series).
+const MAX_TABLES_LIMIT: usize = 1_000_000;
 // === validated config ===
 
 /// The validated configuration.
@@ -173,6 +216,49 @@ pub struct ClusterConfig {
     pub top_partitions: usize,
     /// This replica's share of the tables; `None`: all.
     pub shard: Option<Shard>,
+    /// Which tables get per-table series.
+    pub series: SeriesConfig,
+}
+
+/// Validated `[cluster.series]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesConfig {
+    /// Floor on excess files.
+    pub min_excess_files: u64,
+    /// Floor on bytes held in small files.
+    pub min_small_file_bytes: u64,
+    /// Cap on tables with per-table series.
+    pub max_tables: usize,
+    /// Whether `hive_table_info` carries `location`.
+    pub location_label: bool,
+}
+
+impl Default for SeriesConfig {
+    fn default() -> Self {
+        Self {
+            min_excess_files: 0,
+            min_small_file_bytes: 0,
+            max_tables: default_max_tables(),
+            location_label: true,
+        }
+    }
+}
+
+impl RawSeries {
+    fn validate(self, cluster: &str) -> Result<SeriesConfig, ConfigError> {
+        if self.max_tables > MAX_TABLES_LIMIT {
+            return Err(invalid(
+                cluster,
+                format!("series.max_tables must be at most {MAX_TABLES_LIMIT}"),
+            ));
+        }
+        Ok(SeriesConfig {
+            min_excess_files: self.min_excess_files,
+            min_small_file_bytes: self.min_small_file_bytes.0,
+            max_tables: self.max_tables,
+            location_label: self.location_label,
+        })
+    }
 }
 
 impl Config {
@@ -251,6 +337,7 @@ impl RawCluster {
             .map(str::parse::<Shard>)
             .transpose()
             .map_err(|m| invalid(&name, m))?;
+        let series = self.series.validate(&name)?;
         Ok(ClusterConfig {
             name,
             metastore,
@@ -268,6 +355,7 @@ impl RawCluster {
             quiet_period: self.quiet_period,
             top_partitions: self.top_partitions,
             shard,
+            series,
         })
     }
 }
@@ -371,6 +459,35 @@ mod tests {
                 assert_eq!(roots, &[Path::new("/srv/warehouse").to_path_buf()]);
             }
             StorageConfig::WebHdfs { .. } => panic!("expected local"),
+        }
+    }
+
+    #[test]
+    fn series_defaults_and_values() {
+        let c = Config::from_toml(MINIMAL, Path::new("."), &env()).unwrap();
+        assert_eq!(c.clusters[0].series, SeriesConfig::default());
+        assert_eq!(c.clusters[0].series.max_tables, 5000);
+        assert!(c.clusters[0].series.location_label);
+        let text = format!(
+            "{MINIMAL}\n[cluster.series]\nmin_excess_files = 10\nmin_small_file_bytes = \"1GiB\"\n\
+             max_tables = 3\nlocation_label = false\n"
+        );
+        let c = Config::from_toml(&text, Path::new("."), &env()).unwrap();
+        assert_eq!(
+            c.clusters[0].series,
+            SeriesConfig {
+                min_excess_files: 10,
+                min_small_file_bytes: 1 << 30,
+                max_tables: 3,
+                location_label: false,
+            }
+        );
+        for bad in ["max_tables = 1000001", "max_table = 3", "max_tables = -1"] {
+            let text = format!("{MINIMAL}\n[cluster.series]\n{bad}\n");
+            assert!(
+                Config::from_toml(&text, Path::new("."), &env()).is_err(),
+                "{bad}"
+            );
         }
     }
 

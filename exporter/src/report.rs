@@ -47,6 +47,12 @@ pub struct ReportRow {
     pub average_file_bytes: u64,
     /// Share of small files (0–1).
     pub small_file_ratio: f64,
+    /// Bytes held in small files.
+    pub small_file_bytes: u64,
+    /// Files in partitions not written to within the quiet period.
+    pub cold_files: u64,
+    /// Excess files of those partitions: what a merge may remove now.
+    pub cold_excess_files: u64,
     /// Partition directories that do not exist.
     pub missing_directories: u64,
     /// Newest file modification time (Unix seconds); `None` without files.
@@ -76,6 +82,9 @@ impl ReportRow {
             excess_files: t.excess_files,
             average_file_bytes: c.bytes.checked_div(c.files).unwrap_or(0),
             small_file_ratio: (ratio * 10_000.0).round() / 10_000.0,
+            small_file_bytes: c.small_bytes,
+            cold_files: t.cold.files,
+            cold_excess_files: t.cold.excess_files,
             missing_directories: t.missing_directories,
             newest_file_timestamp_seconds: (c.files > 0)
                 .then(|| c.newest_modification_ms.div_euclid(1000)),
@@ -212,12 +221,12 @@ pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -
         }
         ReportFormat::Csv => {
             let mut out = String::from(
-                "cluster,database,table,format,table_type,partitions,files,small_files,empty_files,size_bytes,excess_files,average_file_bytes,small_file_ratio,missing_directories,newest_file_timestamp_seconds,status,reason\n",
+                "cluster,database,table,format,table_type,partitions,files,small_files,empty_files,size_bytes,excess_files,average_file_bytes,small_file_ratio,small_file_bytes,cold_files,cold_excess_files,missing_directories,newest_file_timestamp_seconds,status,reason\n",
             );
             for r in &rows {
                 let _ = writeln!(
                     out,
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},scanned,",
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},scanned,",
                     csv(&r.cluster),
                     csv(&r.database),
                     csv(&r.table),
@@ -231,6 +240,9 @@ pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -
                     r.excess_files,
                     r.average_file_bytes,
                     r.small_file_ratio,
+                    r.small_file_bytes,
+                    r.cold_files,
+                    r.cold_excess_files,
                     r.missing_directories,
                     r.newest_file_timestamp_seconds
                         .map(|t| t.to_string())
@@ -241,7 +253,7 @@ pub fn render(snapshots: &[impl AsRef<ClusterSnapshot>], format: ReportFormat) -
             for r in skipped_rows(snapshots) {
                 let _ = writeln!(
                     out,
-                    "{},{},{},,,,,,,,,,,,,skipped,{}",
+                    "{},{},{},,,,,,,,,,,,,,,,skipped,{}",
                     csv(r.cluster),
                     csv(r.database),
                     csv(r.table),
@@ -409,6 +421,24 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_str(&render(&[&snap], ReportFormat::Json)).unwrap();
         assert_eq!(json["tables"][0]["excess_files"], 8);
+        assert_eq!(json["tables"][0]["small_file_bytes"], 90);
+        // Every CSV line has as many fields as the header (no commas in these names).
+        let snap2 = ClusterSnapshot {
+            scan: crate::snapshot::ScanSummary {
+                skipped_tables: vec![crate::snapshot::SkippedTable {
+                    database: "db".into(),
+                    table: "v".into(),
+                    reason: "view",
+                }],
+                ..Default::default()
+            },
+            tables: vec![t("a", 2, 1)],
+            ..snap.clone()
+        };
+        let csv = render(&[&snap2], ReportFormat::Csv);
+        let widths: Vec<usize> = csv.lines().map(|l| l.split(',').count()).collect();
+        assert_eq!(widths.len(), 3, "{csv}");
+        assert!(widths.iter().all(|w| *w == widths[0]), "{csv}");
         let table = render(&[&snap], ReportFormat::Table);
         assert!(table.starts_with("CLUSTER"));
         assert_eq!(human_bytes(1536), "1.5 KiB");

@@ -125,6 +125,10 @@ pub fn spawn_scan_loops(
     shutdown: &CancellationToken,
 ) {
     for scanner in scanners {
+        metrics.snapshots.configure(
+            &scanner.config().name,
+            crate::metrics::ExportSettings::of(scanner.config()),
+        );
         metrics.snapshots.publish(scanner.snapshot());
         tracker.spawn(scan_loop(scanner, Arc::clone(metrics), shutdown.clone()));
     }
@@ -143,7 +147,16 @@ async fn scan_loop(
         let progress_log = tokio::spawn(log_progress(cluster.clone(), scanner.progress_handle()));
         let snapshot = scanner.scan(&shutdown).await;
         progress_log.abort();
-        metrics.snapshots.publish(Arc::clone(&snapshot));
+        // Publishing selects the tables and rolls them up (CPU only, proportional to the
+        // tables): off the async workers, so that scrapes meanwhile are answered.
+        let store = metrics.snapshots.clone();
+        let published = Arc::clone(&snapshot);
+        if tokio::task::spawn_blocking(move || store.publish(published))
+            .await
+            .is_err()
+        {
+            tracing::error!(%cluster, "Publishing the snapshot panicked.");
+        }
         let result = snapshot.scan.result().as_str();
         metrics
             .scans

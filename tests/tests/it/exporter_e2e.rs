@@ -24,7 +24,12 @@ fn metastore_url(db: &FixtureDb) -> String {
     format!("{scheme}://{}@{}:{}/{}", c.user, c.host, c.port, c.database)
 }
 
-fn write_config(dir: &Path, db: &FixtureDb, storage: &str, interval: &str) -> std::path::PathBuf {
+pub(crate) fn write_config(
+    dir: &Path,
+    db: &FixtureDb,
+    storage: &str,
+    interval: &str,
+) -> std::path::PathBuf {
     let c = db.metastore_config();
     let mut metastore = format!("url = \"{}\"\n", metastore_url(db));
     if let Some(pw) = &c.password {
@@ -189,6 +194,7 @@ fn golden_view(body: &str, root: &Path) -> String {
         "hive_scan_skipped_tables",
         "hive_scan_partitions",
         "hive_cluster_",
+        "hive_exporter_tables_",
     ];
     body.lines()
         .filter(|l| {

@@ -17,6 +17,7 @@ mod agent_recovery;
 mod agent_spark;
 mod agent_state;
 mod alerts;
+mod cardinality;
 mod check_endpoints;
 mod cli;
 mod dashboards;
