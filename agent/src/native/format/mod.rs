@@ -291,8 +291,10 @@ pub trait Merger: Send {
     fn finish(self: Box<Self>) -> Result<Vec<SpooledOutput>, FormatError>;
 }
 
-/// Tuning of the mergers; [`MergerOptions::default`] is what [`merger`] uses.
+/// Tuning of the mergers; [`MergerOptions::default`] is what [`merger`] uses. Non-exhaustive:
+/// callers write `..MergerOptions::default()` for the options they leave alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MergerOptions {
     /// Dictionary-encode Parquet outputs (default `true`). parquet-rs marks dictionary data
     /// pages `RLE_DICTIONARY` (never the older `PLAIN_DICTIONARY`, even for version 1 pages);
