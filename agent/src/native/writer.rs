@@ -54,6 +54,32 @@ impl NativeWriter {
     }
 }
 
+/// Sources up to this size are read while the previous one is merged (memory: the source
+/// being merged plus at most this much read ahead).
+const READ_AHEAD_MAX: u64 = 16 << 20;
+
+/// Reads one source whole; plain text must not look like a binary format.
+async fn read_source(
+    fs: &dyn FileSystemWrite,
+    target: &Target,
+    source: &hive_smallfiles_core::fs::FileStatus,
+    format: NativeFormat,
+) -> Result<bytes::Bytes, NativeError> {
+    let path = join_path(&target.path, &source.name);
+    let data = read_file(fs, &path, source.length).await?;
+    if matches!(format, NativeFormat::Text(TextCompression::None))
+        && BINARY_MAGIC.iter().any(|m| data.starts_with(m))
+    {
+        return Err(refused(
+            "format_mismatch",
+            format!(
+                "{path} looks like a binary file, not text; the partition's format differs from the table's"
+            ),
+        ));
+    }
+    Ok(data)
+}
+
 fn merge_id_of(output: &str) -> &str {
     let dir = hive_smallfiles_core::fs::parent_path(output);
     dir.rsplit('/').next().unwrap_or("merge")
@@ -72,29 +98,36 @@ impl StageWriter for NativeWriter {
         let format = self.format_of(listing)?;
         let prefix = format!("part-{}", merge_id_of(output));
         let mut merger: Box<dyn Merger> = format::merger(format, spool, self.target_bytes, &prefix);
+        let sources = &listing.sources;
         let mut rows = 0u64;
-        for s in &listing.sources {
-            let path = join_path(&target.path, &s.name);
-            let data = read_file(fs.as_ref(), &path, s.length).await?;
-            if matches!(format, NativeFormat::Text(TextCompression::None))
-                && BINARY_MAGIC.iter().any(|m| data.starts_with(m))
-            {
-                return Err(refused(
-                    "format_mismatch",
-                    format!(
-                        "{path} looks like a binary file, not text; the partition's format differs from the table's"
-                    ),
-                ));
-            }
+        let mut next = match sources.first() {
+            Some(s) => Some(read_source(fs.as_ref(), target, s, format).await?),
+            None => None,
+        };
+        for (i, s) in sources.iter().enumerate() {
+            let data = match next.take() {
+                Some(data) => data,
+                None => read_source(fs.as_ref(), target, s, format).await?,
+            };
             let name = s.name.clone();
-            let (back, pushed) = tokio::task::spawn_blocking(move || {
+            let push = tokio::task::spawn_blocking(move || {
                 let r = merger.push(&name, data);
                 (merger, r)
-            })
-            .await
-            .map_err(|e| NativeError::Spool(std::io::Error::other(e.to_string())))?;
+            });
+            // The next source is read while this one is merged, unless it is large: then it
+            // is read afterwards, so memory holds one large source at a time.
+            let ahead = sources.get(i + 1).filter(|n| n.length <= READ_AHEAD_MAX);
+            let (pushed, read) = tokio::join!(push, async {
+                match ahead {
+                    Some(n) => read_source(fs.as_ref(), target, n, format).await.map(Some),
+                    None => Ok(None),
+                }
+            });
+            let (back, pushed) =
+                pushed.map_err(|e| NativeError::Spool(std::io::Error::other(e.to_string())))?;
             merger = back;
             rows += pushed?;
+            next = read?;
         }
         let outputs = tokio::task::spawn_blocking(move || merger.finish())
             .await

@@ -1,8 +1,14 @@
 //! Merge throughput of the native executor against plain `cat` of the same files on the same
-//! disk: a generated partition of small text files (plain and gzip) and one of small Parquet
-//! files, each merged through the whole commit protocol (read, merge, upload into staging,
-//! verify by reading back, manifest, re-list, swap, reconcile) on the local `file:` backend,
-//! and — for text — over the in-process WebHDFS server. Prints MB/s of source bytes.
+//! disk, measured in the same run: a generated partition of small text files (plain and gzip)
+//! and one of small Parquet files, each merged through the whole commit protocol (read,
+//! merge, upload into staging, verify by reading back, manifest, re-list, swap, reconcile) on
+//! the local `file:` backend, and — for text — over the in-process WebHDFS server.
+//!
+//! Prints, per format, MB/s of source bytes (compressed bytes for gzip), the ratio to `cat`
+//! of the same files and the target it is held against (text ≥ 0.5 of `cat`, gzip text ≥ 0.3
+//! of `cat`, Parquet ≥ 200 MB/s), the CPU seconds of the merge and of `cat`, the merge's peak
+//! RSS (the process's high-water mark, reset before each merge) and the load average. Each
+//! case runs `--rounds` times on a fresh partition; the median round is reported.
 //!
 //! ```text
 //! cargo run --release -p hive-smallfiles-tests --bin bench_merge
@@ -42,6 +48,9 @@ struct Args {
     /// Output file size to aim for, MiB.
     #[arg(long, default_value_t = 128)]
     target_mib: u64,
+    /// Rounds per case (each on a fresh partition); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Directory to work in (default: a temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -80,14 +89,62 @@ fn write_partition(dir: &Path, files: impl Iterator<Item = (String, Vec<u8>)>) -
     total
 }
 
+/// CPU seconds (user + system) of this process and of its waited-for children, from
+/// `/proc/self/stat` (fields 14–17, in clock ticks of 1/100 s on Linux).
+fn cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces: count from the closing parenthesis.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // rest[0] is field 3 (state): utime = field 14 = rest[11].
+    let tick = 100.0;
+    let get = |i: usize| f.get(i).copied().unwrap_or(0.0) / tick;
+    (get(11) + get(12), get(13) + get(14))
+}
+
+/// This process's peak RSS in MiB (`VmHWM`).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Resets the peak RSS to the current RSS (`echo 5 > /proc/self/clear_refs`, Linux ≥ 4.0).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One timed run: wall seconds and CPU seconds.
+#[derive(Debug, Clone, Copy)]
+struct Timed {
+    wall: f64,
+    cpu: f64,
+}
+
 /// `cat <files> > out` on the same disk, page cache dropped as far as we can (not at all
 /// without root: both sides then read from the cache alike).
-fn cat_seconds(dir: &Path, out: &Path) -> f64 {
+fn cat_run(dir: &Path, out: &Path) -> Timed {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
+    let (_, children) = cpu_seconds();
     let started = Instant::now();
     let status = Command::new("cat")
         .args(&files)
@@ -98,18 +155,22 @@ fn cat_seconds(dir: &Path, out: &Path) -> f64 {
     assert!(status.success());
     // cat's output is on disk as far as the merge's is (the merge fsyncs its files).
     std::fs::File::open(out).unwrap().sync_all().unwrap();
-    let s = started.elapsed().as_secs_f64();
+    let wall = started.elapsed().as_secs_f64();
     std::fs::remove_file(out).unwrap();
-    s
+    Timed {
+        wall,
+        cpu: cpu_seconds().1 - children,
+    }
 }
 
-async fn merge_seconds(
+/// Merges the partition; the run and the number of output files.
+async fn merge_run(
     fs: Arc<dyn FileSystemWrite>,
     partition: &str,
     format: NativeFormat,
     target: u64,
     spool: &Path,
-) -> (f64, u64) {
+) -> (Timed, u64) {
     let committer = Committer::new(
         fs,
         CommitSettings {
@@ -129,21 +190,45 @@ async fn merge_seconds(
         partition: "dt=1".into(),
         path: partition.to_owned(),
     };
+    let (cpu0, _) = cpu_seconds();
     let started = Instant::now();
     let report = committer.merge(1, &t, &writer, None).await.expect("merge");
-    (started.elapsed().as_secs_f64(), report.files_after)
+    let wall = started.elapsed().as_secs_f64();
+    (
+        Timed {
+            wall,
+            cpu: cpu_seconds().0 - cpu0,
+        },
+        report.files_after,
+    )
 }
 
-/// (label, format, file maker, number of files).
+/// What a format is held against.
+#[derive(Debug, Clone, Copy)]
+enum Goal {
+    /// At least this fraction of `cat`'s MB/s.
+    OfCat(f64),
+    /// At least this many MB/s.
+    MbPerS(f64),
+}
+
+/// (label, format, file maker, number of files, goal).
 type Case<'a> = (
     &'a str,
     NativeFormat,
     Box<dyn Fn(usize) -> (String, Vec<u8>) + 'a>,
     usize,
+    Goal,
 );
 
 fn mb_s(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / 1e6 / secs
+}
+
+/// The median of a non-empty list of runs, by wall time.
+fn median(mut runs: Vec<Timed>) -> Timed {
+    runs.sort_by(|a, b| a.wall.total_cmp(&b.wall));
+    runs[runs.len() / 2]
 }
 
 #[tokio::main]
@@ -155,11 +240,14 @@ async fn main() -> ExitCode {
     let root = base.join("warehouse");
     let spool = base.join("spool");
     let fs: Arc<dyn FileSystemWrite> = Arc::new(LocalFs::new(root.clone()));
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     println!(
-        "native merge throughput vs cat (source bytes / wall time), target {} MiB",
-        args.target_mib
+        "native merge throughput vs cat (source bytes / wall time), target {} MiB, {cores} cores, load {} at start, median of {} round(s)",
+        args.target_mib,
+        load(),
+        args.rounds
     );
-    println!("(text.gz counts compressed source bytes; the merge decompresses and recompresses)");
+    println!("(text.gz counts compressed source bytes)");
 
     let cases: Vec<Case<'_>> = vec![
         (
@@ -167,12 +255,14 @@ async fn main() -> ExitCode {
             NativeFormat::Text(TextCompression::None),
             Box::new(|i| (format!("{i:06}_0"), text_file(i, args.file_kib))),
             args.text_files,
+            Goal::OfCat(0.5),
         ),
         (
             "text.gz",
             NativeFormat::Text(TextCompression::Gzip),
             Box::new(|i| (format!("{i:06}_0.gz"), gzip(&text_file(i, args.file_kib)))),
             args.text_files / 4,
+            Goal::OfCat(0.3),
         ),
         (
             "parquet",
@@ -188,26 +278,47 @@ async fn main() -> ExitCode {
                 )
             }),
             args.parquet_files,
+            Goal::MbPerS(200.0),
         ),
     ];
-    for (label, format, make, n) in &cases {
-        let dir = root.join(format!("t_{}/dt=1", label.replace('.', "_")));
-        let bytes = write_partition(&dir, (0..*n).map(make));
-        let cat = cat_seconds(&dir, &base.join("cat.out"));
-        let (secs, outputs) = merge_seconds(
-            Arc::clone(&fs),
-            &dir.display().to_string(),
-            *format,
-            target,
-            &spool,
-        )
-        .await;
+    let mut all_met = true;
+    for (label, format, make, n, goal) in &cases {
+        let (mut merges, mut cats, mut rss) = (Vec::new(), Vec::new(), 0f64);
+        let (mut bytes, mut outputs) = (0, 0);
+        for round in 0..args.rounds.max(1) {
+            let dir = root.join(format!("t_{}_{round}/dt=1", label.replace('.', "_")));
+            bytes = write_partition(&dir, (0..*n).map(make));
+            cats.push(cat_run(&dir, &base.join("cat.out")));
+            reset_peak_rss();
+            let (run, out) = merge_run(
+                Arc::clone(&fs),
+                &dir.display().to_string(),
+                *format,
+                target,
+                &spool,
+            )
+            .await;
+            rss = rss.max(peak_rss_mib());
+            merges.push(run);
+            outputs = out;
+            let _ = std::fs::remove_dir_all(dir.parent().unwrap_or(&dir));
+        }
+        let (merge, cat) = (median(merges), median(cats));
+        let (merge_mb, cat_mb) = (mb_s(bytes, merge.wall), mb_s(bytes, cat.wall));
+        let ratio = cat.wall / merge.wall;
+        let (goal_text, met) = match goal {
+            Goal::OfCat(r) => (format!("target ≥ {r:.2} of cat"), ratio >= *r),
+            Goal::MbPerS(m) => (format!("target ≥ {m:.0} MB/s"), merge_mb >= *m),
+        };
+        all_met &= met;
         println!(
-            "{label:8} local   {n:5} files {:8.1} MB -> {outputs} file(s): merge {secs:6.2} s = {:7.1} MB/s | cat {cat:6.2} s = {:7.1} MB/s | merge/cat {:.2}",
+            "{label:8} local   {n:5} files {:8.1} MB -> {outputs} file(s): merge {:6.2} s = {merge_mb:7.1} MB/s, {:5.2} CPU s, peak RSS {rss:6.1} MiB | cat {:6.2} s = {cat_mb:7.1} MB/s, {:5.2} CPU s | merge/cat {ratio:.2} | {goal_text}: {}",
             bytes as f64 / 1e6,
-            mb_s(bytes, secs),
-            mb_s(bytes, cat),
-            cat / secs
+            merge.wall,
+            merge.cpu,
+            cat.wall,
+            cat.cpu,
+            if met { "met" } else { "MISSED" },
         );
     }
 
@@ -241,7 +352,8 @@ async fn main() -> ExitCode {
         WebHdfsMetrics::default(),
     )
     .unwrap();
-    let (secs, outputs) = merge_seconds(
+    reset_peak_rss();
+    let (run, outputs) = merge_run(
         Arc::new(client),
         "/w/t/dt=1",
         NativeFormat::Text(TextCompression::None),
@@ -250,12 +362,24 @@ async fn main() -> ExitCode {
     )
     .await;
     println!(
-        "{:8} webhdfs {:5} files {:8.1} MB -> {outputs} file(s): merge {secs:6.2} s = {:7.1} MB/s (in-process server, no disk)",
+        "{:8} webhdfs {:5} files {:8.1} MB -> {outputs} file(s): merge {:6.2} s = {:7.1} MB/s, {:5.2} CPU s (server included), peak RSS {:6.1} MiB (in-process server, no disk)",
         "text",
         args.text_files,
         bytes as f64 / 1e6,
-        mb_s(bytes, secs)
+        run.wall,
+        mb_s(bytes, run.wall),
+        run.cpu,
+        peak_rss_mib()
     );
     server.shutdown().await;
+    println!("load {} at the end", load());
+    println!(
+        "{}",
+        if all_met {
+            "all targets met"
+        } else {
+            "some targets MISSED (see above; on a busy machine compare the ratios)"
+        }
+    );
     ExitCode::SUCCESS
 }

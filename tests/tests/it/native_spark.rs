@@ -15,6 +15,8 @@
 //! * Parquet and ORC codecs the tables declare are kept; what Spark reads while a merge is
 //!   stopped between the renames is measured (text: the query fails; Parquet: no rows of
 //!   that partition).
+//! * A gzip text partition merged by copying gzip members reads in Spark with exactly its
+//!   rows and sum of ids, sources without a final newline included.
 //!
 //! Needs the Spark Thrift Server (`tests/scripts/spark-thrift.sh start`; started here when
 //! missing). When it cannot be started, or with `HSF_SKIP=spark`, these tests are skipped:
@@ -1055,4 +1057,144 @@ async fn engine_staged_merge_aborts_when_a_file_arrives() {
     spark.close().await;
     drop(db);
     eprintln!("staged_cw: done in {:.1?}", started.elapsed());
+}
+
+/// `(id, name)` rows of a gzip text source: the text, its rows, and the sum of its ids.
+struct GzSource {
+    members: Vec<Vec<u8>>,
+    rows: u64,
+    id_sum: i64,
+}
+
+/// One gzip member per text: ids `from..to`, one row each (`id \x01 name id`), the last
+/// row of a text without its `\n` where `newline_at_end` is false.
+fn gz_source(texts: &[(i64, i64, bool)]) -> GzSource {
+    use std::io::Write as _;
+    let mut s = GzSource {
+        members: Vec::new(),
+        rows: 0,
+        id_sum: 0,
+    };
+    for &(from, to, newline_at_end) in texts {
+        let mut text = String::new();
+        for id in from..to {
+            text.push_str(&format!("{id}\x01name {id}\n"));
+            s.rows += 1;
+            s.id_sum += id;
+        }
+        if !newline_at_end {
+            text.pop();
+        }
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(text.as_bytes()).unwrap();
+        s.members.push(e.finish().unwrap());
+    }
+    s
+}
+
+/// Spark's count, sum of ids, and rows whose name is not `name <id>` (a row run into the
+/// next one would have such a name, and one row fewer).
+async fn gz_table_seen(spark: &mut Spark, q: &str) -> (u64, i64, u64) {
+    spark.exec(&format!("REFRESH TABLE {q}")).await;
+    let r = spark
+        .query(&format!(
+            "SELECT count(*), sum(id), sum(CASE WHEN name = concat('name ', CAST(id AS STRING)) THEN 0 ELSE 1 END) FROM {q}"
+        ))
+        .await;
+    let cell = |i: usize| r[0][i].parse::<i64>().unwrap_or_else(|_| panic!("{r:?}"));
+    (cell(0) as u64, cell(1), cell(2) as u64)
+}
+
+/// A gzip text partition is merged by copying the sources' gzip members one after the other
+/// (no recompression), and Spark reads the merged file with exactly the rows and the sum of
+/// ids the sources hold (computed here while writing them). Spark's text reader goes through
+/// Hadoop's `GzipCodec`, whose `DecompressorStream` reads concatenated members as one stream
+/// (HADOOP-6835). Sources whose text lacks its final newline (also inside a multi-member
+/// source, and last in the partition) must not run into the next source's first row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_gzip_text_merge_copies_members_and_spark_reads_every_row() {
+    require!(spark::unavailable());
+    let mut spark = Spark::open().await;
+    let db = SparkDb::create(&mut spark, "native_gz").await;
+    let q = format!("{}.gz", db.name);
+    spark
+        .exec(&format!(
+            "CREATE TABLE {q} (id BIGINT, name STRING) PARTITIONED BY (dt STRING) STORED AS TEXTFILE"
+        ))
+        .await;
+    spark
+        .exec(&format!("ALTER TABLE {q} ADD PARTITION (dt='a')"))
+        .await;
+    let dir = warehouse().join(format!("{}.db/gz/dt=a", db.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sources = [
+        gz_source(&[(1, 101, true)]),
+        // Two members, the second's last row without its newline.
+        gz_source(&[(101, 151, true), (151, 161, false)]),
+        gz_source(&[(161, 171, false)]),
+        // A member of no text.
+        gz_source(&[(171, 171, true)]),
+        gz_source(&[(171, 400, true), (400, 401, false)]),
+    ];
+    let (rows, id_sum) = sources
+        .iter()
+        .fold((0, 0), |(r, s), x| (r + x.rows, s + x.id_sum));
+    let mut raw_sources = Vec::new();
+    for (i, s) in sources.iter().enumerate() {
+        let bytes = s.members.concat();
+        std::fs::write(dir.join(format!("{i:06}_0.gz")), &bytes).unwrap();
+        raw_sources.push(bytes);
+    }
+    assert_eq!(
+        gz_table_seen(&mut spark, &q).await,
+        (rows, id_sum, 0),
+        "Spark reads the sources"
+    );
+
+    let agent = Agent::new(&db.name, "native", "1h");
+    let (code, out) = agent
+        .process
+        .run(&agent.merge_args("gz", Some("dt=a")))
+        .await;
+    assert_eq!(code, 0, "merge: {out}");
+    let outcome: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(outcome["result"], "merged", "{outcome}");
+    assert_eq!(outcome["strategy"], "native", "{outcome}");
+    let merged: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with('.') && !n.starts_with('_'))
+        })
+        .collect();
+    assert_eq!(merged.len(), 1, "one merged file: {merged:?}");
+    assert!(
+        merged[0].to_string_lossy().ends_with(".gz"),
+        "{merged:?}: still gzip"
+    );
+    let raw = std::fs::read(&merged[0]).unwrap();
+    // Copied, not recompressed: the first source's bytes open the merged file, and it holds
+    // several members (a single-member reader stops after the first).
+    assert!(raw.starts_with(&raw_sources[0]), "the members are copied");
+    let mut first_member = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(raw.as_slice()),
+        &mut first_member,
+    )
+    .unwrap();
+    assert_eq!(
+        first_member.iter().filter(|&&b| b == b'\n').count(),
+        100,
+        "the first member is the first source's"
+    );
+    assert_eq!(
+        gz_table_seen(&mut spark, &q).await,
+        (rows, id_sum, 0),
+        "Spark reads every row of the merged members, none run into another"
+    );
+    spark.close().await;
+    drop(db);
 }

@@ -12,7 +12,8 @@
 //! corrupt file, metadata that changes how values are read), the merge is refused with a
 //! [`FormatError`] and whatever was spooled must be thrown away.
 //!
-//! * [`text`] — Hive `TEXTFILE` (LazySimpleSerDe): byte concatenation, plain or gzip.
+//! * [`text`] — Hive `TEXTFILE` (LazySimpleSerDe): byte concatenation, plain or gzip (gzip
+//!   members copied, never recompressed).
 //! * [`parquet`] — decode and re-encode into one row group per output, schema (up to
 //!   `REQUIRED`/`OPTIONAL`, see there), codecs and key-value metadata kept.
 //! * [`orc`] — row counts from the ORC footer (ORC files are not merged here).
@@ -290,11 +291,11 @@ pub trait Merger: Send {
     fn finish(self: Box<Self>) -> Result<Vec<SpooledOutput>, FormatError>;
 }
 
-/// Tuning of the mergers; [`MergerOptions::default`] is what [`merger`] uses.
+/// Tuning of the mergers; [`MergerOptions::default`] is what [`merger`] uses. Non-exhaustive:
+/// callers write `..MergerOptions::default()` for the options they leave alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MergerOptions {
-    /// gzip level of text outputs (0–9). Default [`DEFAULT_GZIP_LEVEL`].
-    pub gzip_level: u32,
     /// Dictionary-encode Parquet outputs (default `true`). parquet-rs marks dictionary data
     /// pages `RLE_DICTIONARY` (never the older `PLAIN_DICTIONARY`, even for version 1 pages);
     /// a reader that predates that encoding (older Impala releases, some non-Java readers)
@@ -303,18 +304,9 @@ pub struct MergerOptions {
     pub parquet_dictionary: bool,
 }
 
-/// The default gzip level of text outputs: 3. Measured on 64 MiB of tab-separated text
-/// (release build, miniz_oxide, 2 cores shared with other builds, `text::tests::gzip_levels`):
-/// level 1 compresses 152 MiB/s of text to 28.3 %, level 3 81 MiB/s to 22.1 %, level 6
-/// 37 MiB/s to 20.7 %. Level 6 is what
-/// Hive's `GzipCodec` writes by default; level 3 is twice as fast and its output only ~7 %
-/// larger, where level 1's is ~37 % larger: merged tables would visibly grow.
-pub const DEFAULT_GZIP_LEVEL: u32 = 3;
-
 impl Default for MergerOptions {
     fn default() -> Self {
         Self {
-            gzip_level: DEFAULT_GZIP_LEVEL,
             parquet_dictionary: true,
         }
     }
@@ -359,12 +351,7 @@ pub fn merger_with_options(
         return Box::new(Refused(prefix.to_owned()));
     }
     match format {
-        NativeFormat::Text(c) => Box::new(text::TextMerger::new(
-            c,
-            out,
-            target_bytes,
-            options.gzip_level,
-        )),
+        NativeFormat::Text(c) => Box::new(text::TextMerger::new(c, out, target_bytes)),
         NativeFormat::Parquet => Box::new(self::parquet::ParquetMerger::new(
             out,
             target_bytes,
@@ -399,6 +386,11 @@ pub(crate) struct OutputNaming {
 }
 
 impl OutputNaming {
+    /// The spool directory the outputs go to.
+    pub(crate) fn spool_dir(&self) -> &std::path::Path {
+        &self.spool_dir
+    }
+
     /// Creates output `index` (never overwriting a file): its name, path and file.
     pub(crate) fn create(
         &self,

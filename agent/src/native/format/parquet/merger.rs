@@ -1,18 +1,14 @@
 //! The Parquet [`Merger`]: each source is checked (magic, footer row count, schema and
 //! metadata against the first source's), its non-empty row groups wait until their encoded
-//! size reaches the target, and then become one output of one row group, written column by
-//! column with the first source's codecs and key-value metadata, and checked (rows per column,
-//! in the row group and in the footer).
+//! size reaches the target, and then become one output of one row group, its columns encoded
+//! in parallel (`encode.rs`) with the first source's codecs and key-value metadata, and checked
+//! (rows per column, in the row group and in the footer).
 
 use std::io::BufWriter;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parquet::basic::{Compression, Type as PhysicalType};
-use parquet::data_type::{
-    BoolType, ByteArrayType, DoubleType, FixedLenByteArrayType, FloatType, Int32Type, Int64Type,
-    Int96Type,
-};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::reader::FileReader;
@@ -20,7 +16,7 @@ use parquet::file::serialized_reader::SerializedFileReader;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{SchemaDescPtr, SchemaDescriptor};
 
-use super::copy::{Target, copy_column};
+use super::encode::{Columns, write_columns};
 use super::metadata::check_metadata;
 use super::schema::{check_schema, widen};
 use super::{MAGIC, parquet_footer_len, source_error};
@@ -222,41 +218,18 @@ impl ParquetMerger {
         let mut writer = SerializedFileWriter::new(
             BufWriter::with_capacity(WRITE_BUFFER, file),
             Arc::clone(&root),
-            properties,
+            Arc::clone(&properties),
         )?;
         let mut row_group = writer.next_row_group()?;
-        for (index, column) in schema.columns().iter().enumerate() {
-            let mut out = row_group.next_column()?.ok_or_else(|| {
-                FormatError::Verification(format!("the writer has no column {index}"))
-            })?;
-            let writer = out.untyped();
-            let target = Target {
-                root: &root,
-                path: column.path(),
-                index,
-            };
-            let written = match column.physical_type() {
-                PhysicalType::BOOLEAN => copy_column::<BoolType>(&pending, &target, writer)?,
-                PhysicalType::INT32 => copy_column::<Int32Type>(&pending, &target, writer)?,
-                PhysicalType::INT64 => copy_column::<Int64Type>(&pending, &target, writer)?,
-                PhysicalType::INT96 => copy_column::<Int96Type>(&pending, &target, writer)?,
-                PhysicalType::FLOAT => copy_column::<FloatType>(&pending, &target, writer)?,
-                PhysicalType::DOUBLE => copy_column::<DoubleType>(&pending, &target, writer)?,
-                PhysicalType::BYTE_ARRAY => {
-                    copy_column::<ByteArrayType>(&pending, &target, writer)?
-                }
-                PhysicalType::FIXED_LEN_BYTE_ARRAY => {
-                    copy_column::<FixedLenByteArrayType>(&pending, &target, writer)?
-                }
-            };
-            if written != expected {
-                return Err(FormatError::Verification(format!(
-                    "column `{}`: {written} records copied, {expected} expected",
-                    column.path()
-                )));
-            }
-            out.close()?;
-        }
+        let columns = Columns {
+            pending: &pending,
+            root: &root,
+            schema: &schema,
+            properties: &properties,
+            scratch: self.naming.spool_dir(),
+            scratch_prefix: &file_name,
+        };
+        write_columns(&columns, &mut row_group, expected)?;
         if row_group.next_column()?.is_some() {
             return Err(FormatError::Verification(
                 "the writer has more columns than the schema".into(),

@@ -43,16 +43,20 @@
 //!
 //! Memory: the pending sources of one output (at most about `target_bytes` of encoded row
 //! groups plus the last source pushed) are kept as the caller's buffers; writing streams page
-//! by page, with a batch of 8192 records per column in memory at a time.
+//! by page, with a batch of 8192 records per column in memory at a time, for each of the
+//! (two) columns encoded at once; encoded column chunks wait in scratch files in the spool
+//! directory, not in memory, until they are spliced into the output in column order.
 //!
 //! The files: `footer.rs` — row counts from the footer (what verification reads back);
 //! `merger.rs` — the [`Merger`](super::Merger): checking each source, collecting row groups
 //! up to the target size, writer properties, writing and checking one output;
+//! `encode.rs` — encoding the columns of one output on two threads and splicing them in order;
 //! `copy.rs` — copying one leaf column per physical type, levels remapped;
 //! `schema.rs` — schema comparison and `REQUIRED`→`OPTIONAL` widening;
 //! `metadata.rs` — the key-value metadata that must agree; tests in `tests/`.
 
 mod copy;
+mod encode;
 mod footer;
 mod merger;
 mod metadata;

@@ -1,15 +1,23 @@
 //! The text [`Merger`]: sources concatenated in order into outputs of about the target size,
-//! plain or through gzip (sources decompressed, outputs one gzip member each), a missing
-//! final `\n` added, a byte order mark allowed only at the start of an output, and every
-//! source's compression checked against the merge's.
+//! a missing final `\n` added, a byte order mark allowed only at the start of an output, and
+//! every source's compression checked against the merge's.
+//!
+//! Gzip sources are copied as they are, member after member, never recompressed: Hadoop's
+//! `GzipCodec` reads concatenated gzip members as one stream (HADOOP-6835:
+//! `DecompressorStream.decompress` resets the decompressor and goes on when a member ends and
+//! input remains; `BuiltInGzipDecompressor` and `java.util.zip.GZIPInputStream` do the same),
+//! so the concatenation of the sources' bytes reads as the concatenation of their texts. Each
+//! source is still decompressed to the end here — every member's CRC-32 and length checked —
+//! to count its lines, to see whether its text ends with `\n` (if not, a gzip member holding
+//! just `\n` follows it, so its last row never runs into the next source's first) and whether
+//! it starts with a byte order mark.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use bytes::Bytes;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 
 use super::count_newlines;
 use crate::native::format::{FormatError, Merger, OutputNaming, SpooledOutput, TextCompression};
@@ -18,6 +26,20 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 const WRITE_BUFFER: usize = 1 << 20;
 const READ_BUFFER: usize = 1 << 20;
 
+/// One complete gzip member holding the text `\n`: what follows a gzip source whose text
+/// does not end with a newline.
+static NEWLINE_MEMBER: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing into a Vec cannot fail.
+    let _ = e.write_all(b"\n");
+    e.finish().unwrap_or_default()
+});
+
+/// The gzip member holding `\n`.
+pub(super) fn newline_member() -> &'static [u8] {
+    &NEWLINE_MEMBER
+}
+
 /// A writer that counts the bytes going through it.
 #[derive(Debug)]
 struct Counting<W> {
@@ -25,51 +47,10 @@ struct Counting<W> {
     bytes: u64,
 }
 
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
+impl<W: Write> Counting<W> {
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
         self.inner.write_all(buf)?;
         self.bytes += buf.len() as u64;
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-enum Sink {
-    Plain(Counting<BufWriter<File>>),
-    Gzip(GzEncoder<Counting<BufWriter<File>>>),
-}
-
-impl Sink {
-    /// Bytes written to the file so far (compressed; the encoder holds back a little).
-    fn bytes(&self) -> u64 {
-        match self {
-            Self::Plain(w) => w.bytes,
-            Self::Gzip(w) => w.get_ref().bytes,
-        }
-    }
-
-    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match self {
-            Self::Plain(w) => w.write_all(data),
-            Self::Gzip(w) => w.write_all(data),
-        }
-    }
-
-    fn close(self) -> std::io::Result<()> {
-        let counting = match self {
-            Self::Plain(w) => w,
-            Self::Gzip(w) => w.finish()?,
-        };
-        counting.inner.into_inner().map_err(|e| e.into_error())?;
         Ok(())
     }
 }
@@ -77,10 +58,20 @@ impl Sink {
 struct OpenOutput {
     name: String,
     path: PathBuf,
-    sink: Sink,
+    sink: Counting<BufWriter<File>>,
     lines: u64,
     /// Whether any byte went into it (a byte order mark may only come first).
     started: bool,
+}
+
+/// What a gzip source's text holds, read to the end of its last member.
+#[derive(Debug, Default)]
+struct GzipText {
+    lines: u64,
+    bytes: u64,
+    /// Its first bytes (up to the length of a byte order mark).
+    head: Vec<u8>,
+    last: u8,
 }
 
 /// Merges text sources by concatenation (see the module documentation).
@@ -88,7 +79,6 @@ pub(crate) struct TextMerger {
     compression: TextCompression,
     naming: OutputNaming,
     target: u64,
-    level: u32,
     current: Option<OpenOutput>,
     outputs: Vec<SpooledOutput>,
     failed: bool,
@@ -106,17 +96,11 @@ impl std::fmt::Debug for TextMerger {
 }
 
 impl TextMerger {
-    pub(crate) fn new(
-        compression: TextCompression,
-        naming: OutputNaming,
-        target: u64,
-        level: u32,
-    ) -> Self {
+    pub(crate) fn new(compression: TextCompression, naming: OutputNaming, target: u64) -> Self {
         Self {
             compression,
             naming,
             target,
-            level: level.min(9),
             current: None,
             outputs: Vec::new(),
             failed: false,
@@ -129,26 +113,19 @@ impl TextMerger {
         if self
             .current
             .as_ref()
-            .is_some_and(|o| o.sink.bytes() >= self.target)
+            .is_some_and(|o| o.sink.bytes >= self.target)
         {
             self.close_current()?;
         }
         if self.current.is_none() {
             let (name, path, file) = self.naming.create(self.outputs.len())?;
-            let writer = Counting {
-                inner: BufWriter::with_capacity(WRITE_BUFFER, file),
-                bytes: 0,
-            };
-            let sink = match self.compression {
-                TextCompression::None => Sink::Plain(writer),
-                TextCompression::Gzip => {
-                    Sink::Gzip(GzEncoder::new(writer, Compression::new(self.level)))
-                }
-            };
             self.current = Some(OpenOutput {
                 name,
                 path,
-                sink,
+                sink: Counting {
+                    inner: BufWriter::with_capacity(WRITE_BUFFER, file),
+                    bytes: 0,
+                },
                 lines: 0,
                 started: false,
             });
@@ -158,7 +135,7 @@ impl TextMerger {
 
     fn close_current(&mut self) -> Result<(), FormatError> {
         if let Some(out) = self.current.take() {
-            out.sink.close()?;
+            out.sink.inner.into_inner().map_err(|e| e.into_error())?;
             let bytes = std::fs::metadata(&out.path)?.len();
             self.outputs.push(SpooledOutput {
                 local_path: out.path,
@@ -198,41 +175,49 @@ impl TextMerger {
         if data.is_empty() {
             return Ok(0);
         }
-        let mut decoder = flate2::bufread::MultiGzDecoder::new(data);
         let mut buf = std::mem::take(&mut self.buf);
-        buf.resize(READ_BUFFER, 0);
-        let result = (|| {
-            // Enough of the text to know whether it is empty and whether it starts with a mark.
-            let mut filled = fill(&mut decoder, &mut buf, UTF8_BOM.len(), name)?;
-            if filled == 0 {
-                return Ok(0);
-            }
-            let out = self.output()?;
-            if buf[..filled].starts_with(UTF8_BOM) && out.started {
-                return Err(FormatError::ByteOrderMark {
-                    file: name.to_owned(),
-                });
-            }
-            out.started = true;
-            let mut lines = 0u64;
-            let mut last = 0u8;
-            while filled > 0 {
-                let chunk = &buf[..filled];
-                out.sink.write_all(chunk)?;
-                lines += count_newlines(chunk);
-                last = chunk[chunk.len() - 1];
-                filled = fill(&mut decoder, &mut buf, 1, name)?;
-            }
-            if last != b'\n' {
-                out.sink.write_all(b"\n")?;
-                lines += 1;
-            }
-            out.lines += lines;
-            Ok(lines)
-        })();
+        let text = read_gzip(name, data, &mut buf);
         self.buf = buf;
-        result
+        let text = text?;
+        // Members of no text (a gzip of nothing): nothing to keep.
+        if text.bytes == 0 {
+            return Ok(0);
+        }
+        let out = self.output()?;
+        if text.head.starts_with(UTF8_BOM) && out.started {
+            return Err(FormatError::ByteOrderMark {
+                file: name.to_owned(),
+            });
+        }
+        out.started = true;
+        out.sink.write_all(data)?;
+        let mut lines = text.lines;
+        if text.last != b'\n' {
+            out.sink.write_all(newline_member())?;
+            lines += 1;
+        }
+        out.lines += lines;
+        Ok(lines)
     }
+}
+
+/// Decompresses a whole gzip file (every member, each one's CRC-32 and length checked; bytes
+/// after the last member that are not a member are an error) and counts its lines.
+fn read_gzip(name: &str, data: &[u8], buf: &mut Vec<u8>) -> Result<GzipText, FormatError> {
+    let mut decoder = flate2::bufread::MultiGzDecoder::new(data);
+    buf.resize(READ_BUFFER, 0);
+    let mut text = GzipText::default();
+    // Enough of the text to know whether it starts with a mark (split across members, too).
+    let mut filled = fill(&mut decoder, buf, UTF8_BOM.len(), name)?;
+    text.head = buf[..filled.min(UTF8_BOM.len())].to_vec();
+    while filled > 0 {
+        let chunk = &buf[..filled];
+        text.lines += count_newlines(chunk);
+        text.bytes += filled as u64;
+        text.last = chunk[filled - 1];
+        filled = fill(&mut decoder, buf, 1, name)?;
+    }
+    Ok(text)
 }
 
 /// Reads until at least `min` bytes are in `buf` or the stream ends; the bytes read.

@@ -17,17 +17,19 @@
 //! * all sources have the same compression, decided by file name
 //!   ([`TextCompression::from_file_name`](super::TextCompression::from_file_name)). Gzip
 //!   sources may hold several concatenated members, which Hadoop's `GzipCodec` reads as one
-//!   stream (HADOOP-6835), as does [`flate2::bufread::MultiGzDecoder`] here. Gzip outputs are
-//!   one member.
+//!   stream (HADOOP-6835), as does [`flate2::bufread::MultiGzDecoder`] here. So gzip outputs
+//!   are the sources' members copied one after the other (plus a one-line member `\n` after a
+//!   source whose text lacks its final newline), never recompressed; each source is still
+//!   decompressed to count its lines and check its members.
 //!
 //! "Lines" are `\n` bytes, the unit the executor verifies; the rows Hive counts can differ when
 //! a file uses lone `\r` line ends, but the concatenation keeps them all the same.
 //!
 //! Memory: one source (the caller's buffer), a 1 MiB decompression buffer and the output's
-//! write buffers.
+//! 1 MiB write buffer.
 //!
-//! The files: `merge.rs` — the [`Merger`](super::Merger) (plain concatenation, and gzip
-//! decompressed and recompressed into one member); `count.rs` — [`TextCounter`], the line
+//! The files: `merge.rs` — the [`Merger`](super::Merger) (concatenation of plain text or of
+//! gzip members); `count.rs` — [`TextCounter`], the line
 //! count verification reads back; tests in `tests.rs`.
 
 mod count;

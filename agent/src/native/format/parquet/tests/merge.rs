@@ -311,7 +311,6 @@ fn dictionary_can_be_turned_off() {
         &sources,
         &MergerOptions {
             parquet_dictionary: false,
-            ..MergerOptions::default()
         },
     )
     .unwrap();
