@@ -179,11 +179,20 @@ pub(super) fn is_standby(e: &FsError) -> bool {
     matches!(e, FsError::Remote { exception, .. } if exception == "StandbyException")
 }
 
-/// Errors after which the next NameNode is tried: a standby answer, or no usable
-/// connection (as Hadoop's `WebHdfsFileSystem` fails over on `StandbyException` and
-/// `ConnectException`).
+/// Errors after which the next NameNode is tried: a standby answer, no usable connection
+/// (as Hadoop's `WebHdfsFileSystem` fails over on `StandbyException` and
+/// `ConnectException`), or a gateway in front of the NameNode saying it cannot reach it
+/// (502, 503, 504). When every NameNode fails so, the circuit opens (`circuit`).
 pub(super) fn is_failover_error(e: &FsError) -> bool {
-    is_standby(e) || matches!(e, FsError::Connection { .. })
+    is_standby(e)
+        || matches!(
+            e,
+            FsError::Connection { .. }
+                | FsError::Remote {
+                    status: 502..=504,
+                    ..
+                }
+        )
 }
 
 /// The server does not know the op: Hadoop's `ExceptionHandler` turns the failed enum
