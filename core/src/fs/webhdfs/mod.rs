@@ -21,7 +21,12 @@
 //! * `send_with_failover` walks the NameNodes starting at the remembered active one, moving
 //!   on for a `StandbyException` or a connection failure (failover is not a retry);
 //! * `send` retries what [`FsError::is_retryable`] allows, with full-jitter exponential
-//!   backoff, holding no permit while it sleeps.
+//!   backoff, holding no permit while it sleeps;
+//! * around all of it, the cluster's circuit (`circuit`): once a failover round found every
+//!   NameNode down, requests fail at once with [`FsError::BackingOff`] for a jittered,
+//!   exponentially growing delay (`OutageBackoff`, 1 s up to 30 s by default), then one
+//!   trial request (or the per-scan probe) decides whether to close it. `exchange` checks it
+//!   again once it holds its permit, so requests queued when the outage began stay unsent.
 //!
 //! Every NameNode request goes through `send`. The operations that move file contents
 //! (`OPEN`, `CREATE`) are two requests: the NameNode's answer (through `send`) redirects to a
