@@ -15,7 +15,7 @@ use globset::{GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
 use crate::fs::LocationScheme;
-use crate::fs::webhdfs::{SpnegoConfig, WebHdfsConfig};
+use crate::fs::webhdfs::{OutageBackoff, SpnegoConfig, WebHdfsConfig};
 use crate::kerberos::KerberosConfig;
 use crate::metastore::{Backend, ClientCert, MetastoreConfig, TlsMode, TlsSettings};
 use crate::secret::{Secret, SecretKind, check_file_permissions};
@@ -145,6 +145,15 @@ pub enum RawStorage {
         /// `hadoop.auth` cookie). Default true.
         #[serde(default = "default_true")]
         delegation_tokens: bool,
+        /// Backing off when every NameNode fails (refused connections, standby, a gateway's
+        /// 502/503/504): requests fail at once, unsent, for this delay, doubling (with
+        /// jitter) per failed probe up to `outage_max_backoff`. `"0s"` turns it off.
+        /// Default 1s.
+        #[serde(default = "default_outage_backoff", with = "humantime_serde")]
+        outage_backoff: Duration,
+        /// Upper bound of the backing-off delay. Default 30s.
+        #[serde(default = "default_outage_max_backoff", with = "humantime_serde")]
+        outage_max_backoff: Duration,
     },
     /// A local directory tree holding `file:` locations.
     Local {
@@ -158,6 +167,12 @@ pub enum RawStorage {
     },
 }
 
+fn default_outage_backoff() -> Duration {
+    OutageBackoff::default().initial
+}
+fn default_outage_max_backoff() -> Duration {
+    OutageBackoff::default().max
+}
 fn default_pool() -> usize {
     4
 }
@@ -259,6 +274,8 @@ pub enum StorageConfig {
         client: WebHdfsConfig,
         /// Accepted `hdfs://` authorities.
         authorities: Vec<String>,
+        /// Backing off when every NameNode fails.
+        outage_backoff: OutageBackoff,
     },
     /// Local directory trees.
     Local {
@@ -573,6 +590,8 @@ impl RawStorage {
                 ca_file,
                 auth,
                 delegation_tokens,
+                outage_backoff,
+                outage_max_backoff,
             } => {
                 if namenodes.is_empty() {
                     return Err(invalid(cluster, "storage.namenodes is empty"));
@@ -599,6 +618,12 @@ impl RawStorage {
                     return Err(invalid(
                         cluster,
                         "storage.max_concurrent_requests must be > 0",
+                    ));
+                }
+                if outage_max_backoff < outage_backoff {
+                    return Err(invalid(
+                        cluster,
+                        "storage.outage_max_backoff must not be below storage.outage_backoff",
                     ));
                 }
                 let auth = auth.unwrap_or(if delegation_token_file.is_some() {
@@ -666,6 +691,10 @@ impl RawStorage {
                         spnego,
                     },
                     authorities,
+                    outage_backoff: OutageBackoff {
+                        initial: outage_backoff,
+                        max: outage_max_backoff,
+                    },
                 })
             }
             Self::Local { root, roots } => {

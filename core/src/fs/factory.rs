@@ -22,9 +22,13 @@ enum Client {
 
 fn build(storage: &StorageConfig, metrics: &WebHdfsMetrics) -> Result<Client, WebHdfsConfigError> {
     Ok(match storage {
-        StorageConfig::WebHdfs { client, .. } => {
-            Client::WebHdfs(WebHdfs::new(client.clone(), metrics.clone())?)
-        }
+        StorageConfig::WebHdfs {
+            client,
+            outage_backoff,
+            ..
+        } => Client::WebHdfs(
+            WebHdfs::new(client.clone(), metrics.clone())?.with_outage_backoff(*outage_backoff),
+        ),
         StorageConfig::Local { roots } => match roots.as_slice() {
             [root] => Client::Local(LocalFs::new(root.clone())),
             roots => Client::LocalRoots(LocalRoots::new(roots)),

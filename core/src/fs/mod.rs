@@ -95,6 +95,19 @@ pub enum FsError {
         /// The last error seen.
         last: String,
     },
+    /// Every NameNode failed recently and the client is backing off: the request was not
+    /// sent (WebHDFS circuit breaker, see `webhdfs`'s `circuit` module). Retryable, but not
+    /// now: a caller with many requests to make (a scan) should stop making them until
+    /// `retry_in` has passed, as every one of them fails the same way.
+    #[error(
+        "not sent: every NameNode failed recently, backing off for {retry_in:?} (last: {last})"
+    )]
+    BackingOff {
+        /// Until the next request is let through to probe the NameNodes.
+        retry_in: std::time::Duration,
+        /// What the last failed round said.
+        last: String,
+    },
     /// The server answered with a `RemoteException` (or a non-JSON error body).
     #[error("{op} {path}: HTTP {status} {exception}: {message}")]
     Remote {
@@ -186,7 +199,10 @@ impl FsError {
     /// Whether retrying the same request later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Timeout { .. } | Self::Connection { .. } | Self::NoActiveNameNode { .. } => true,
+            Self::Timeout { .. }
+            | Self::Connection { .. }
+            | Self::NoActiveNameNode { .. }
+            | Self::BackingOff { .. } => true,
             Self::Authentication { retryable, .. } => *retryable,
             Self::Remote {
                 status, exception, ..
@@ -214,6 +230,7 @@ impl FsError {
             Self::Unsupported { .. } => "unsupported",
             Self::PermissionDenied { .. } => "permission_denied",
             Self::NoActiveNameNode { .. } => "no_active_namenode",
+            Self::BackingOff { .. } => "backing_off",
             Self::Remote { .. } => "remote_exception",
             Self::Timeout { .. } => "timeout",
             Self::Connection { .. } => "connection",

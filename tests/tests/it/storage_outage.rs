@@ -42,7 +42,7 @@ fn write_config(dir: &Path, db: &FixtureDb, namenode: &str) -> PathBuf {
          scan_interval = \"1s\"\nexclude = [\"scratch.*\"]\n\
          [cluster.metastore]\nurl = \"postgres://{}@{}:{}/{}\"\n\
          [cluster.storage]\ntype = \"webhdfs\"\nnamenodes = [\"{namenode}\"]\nauthorities = [\"testns\"]\n\
-         request_timeout = \"2s\"\nmax_retries = 0\n",
+         request_timeout = \"2s\"\nmax_retries = 0\noutage_backoff = \"100ms\"\noutage_max_backoff = \"1s\"\n",
         c.user, c.host, c.port, c.database
     );
     let path = dir.join("exporter.toml");
@@ -196,5 +196,194 @@ async fn every_namenode_down_fails_the_scan_and_some_tables_make_it_partial() {
     .await;
     assert_eq!(exporter.get("/ready", None).await.0, 200);
     exporter.stop().await.expect("the exporter stops cleanly");
+    db.drop_database().await.unwrap();
+}
+
+/// Every request the exporter's WebHDFS client sent, by the client's own count
+/// (`hive_hdfs_requests_total`, refused connections included under `code="error"`), and the
+/// refused ones alone.
+fn client_requests(metrics: &hive_smallfiles_exporter::metrics::Metrics) -> (f64, f64) {
+    let s = prom::parse(&metrics.render(hive_smallfiles_core::exposition::Format::Text));
+    let all = s
+        .iter()
+        .filter(|x| x.name == "hive_hdfs_requests_total")
+        .map(|x| x.value)
+        .sum();
+    let refused = s
+        .iter()
+        .filter(|x| {
+            x.name == "hive_hdfs_requests_total"
+                && x.labels.get("code").map(String::as_str) == Some("error")
+        })
+        .map(|x| x.value)
+        .sum();
+    (all, refused)
+}
+
+/// A scanner of `db` against the two NameNodes, backing off from `backoff` up to `max`
+/// (`"0s"`: not at all), with the default three retries.
+fn outage_scanner(
+    db: &FixtureDb,
+    namenodes: &[String],
+    backoff: &str,
+    max: &str,
+) -> (
+    hive_smallfiles_exporter::scan::ClusterScanner,
+    hive_smallfiles_exporter::metrics::Metrics,
+) {
+    let c = db.metastore_config();
+    let text = format!(
+        "[[cluster]]\nname = \"c1\"\nsmall_file_bytes = {SMALL_FILE_BYTES}\ntarget_file_bytes = {TARGET_FILE_BYTES}\n\
+         exclude = [\"scratch.*\"]\n\
+         [cluster.metastore]\nurl = \"postgres://{}@{}:{}/{}\"\n\
+         [cluster.storage]\ntype = \"webhdfs\"\nnamenodes = {namenodes:?}\nauthorities = [\"testns\"]\n\
+         request_timeout = \"2s\"\noutage_backoff = \"{backoff}\"\noutage_max_backoff = \"{max}\"\n",
+        c.user, c.host, c.port, c.database
+    );
+    let env = std::collections::BTreeMap::<String, String>::new();
+    let config = hive_smallfiles_exporter::config::Config::from_toml(&text, Path::new("."), &env)
+        .unwrap()
+        .clusters
+        .remove(0);
+    let metrics = hive_smallfiles_exporter::metrics::Metrics::new();
+    let fs = hive_smallfiles_core::fs::factory::read_filesystem(&config.storage, &metrics.webhdfs)
+        .unwrap();
+    (
+        hive_smallfiles_exporter::scan::ClusterScanner::new(config, fs),
+        metrics,
+    )
+}
+
+/// The issue's outage: one NameNode of an HA pair down (connections refused), the other
+/// standby. A scan loop running back to back through the whole outage sends at most the
+/// requests of one healthy scan (counted by the server for the standby NameNode, by the
+/// client for the refused connections), and the first scan that reaches a NameNode after the
+/// outage succeeds in full.
+///
+/// Time is scaled down tenfold against the defaults (backing off from 100 ms up to 3 s
+/// instead of 1 s up to 30 s, an outage of 3 s instead of 30 s): the same number of backoff
+/// rounds fits into the outage. The scan loop runs back to back (every few milliseconds),
+/// far more often than any `scan_interval`, which only makes the bound harder to hold. The
+/// same loop without backing off exceeds the bound within a tenth of the outage, so the
+/// comparison can fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_of_every_namenode_costs_at_most_one_healthy_scan_of_requests() {
+    use hive_smallfiles_tests::webhdfs_server::HaState;
+    use tokio_util::sync::CancellationToken;
+
+    let dir = tempfile::tempdir().unwrap();
+    let w = Warehouse::new(dir.path().join("warehouse")).unwrap();
+    let scenario = Scenario::build(&w, &|rel| format!("hdfs://testns/warehouse/{rel}"), false);
+    let ns = Namespace::new_shared();
+    ns.import_dir(w.root(), "/warehouse").unwrap();
+    let server = WebHdfsServer::start(
+        ServerOptions::new()
+            .namespace(Arc::clone(&ns))
+            .namenodes(2)
+            .active(Some(0)),
+    )
+    .await
+    .unwrap();
+    let namenodes = server.namenode_urls();
+    let db = FixtureDb::create(
+        DbKind::Postgres,
+        SchemaVersion::Hive2_1,
+        &unique_db_name("outage_backoff"),
+    )
+    .await
+    .unwrap();
+    db.insert(&scenario.tables).await.unwrap();
+    let never = CancellationToken::new();
+
+    // One healthy scan: its requests are the bound.
+    let (mut scanner, metrics) = outage_scanner(&db, &namenodes, "100ms", "3s");
+    server.reset_counters();
+    let snapshot = scanner.scan(&never).await;
+    assert!(snapshot.scan.success, "{:?}", snapshot.scan.error);
+    assert_eq!(snapshot.scan.tables.failed, 0);
+    let healthy = server.total_requests();
+    let (client_healthy, _) = client_requests(&metrics);
+    assert_eq!(client_healthy, healthy as f64, "both sides count alike");
+    assert!(healthy >= 10, "a healthy scan sends {healthy} requests");
+
+    // The outage: NameNode 0 refuses connections, NameNode 1 is standby.
+    let outage = |server: &hive_smallfiles_tests::webhdfs_server::RunningServer| {
+        let server = server.handle();
+        async move {
+            server.stop_namenode(0).await;
+            server.set_ha_state(1, HaState::Standby);
+        }
+    };
+    outage(&server).await;
+    server.reset_counters();
+    let (client_before, refused_before) = client_requests(&metrics);
+    let started = Instant::now();
+    let mut scans = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        let snapshot = scanner.scan(&never).await;
+        assert!(!snapshot.scan.success);
+        scans += 1;
+    }
+    let standby_answers = server.total_requests();
+    let (client_after, refused_after) = client_requests(&metrics);
+    let refused = refused_after - refused_before;
+    let sent = client_after - client_before;
+    assert_eq!(
+        sent,
+        standby_answers as f64 + refused,
+        "every request the client sent was refused or answered by the standby"
+    );
+    assert!(
+        sent <= healthy as f64,
+        "{scans} scans during the outage sent {sent} requests ({refused} refused, \
+         {standby_answers} standby answers); one healthy scan sends {healthy}"
+    );
+    assert!(
+        refused >= 1.0 && standby_answers >= 1,
+        "the NameNodes were probed"
+    );
+    let s = prom::parse(&metrics.render(hive_smallfiles_core::exposition::Format::Text));
+    assert_eq!(prom::value(&s, "hive_hdfs_circuit_open", &C1), Some(1.0));
+    assert!(prom::value(&s, "hive_hdfs_backoff_seconds_total", &C1).unwrap() > 0.0);
+    assert!(prom::value(&s, "hive_hdfs_rejected_requests_total", &C1).unwrap() > 0.0);
+
+    // Back: NameNode 0 restarts as the active one. The first scan that reaches a NameNode
+    // succeeds in full; scans before it (still backing off) sent nothing.
+    server.start_namenode(0).await.unwrap();
+    server.set_active(0);
+    let back = Instant::now();
+    loop {
+        let before = client_requests(&metrics).0;
+        let snapshot = scanner.scan(&never).await;
+        let reached = client_requests(&metrics).0 > before;
+        if reached {
+            assert!(snapshot.scan.success, "{:?}", snapshot.scan.error);
+            assert_eq!(snapshot.scan.tables.failed, 0);
+            assert_eq!(snapshot.scan.tables.scanned, scenario.expected.len() as u64);
+            break;
+        }
+        assert!(!snapshot.scan.success);
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "no request within the longest backoff after the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = prom::parse(&metrics.render(hive_smallfiles_core::exposition::Format::Text));
+    assert_eq!(prom::value(&s, "hive_hdfs_circuit_open", &C1), Some(0.0));
+
+    // Without backing off, the same loop exceeds the bound within a tenth of the outage.
+    let (mut hammering, metrics) = outage_scanner(&db, &namenodes, "0s", "0s");
+    outage(&server).await;
+    let before = client_requests(&metrics).0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(300) {
+        hammering.scan(&never).await;
+    }
+    let sent = client_requests(&metrics).0 - before;
+    assert!(
+        sent > healthy as f64,
+        "without backing off only {sent} requests (healthy scan: {healthy})"
+    );
     db.drop_database().await.unwrap();
 }

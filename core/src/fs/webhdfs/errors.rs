@@ -179,11 +179,24 @@ pub(super) fn is_standby(e: &FsError) -> bool {
     matches!(e, FsError::Remote { exception, .. } if exception == "StandbyException")
 }
 
-/// Errors after which the next NameNode is tried: a standby answer, or no usable
-/// connection (as Hadoop's `WebHdfsFileSystem` fails over on `StandbyException` and
-/// `ConnectException`).
+/// Errors after which the next NameNode is tried: a standby answer, no usable connection
+/// (as Hadoop's `WebHdfsFileSystem` fails over on `StandbyException` and
+/// `ConnectException`), or a gateway in front of the NameNode saying it cannot reach it
+/// (its own 502, 503, 504 page; a `RemoteException` with such a status, e.g. a
+/// `RetriableException`, came from a running NameNode and is retried, not failed over).
+/// When every NameNode fails so, the circuit opens (`circuit`).
 pub(super) fn is_failover_error(e: &FsError) -> bool {
-    is_standby(e) || matches!(e, FsError::Connection { .. })
+    is_standby(e) || matches!(e, FsError::Connection { .. }) || is_gateway_down(e)
+}
+
+/// A 502/503/504 whose body was not a `RemoteException` (`remote_error` then names the
+/// exception after the status' reason phrase).
+fn is_gateway_down(e: &FsError) -> bool {
+    matches!(e, FsError::Remote { status: status @ 502..=504, exception, .. }
+        if StatusCode::from_u16(*status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            == Some(exception.as_str()))
 }
 
 /// The server does not know the op: Hadoop's `ExceptionHandler` turns the failed enum

@@ -11,11 +11,15 @@ use rand::Rng;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 
+use super::circuit::{self, Admission, Outcome, Transition, TrialGuard};
 use super::*;
 
 impl WebHdfs {
-    /// Sends one operation with failover across NameNodes and retries of retryable errors.
-    /// `params` are extra query parameters (values are encoded here).
+    /// Sends one operation with failover across NameNodes and retries of retryable errors,
+    /// through the cluster's circuit (`circuit`): while it is open, a new request fails at
+    /// once with [`FsError::BackingOff`]; a request already retrying waits for the circuit's
+    /// delay (as one of its retries) and then may be its trial. `params` are extra query
+    /// parameters (values are encoded here).
     ///
     /// A mutating operation sent through here may be applied twice (a failover or a retry
     /// repeats a request whose answer was lost): see the module documentation.
@@ -28,7 +32,32 @@ impl WebHdfs {
     ) -> Result<Reply, FsError> {
         let mut attempt = 0;
         loop {
-            match self.send_with_failover(op, &method, path, params).await {
+            let result = match self.circuit.admit() {
+                Ok(admission) => {
+                    let guard = TrialGuard::new(&self.circuit, admission);
+                    let result = circuit::run_as(
+                        admission,
+                        self.send_with_failover(admission, op, &method, path, params),
+                    )
+                    .await;
+                    let (outcome, last) = circuit_outcome(&result);
+                    let transition = guard.record(outcome, &last);
+                    self.circuit_transition(transition, &last);
+                    result
+                }
+                Err(e) => {
+                    self.count_rejected();
+                    Err(e)
+                }
+            };
+            match result {
+                // A new request does not wait for an open circuit: the caller hears at once.
+                Err(FsError::BackingOff { .. }) if attempt == 0 => return result,
+                Err(FsError::BackingOff { retry_in, .. }) if attempt < self.max_retries => {
+                    let delay = self.backoff(attempt).max(retry_in);
+                    attempt += 1;
+                    tokio::time::sleep(delay).await;
+                }
                 Err(e) if e.is_retryable() && attempt < self.max_retries => {
                     let delay = self.backoff(attempt);
                     attempt += 1;
@@ -43,6 +72,26 @@ impl WebHdfs {
         }
     }
 
+    /// Logs and counts a change of the circuit.
+    pub(super) fn circuit_transition(&self, transition: Transition, last: &str) {
+        match transition {
+            Transition::None => {}
+            Transition::Opened(delay) => {
+                self.circuit_open.set(1);
+                self.backoff_seconds.inc_by(delay.as_secs_f64());
+                tracing::warn!(
+                    cluster = %self.cluster, ?delay, error = %last,
+                    "Every NameNode failed; backing off (requests fail at once until one \
+                     probes again)."
+                );
+            }
+            Transition::Closed => {
+                self.circuit_open.set(0);
+                tracing::info!(cluster = %self.cluster, "A NameNode serves again; no longer backing off.");
+            }
+        }
+    }
+
     /// Full jitter: uniform in `[0, min(max, initial * 2^attempt)]`.
     pub(super) fn backoff(&self, attempt: u32) -> Duration {
         let ceiling = self
@@ -53,9 +102,11 @@ impl WebHdfs {
         Duration::from_nanos(rand::rng().random_range(0..=nanos))
     }
 
-    /// Tries the NameNodes in order, starting at the remembered active one.
+    /// Tries the NameNodes in order, starting at the remembered active one. Stops before the
+    /// next NameNode once the circuit opened under a request admitted while it was closed.
     pub(super) async fn send_with_failover(
         &self,
+        admission: Admission,
         op: &'static str,
         method: &Method,
         path: &str,
@@ -65,6 +116,7 @@ impl WebHdfs {
         let start = self.active_index();
         let mut last_error = None;
         for k in 0..n {
+            self.circuit.still_admits(admission)?;
             let i = (start + k) % n;
             match self.send_to(i, op, method.clone(), path, params).await {
                 Err(e) if is_failover_error(&e) => {
@@ -141,6 +193,10 @@ impl WebHdfs {
                 message: "client is shut down".to_owned(),
             });
         };
+        if let Err(e) = self.circuit.gate() {
+            self.count_rejected();
+            return Err(e);
+        }
         let request = self.client.request(method, url).headers(headers);
         let mut response = match request.send().await {
             Ok(r) => r,
@@ -220,6 +276,20 @@ impl WebHdfs {
         if let Ok(mut counters) = self.request_counters.write() {
             counters.insert(key, counter);
         }
+    }
+}
+
+/// What a request's result says about the NameNodes, for the circuit: every NameNode failed
+/// (`NoActiveNameNode`, or the one endpoint's failover error), one served, or nothing known.
+pub(super) fn circuit_outcome(result: &Result<Reply, FsError>) -> (Outcome, String) {
+    match result {
+        Ok(_) => (Outcome::Served, String::new()),
+        Err(e @ FsError::NoActiveNameNode { .. }) => (Outcome::AllDown, e.to_string()),
+        Err(e) if is_failover_error(e) => (Outcome::AllDown, e.to_string()),
+        Err(
+            FsError::Timeout { .. } | FsError::BackingOff { .. } | FsError::Authentication { .. },
+        ) => (Outcome::Unknown, String::new()),
+        Err(_) => (Outcome::Served, String::new()),
     }
 }
 

@@ -21,7 +21,12 @@
 //! * `send_with_failover` walks the NameNodes starting at the remembered active one, moving
 //!   on for a `StandbyException` or a connection failure (failover is not a retry);
 //! * `send` retries what [`FsError::is_retryable`] allows, with full-jitter exponential
-//!   backoff, holding no permit while it sleeps.
+//!   backoff, holding no permit while it sleeps;
+//! * around all of it, the cluster's circuit (`circuit`): once a failover round found every
+//!   NameNode down, requests fail at once with [`FsError::BackingOff`] for a jittered,
+//!   exponentially growing delay (`OutageBackoff`, 1 s up to 30 s by default), then one
+//!   trial request (or the per-scan probe) decides whether to close it. `exchange` checks it
+//!   again once it holds its permit, so requests queued when the outage began stay unsent.
 //!
 //! Every NameNode request goes through `send`. The operations that move file contents
 //! (`OPEN`, `CREATE`) are two requests: the NameNode's answer (through `send`) redirects to a
@@ -37,6 +42,7 @@
 //! [`FsError::NotFound`]; `DELETE`: `false`), and callers that need to know check the result.
 
 mod auth;
+mod circuit;
 mod datanode;
 mod errors;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -54,7 +60,7 @@ mod tests;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -71,6 +77,7 @@ use tokio::sync::Semaphore;
 use super::{EndpointProbe, EndpointState, EntryKind, FileStatus, FileSystem, FsError, PageSink};
 use crate::kerberos::KerberosConfig;
 use crate::secret::Secret;
+pub use circuit::OutageBackoff;
 #[cfg(feature = "write")]
 use datanode::*;
 use errors::*;
@@ -151,13 +158,39 @@ pub struct WebHdfsMetrics {
     /// `hive_hdfs_delegation_token_expiry_timestamp_seconds{cluster}`: when the delegation
     /// token in use expires unless renewed (0 before the first one).
     pub token_expiry: Family<ClusterLabels, Gauge>,
+    /// `hive_hdfs_circuit_open{cluster}`: 1 while the client backs off because every NameNode
+    /// failed (requests fail at once without being sent), 0 otherwise.
+    pub circuit_open: Family<ClusterLabels, Gauge>,
+    /// `hive_hdfs_backoff_seconds_total{cluster}`: the delays the circuit was opened for,
+    /// summed (its rate is the share of time spent backing off).
+    pub backoff_seconds: Family<ClusterLabels, Counter<f64, AtomicU64>>,
+    /// `hive_hdfs_rejected_requests_total{cluster}`: requests failed at once, not sent,
+    /// while backing off.
+    pub rejected_requests: Family<ClusterLabels, Counter>,
 }
 
 impl WebHdfsMetrics {
-    /// Registers the Kerberos metrics of the WebHDFS clients, unprefixed
-    /// (`hive_hdfs_authentications_total`, `hive_hdfs_delegation_token_expiry_timestamp_seconds`):
-    /// both binaries' registries share them.
+    /// Registers the metrics of the WebHDFS clients both binaries' registries share,
+    /// unprefixed: the Kerberos ones (`hive_hdfs_authentications_total`,
+    /// `hive_hdfs_delegation_token_expiry_timestamp_seconds`) and the backing off of the
+    /// circuit (`hive_hdfs_circuit_open`, `hive_hdfs_backoff_seconds_total`,
+    /// `hive_hdfs_rejected_requests_total`).
     pub fn register_authentication(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "hive_hdfs_circuit_open",
+            "1 while the WebHDFS client backs off because every NameNode failed",
+            self.circuit_open.clone(),
+        );
+        registry.register(
+            "hive_hdfs_backoff_seconds",
+            "Delays the WebHDFS client backed off for after every NameNode failed, summed",
+            self.backoff_seconds.clone(),
+        );
+        registry.register(
+            "hive_hdfs_rejected_requests",
+            "WebHDFS requests failed at once, not sent, while backing off",
+            self.rejected_requests.clone(),
+        );
         registry.register(
             "hive_hdfs_authentications",
             "Kerberos events of the WebHDFS client (spnego, token_obtained, token_renewed, \
@@ -358,6 +391,13 @@ pub struct WebHdfs {
     /// Handles into `metrics.requests`, keyed by (op, status or 0 for `error`), so the hot
     /// path does not build label strings per request.
     request_counters: RwLock<HashMap<(&'static str, u16), Counter>>,
+    /// Backing off while every NameNode fails.
+    circuit: circuit::Circuit,
+    /// This cluster's handles into `metrics.circuit_open`, `.backoff_seconds` and
+    /// `.rejected_requests`.
+    circuit_open: Gauge,
+    backoff_seconds: Counter<f64, AtomicU64>,
+    rejected_requests: Counter,
 }
 
 impl fmt::Debug for WebHdfs {
@@ -475,6 +515,12 @@ impl WebHdfs {
             push_encoded(&mut auth_query, token.expose());
         }
 
+        let labels = ClusterLabels {
+            cluster: cluster.clone(),
+        };
+        let circuit_open = metrics.circuit_open.get_or_create(&labels).clone();
+        let backoff_seconds = metrics.backoff_seconds.get_or_create(&labels).clone();
+        let rejected_requests = metrics.rejected_requests.get_or_create(&labels).clone();
         Ok(Self {
             cluster,
             client,
@@ -492,7 +538,28 @@ impl WebHdfs {
             request_timeout: cfg.request_timeout,
             metrics,
             request_counters: RwLock::new(HashMap::new()),
+            circuit: circuit::Circuit::new(OutageBackoff::default()),
+            circuit_open,
+            backoff_seconds,
+            rejected_requests,
         })
+    }
+
+    /// Sets how this client backs off when every NameNode fails (default
+    /// [`OutageBackoff::default`]; [`OutageBackoff::DISABLED`] sends every request).
+    #[must_use]
+    pub fn with_outage_backoff(mut self, backoff: OutageBackoff) -> Self {
+        self.circuit = circuit::Circuit::new(backoff);
+        self
+    }
+
+    /// Whether this client is backing off now (every NameNode failed recently).
+    pub fn backing_off(&self) -> bool {
+        self.circuit.is_open()
+    }
+
+    fn count_rejected(&self) {
+        self.rejected_requests.inc();
     }
 
     /// The cluster name this client was configured with.
@@ -582,22 +649,25 @@ impl WebHdfs {
         }
     }
 
-    async fn probe_one(&self, i: usize) -> EndpointProbe {
-        let state = match self
+    /// Probes NameNode `i`; also whether it failed as the circuit counts a NameNode down
+    /// (standby, no connection, a gateway's 502/503/504).
+    async fn probe_one(&self, i: usize) -> (EndpointProbe, bool) {
+        let (state, down) = match self
             .send_to(i, op::GETFILESTATUS, Method::GET, "/", &[])
             .await
         {
             Ok(reply) => match parse::<FileStatusEnvelope>(op::GETFILESTATUS, "/", &reply.body) {
-                Ok(_) => EndpointState::Active,
-                Err(e) => EndpointState::Down(e.to_string()),
+                Ok(_) => (EndpointState::Active, false),
+                Err(e) => (EndpointState::Down(e.to_string()), false),
             },
-            Err(e) if is_standby(&e) => EndpointState::Standby,
-            Err(e) => EndpointState::Down(e.to_string()),
+            Err(e) if is_standby(&e) => (EndpointState::Standby, true),
+            Err(e) => (EndpointState::Down(e.to_string()), is_failover_error(&e)),
         };
-        EndpointProbe {
+        let probe = EndpointProbe {
             endpoint: self.namenodes[i].label.clone(),
             state,
-        }
+        };
+        (probe, down)
     }
 }
 
@@ -630,10 +700,53 @@ impl FileSystem for WebHdfs {
         Ok(status.file_status.into())
     }
 
-    /// One `GETFILESTATUS /` per NameNode, concurrently, without failover or retries.
+    /// One `GETFILESTATUS /` per NameNode, concurrently, without failover or retries. While
+    /// the client backs off (every NameNode failed recently), nothing is sent and every
+    /// NameNode is reported down with the time left; once the delay has passed, the probes
+    /// are the circuit's trial: one active NameNode closes it, none reopens it (as a probe
+    /// finding every NameNode down opens it).
     async fn probe(&self) -> Vec<EndpointProbe> {
-        let probes =
-            futures::future::join_all((0..self.namenodes.len()).map(|i| self.probe_one(i))).await;
+        let admission = match self.circuit.admit() {
+            Ok(admission) => admission,
+            Err(e) => {
+                self.count_rejected();
+                return self
+                    .namenodes
+                    .iter()
+                    .map(|nn| EndpointProbe {
+                        endpoint: nn.label.clone(),
+                        state: EndpointState::Down(e.to_string()),
+                    })
+                    .collect();
+            }
+        };
+        let guard = circuit::TrialGuard::new(&self.circuit, admission);
+        let results = circuit::run_as(
+            admission,
+            futures::future::join_all((0..self.namenodes.len()).map(|i| self.probe_one(i))),
+        )
+        .await;
+        let (outcome, last) = if results
+            .iter()
+            .any(|(p, _)| p.state == EndpointState::Active)
+        {
+            (circuit::Outcome::Served, String::new())
+        } else if results.iter().all(|(_, down)| *down) {
+            let last = results
+                .iter()
+                .map(|(p, _)| match &p.state {
+                    EndpointState::Down(why) => format!("{}: {why}", p.endpoint),
+                    other => format!("{}: {other:?}", p.endpoint),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            (circuit::Outcome::AllDown, last)
+        } else {
+            (circuit::Outcome::Unknown, String::new())
+        };
+        let probes: Vec<EndpointProbe> = results.into_iter().map(|(p, _)| p).collect();
+        let transition = guard.record(outcome, &last);
+        self.circuit_transition(transition, &last);
         let current = self.active_index();
         if probes[current].state != EndpointState::Active {
             if let Some(i) = probes.iter().position(|p| p.state == EndpointState::Active) {

@@ -472,6 +472,180 @@ async fn no_active_namenode_when_all_are_standby_or_down() {
     assert_eq!(err.metric_label(), "no_active_namenode");
 }
 
+fn quick_backoff() -> OutageBackoff {
+    OutageBackoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_millis(400),
+    }
+}
+
+/// Every NameNode down (one standby, one refusing connections): the first request tries
+/// both and opens the circuit; requests during the delay fail at once without being sent
+/// (even with retries configured); after it, one trial goes out while the others still
+/// fail fast, and a served trial closes the circuit.
+#[tokio::test]
+async fn backs_off_when_every_namenode_failed_and_one_trial_decides() {
+    let standby_now = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = Arc::clone(&standby_now);
+    let nn1 = fake_nn(move |_, _| {
+        if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            standby()
+        } else {
+            root_status()
+        }
+    })
+    .await;
+    let dead = refused_url();
+    let mut cfg = config(vec![nn1.url.clone(), dead]);
+    cfg.max_retries = 3;
+    let metrics = WebHdfsMetrics::default();
+    let fs = WebHdfs::new(cfg, metrics.clone())
+        .unwrap()
+        .with_outage_backoff(quick_backoff());
+
+    let err = fs.file_status("/").await.unwrap_err();
+    // The first request retried into the open circuit and waited for its trials.
+    assert!(
+        matches!(
+            err,
+            FsError::BackingOff { .. } | FsError::NoActiveNameNode { .. }
+        ),
+        "{err}"
+    );
+    assert!(fs.backing_off());
+    let open = metrics
+        .circuit_open
+        .get_or_create(&ClusterLabels {
+            cluster: "c1".into(),
+        })
+        .get();
+    assert_eq!(open, 1);
+    let sent = nn1.count();
+
+    // New requests fail at once, unsent, retries or not.
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        let err = fs.file_status("/").await.unwrap_err();
+        assert!(matches!(err, FsError::BackingOff { .. }), "{err}");
+        assert!(err.is_retryable());
+        assert_eq!(err.metric_label(), "backing_off");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(nn1.count(), sent, "nothing sent while backing off");
+    let probes = fs.probe().await;
+    assert!(
+        probes
+            .iter()
+            .all(|p| matches!(p.state, EndpointState::Down(_)))
+    );
+    assert_eq!(
+        nn1.count(),
+        sent,
+        "the probe sends nothing while backing off"
+    );
+
+    // The NameNode is back; after the delay one trial closes the circuit.
+    standby_now.store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    fs.file_status("/").await.unwrap();
+    assert!(!fs.backing_off());
+    assert_eq!(
+        metrics
+            .circuit_open
+            .get_or_create(&ClusterLabels {
+                cluster: "c1".into()
+            })
+            .get(),
+        0
+    );
+    assert!(
+        metrics
+            .backoff_seconds
+            .get_or_create(&ClusterLabels {
+                cluster: "c1".into()
+            })
+            .get()
+            > 0.0
+    );
+    assert!(
+        metrics
+            .rejected_requests
+            .get_or_create(&ClusterLabels {
+                cluster: "c1".into()
+            })
+            .get()
+            >= 51
+    );
+    fs.file_status("/").await.unwrap();
+}
+
+/// Listings from 16 callers at once (a scan's list concurrency) when every NameNode is down:
+/// the requests sent are bounded by the callers' first round plus one trial per delay, not
+/// by the 320 listings asked for (without backing off: 320 × 2 NameNodes × 4 attempts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_costs_a_bounded_number_of_requests() {
+    let nn1 = fake_nn(|_, _| standby()).await;
+    let mut cfg = config(vec![nn1.url.clone(), refused_url()]);
+    cfg.max_retries = 3;
+    cfg.max_concurrent_requests = 4;
+    let fs = Arc::new(
+        WebHdfs::new(cfg, WebHdfsMetrics::default())
+            .unwrap()
+            .with_outage_backoff(quick_backoff()),
+    );
+    let callers = 16;
+    let tasks: Vec<_> = (0..callers)
+        .map(|c| {
+            let fs = Arc::clone(&fs);
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    let err = fs
+                        .list_status(&format!("/w/c={c}/p={i}"), &mut |_: Vec<FileStatus>| {})
+                        .await
+                        .unwrap_err();
+                    assert!(err.is_retryable(), "{err}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // The callers' first round, then trials: at most a few delays fit into the retries of
+    // the first listings.
+    assert!(
+        nn1.count() <= callers + 6,
+        "{} requests reached the standby",
+        nn1.count()
+    );
+}
+
+#[tokio::test]
+async fn a_served_error_is_not_an_outage() {
+    let nn = fake_nn(|_, _| {
+        remote(
+            404,
+            "FileNotFoundException",
+            "java.io.FileNotFoundException",
+            "no",
+        )
+    })
+    .await;
+    let (fs, _) = client(config(vec![nn.url.clone()]));
+    for _ in 0..3 {
+        assert!(matches!(
+            fs.file_status("/x").await,
+            Err(FsError::NotFound { .. })
+        ));
+    }
+    assert!(!fs.backing_off());
+    assert_eq!(nn.count(), 3);
+}
+
 #[tokio::test]
 async fn retries_5xx_then_succeeds() {
     let nn = fake_nn(|_, nth| {
