@@ -254,6 +254,61 @@ pub fn partition_num_files(dialect: Dialect) -> String {
     )
 }
 
+/// The keyset condition "(TBL_ID, PART_ID) after (?, ?)" on `PARTITIONS p`, written so that
+/// both engines walk the `TBL_ID` index (`PARTITIONS_N49` in every Hive schema script) in
+/// order: the sargable `TBL_ID >= ?` bounds the index range, the rest filters within the one
+/// boundary table. Parameters: TBL_ID, TBL_ID, PART_ID.
+const AFTER_CURSOR: &str = "p.`TBL_ID` >= ? AND (p.`TBL_ID` > ? OR p.`PART_ID` > ?)";
+
+/// One streaming page of partitions in (TBL_ID, PART_ID) order, so that a page holds whole
+/// tables plus at most the start or end of one: PART_ID, TBL_ID, PART_NAME, CREATE_TIME,
+/// LOCATION (as [`partitions_page`]). Parameters: the last (TBL_ID, TBL_ID, PART_ID) seen.
+/// Partitions without a TBL_ID are never returned.
+pub fn partitions_stream_page(dialect: Dialect, page_size: u32) -> String {
+    render(
+        dialect,
+        &format!(
+            "SELECT CAST(p.`PART_ID` AS SIGNED), CAST(p.`TBL_ID` AS SIGNED), p.`PART_NAME`, \
+             CAST(p.`CREATE_TIME` AS SIGNED), s.`LOCATION` FROM `PARTITIONS` p \
+             LEFT JOIN `SDS` s ON s.`SD_ID` = p.`SD_ID` WHERE {AFTER_CURSOR} \
+             ORDER BY p.`TBL_ID`, p.`PART_ID` LIMIT {}",
+            page_size.max(1)
+        ),
+    )
+}
+
+/// The keyset range of one streaming page: after the previous cursor (3 parameters, as
+/// [`AFTER_CURSOR`]) and up to the page's last (TBL_ID, PART_ID) inclusive (3 more: TBL_ID,
+/// TBL_ID, PART_ID).
+const IN_PAGE: &str = "p.`TBL_ID` >= ? AND (p.`TBL_ID` > ? OR p.`PART_ID` > ?) \
+     AND p.`TBL_ID` <= ? AND (p.`TBL_ID` < ? OR p.`PART_ID` <= ?)";
+
+/// `PARTITION_KEY_VALS` of one streaming page (see [`IN_PAGE`] for the six parameters):
+/// PART_ID, value, INTEGER_IDX.
+pub fn page_key_vals(dialect: Dialect) -> String {
+    render(
+        dialect,
+        &format!(
+            "SELECT CAST(v.`PART_ID` AS SIGNED), v.`PART_KEY_VAL`, CAST(v.`INTEGER_IDX` AS SIGNED) \
+             FROM `PARTITION_KEY_VALS` v JOIN `PARTITIONS` p ON p.`PART_ID` = v.`PART_ID` \
+             WHERE {IN_PAGE}"
+        ),
+    )
+}
+
+/// `PARTITION_PARAMS.numFiles` of one streaming page (six parameters, see [`IN_PAGE`]):
+/// PART_ID, value.
+pub fn page_num_files(dialect: Dialect) -> String {
+    render(
+        dialect,
+        &format!(
+            "SELECT CAST(v.`PART_ID` AS SIGNED), v.`PARAM_VALUE` FROM `PARTITION_PARAMS` v \
+             JOIN `PARTITIONS` p ON p.`PART_ID` = v.`PART_ID` \
+             WHERE v.`PARAM_KEY` = 'numFiles' AND {IN_PAGE}"
+        ),
+    )
+}
+
 /// `COLUMNS_V2` of one column descriptor (`CD_ID = ?`) in `INTEGER_IDX` order:
 /// name, type, comment.
 pub fn columns(dialect: Dialect) -> String {
@@ -349,6 +404,23 @@ mod tests {
         assert!(sql.ends_with("ORDER BY p.\"PART_ID\" LIMIT 500"), "{sql}");
         assert!(partitions_page(Dialect::Mysql, false, 0).ends_with("LIMIT 1"));
         assert!(!sql.contains("OFFSET"));
+    }
+
+    #[test]
+    fn stream_pages_follow_the_tbl_id_index() {
+        let sql = partitions_stream_page(Dialect::Postgres, 3);
+        assert!(
+            sql.contains("p.\"TBL_ID\" >= $1 AND (p.\"TBL_ID\" > $2 OR p.\"PART_ID\" > $3)"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("ORDER BY p.\"TBL_ID\", p.\"PART_ID\" LIMIT 3"),
+            "{sql}"
+        );
+        assert!(page_key_vals(Dialect::Postgres).contains("p.\"PART_ID\" <= $6"));
+        let nf = page_num_files(Dialect::Mysql);
+        assert_eq!(nf.matches('?').count(), 6, "{nf}");
+        assert!(nf.contains("'numFiles'"), "{nf}");
     }
 
     #[test]

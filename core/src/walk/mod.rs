@@ -253,8 +253,7 @@ impl DirCache {
         let mut dirs = self.dirs();
         let i = dirs.find(key)?;
         let state = dirs.states.get_mut(i)?;
-        if state.listed_in == self.generation || state.mtime_ms != observed || state.has_subdirs
-        {
+        if state.listed_in == self.generation || state.mtime_ms != observed || state.has_subdirs {
             return None;
         }
         state.seen_in = self.generation;
