@@ -1,13 +1,43 @@
-//! One scan of one cluster: MetaStore snapshot, then directory listings with bounded
-//! concurrency, folded into an immutable [`ClusterSnapshot`].
+//! One scan of one cluster: the MetaStore streamed page by page, directory listings with
+//! bounded concurrency, folded into an immutable [`ClusterSnapshot`].
 //!
-//! Data flow: [`ClusterScanner::scan`] reads all tables (one MetaStore pass), decides per
-//! table whether it is listed ([`plan_table`], pure), lists every partition's parent directory
-//! once to learn the partitions' mtimes, walks the partition directories ([`walk`]) reusing
-//! unchanged ones from the previous scan, looks for data below partitioned tables' locations
-//! that no partition points at ([`unreferenced`], [`unreferenced_walk`]), and sums up per
-//! table. One failing table or partition is counted and never fails the scan; a MetaStore
-//! failure or the scan timeout fails the scan and keeps the previous tables.
+//! Data flow: [`ClusterScanner::scan`] reads the tables without partitions (a few hundred
+//! bytes each), then the partitions in keyset pages ordered by (TBL_ID, PART_ID)
+//! ([`Metastore::read_partition_page`]): a page holds whole tables plus at most the end of
+//! one and the start of another. The tables a page completes form a *chunk*, processed
+//! completely before the next page is read: decide per table whether it is listed
+//! ([`plan_table`], pure), list every partition's parent directory once to learn the
+//! partitions' mtimes, walk the partition directories ([`walk`]) reusing unchanged ones from
+//! the previous scan, look for data below partitioned tables' locations that no partition
+//! points at ([`unreferenced`], [`unreferenced_walk`]), and fold into one [`TableStats`] per
+//! table. Then the chunk is dropped.
+//!
+//! # Memory
+//! What outlives a chunk is bounded by the number of tables (their rows, their `TableStats`)
+//! or fixed (the worst partitions, `top_partitions` entries); per partition only the
+//! directory cache's state remains (about 150 bytes, see [`DirCache`]). A chunk holds at most
+//! one page of partitions plus the partitions of a table straddling pages (a table's
+//! partitions are needed together: its unreferenced-data view compares them). With pages of
+//! 10,000 partitions that is a few megabytes at any cluster size.
+//!
+//! # What chunking changes
+//! A parent directory shared by tables of different chunks (a database directory holding
+//! many unpartitioned tables) is listed once per chunk instead of once per scan; and a table
+//! location lying inside a partition directory of a table of another chunk is examined by
+//! the unreferenced-data view (its data is then counted twice: by the partition and as
+//! unreferenced). Both are rare and cost requests, never wrong table totals.
+//!
+//! # Cold partitions and the worst partitions
+//! A partition (or an unpartitioned table) is *cold* when its newest file is older than
+//! `quiet_period` before the scan started (one without files, or whose directory is missing,
+//! is cold): [`ColdCounts`] per table. The cluster's `top_partitions` worst partitions by
+//! excess files (ties: more small files, then by name) are kept in a bounded heap; partitions
+//! without excess files and unpartitioned tables are not candidates, nor are partitions of
+//! tables that failed (they keep their previous numbers).
+//!
+//! One failing table or partition is counted and never fails the scan; a MetaStore failure
+//! or the scan timeout fails the scan and keeps the previous tables; every table failing
+//! fails it too.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -365,8 +395,27 @@ impl ClusterScanner {
             other_catalog_tables,
         } = ms.read_tables().await?;
         let mut run = self.begin_run(&other_catalog_tables, &tables);
-        // Tables ordered by TBL_ID, as the partition pages are; each page's partitions are
-        // attached to their table, and the tables before the page's last TBL_ID are complete.
+        match self.stream(&ms, &mut run, tables).await {
+            Ok(()) => {}
+            Err(e) => {
+                // The states listed so far are as good as any: keep them for the next scan
+                // (which reuses only states of earlier scans whose mtime still matches).
+                self.cache = Some(run.cache);
+                return Err(e);
+            }
+        }
+        Ok(self.finish_run(run, schema))
+    }
+
+    /// Reads the partition pages after `tables` (ordered by TBL_ID, as the pages are) and
+    /// lists the tables chunk by chunk: each page's partitions are attached to their table,
+    /// and the tables before the page's last TBL_ID are complete, listed and dropped.
+    async fn stream(
+        &self,
+        ms: &Metastore,
+        run: &mut ScanRun,
+        tables: Vec<TableMeta>,
+    ) -> Result<(), ScanError> {
         let mut pending: VecDeque<TableMeta> = tables.into();
         let mut cursor = PartitionCursor::START;
         loop {
@@ -382,14 +431,13 @@ impl ClusterScanner {
             };
             if complete > 0 {
                 let chunk: Vec<TableMeta> = pending.drain(..complete).collect();
-                self.list_chunk(&mut run, chunk).await;
+                self.list_chunk(run, chunk).await;
             }
             match batch.next {
                 Some(next) => cursor = next,
-                None => break,
+                None => return Ok(()),
             }
         }
-        Ok(self.finish_run(run, schema))
     }
 
     /// Lists the tables of a MetaStore snapshot (everything after the MetaStore read) as one

@@ -6,13 +6,17 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use async_trait::async_trait;
+use bytes::Bytes;
 use hive_smallfiles_core::fs::factory::read_filesystem;
+use hive_smallfiles_core::fs::{EndpointProbe, FileStatus, FileSystem, FsError, PageSink};
 use hive_smallfiles_exporter::config::Config;
 use hive_smallfiles_exporter::metrics::Metrics;
-use hive_smallfiles_exporter::scan::ClusterScanner;
+use hive_smallfiles_exporter::scan::{ClusterScanner, ScanProgress};
 use hive_smallfiles_exporter::snapshot::{ClusterSnapshot, ColdCounts, PartitionStats};
 use hive_smallfiles_tests::metastore_fixture::{
     DbKind, FixtureDb, FixtureTable, Format, SchemaVersion, unique_db_name,
@@ -124,14 +128,53 @@ fn config(
         .remove(0)
 }
 
-async fn scan(db: &FixtureDb, w: &Warehouse, page: u32) -> (Arc<ClusterSnapshot>, u64) {
+/// The local filesystem, noting the scan's `tables_done` at every listing.
+#[derive(Debug)]
+struct ProgressFs {
+    inner: Arc<dyn FileSystem>,
+    progress: Mutex<Option<Arc<ScanProgress>>>,
+    tables_done_at_listings: Mutex<Vec<u64>>,
+}
+
+#[async_trait]
+impl FileSystem for ProgressFs {
+    async fn list_status(&self, path: &str, sink: &mut PageSink<'_>) -> Result<(), FsError> {
+        if let Some(p) = self.progress.lock().unwrap().as_ref() {
+            let done = p.tables_done.load(Ordering::Relaxed);
+            self.tables_done_at_listings.lock().unwrap().push(done);
+        }
+        self.inner.list_status(path, sink).await
+    }
+
+    async fn file_status(&self, path: &str) -> Result<FileStatus, FsError> {
+        self.inner.file_status(path).await
+    }
+
+    async fn probe(&self) -> Vec<EndpointProbe> {
+        self.inner.probe().await
+    }
+
+    async fn read_range(&self, path: &str, offset: u64, length: u64) -> Result<Bytes, FsError> {
+        self.inner.read_range(path, offset, length).await
+    }
+}
+
+/// One scan with pages of `page` partitions: the snapshot, the MetaStore statements, and
+/// `tables_done` as seen at each listing.
+async fn scan(db: &FixtureDb, w: &Warehouse, page: u32) -> (Arc<ClusterSnapshot>, u64, Vec<u64>) {
     let config = config(db, w, page);
     let metrics = Metrics::new();
-    let fs = read_filesystem(&config.storage, &metrics.webhdfs).expect("filesystem");
-    let mut scanner = ClusterScanner::new(config, fs);
+    let fs = Arc::new(ProgressFs {
+        inner: read_filesystem(&config.storage, &metrics.webhdfs).expect("filesystem"),
+        progress: Mutex::new(None),
+        tables_done_at_listings: Mutex::new(Vec::new()),
+    });
+    let mut scanner = ClusterScanner::new(config, Arc::clone(&fs) as Arc<dyn FileSystem>);
+    *fs.progress.lock().unwrap() = Some(scanner.progress_handle());
     let snapshot = scanner.scan(&CancellationToken::new()).await;
     assert!(snapshot.scan.success, "{:?}", snapshot.scan.error);
-    (snapshot, scanner.metastore_queries())
+    let seen = fs.tables_done_at_listings.lock().unwrap().clone();
+    (snapshot, scanner.metastore_queries(), seen)
 }
 
 /// Per-partition truth, and whether the partition is cold.
@@ -150,8 +193,16 @@ async fn streaming_matches_truth(kind: DbKind) {
         .expect("fixture");
     db.insert(&tables).await.expect("insert");
 
-    let (small_pages, small_queries) = scan(&db, &w, 3).await;
-    let (one_page, one_queries) = scan(&db, &w, 10_000).await;
+    let (small_pages, small_queries, progress) = scan(&db, &w, 3).await;
+    let (one_page, one_queries, _) = scan(&db, &w, 10_000).await;
+    // Tables finish while the scan goes on: listings see every count from 0 up to the
+    // tables listed before the last chunk.
+    let listed = small_pages.scan.tables.scanned;
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    assert!(
+        progress.iter().any(|&d| d > 0 && d < listed),
+        "progress advances during the scan: {progress:?}"
+    );
     assert_eq!(
         small_pages.tables, one_page.tables,
         "pages of 3 vs one page"
