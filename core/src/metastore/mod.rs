@@ -550,12 +550,12 @@ impl Metastore {
             tbl_id,
             part_id: last.id,
         };
-        let mut range = cursor(after).to_vec();
-        range.extend(cursor(end));
-        let (kv_sql, nf_sql) = (sql::page_key_vals(d), sql::page_num_files(d));
+        let ids: Vec<i64> = page.partitions.iter().map(|(_, p)| p.id).collect();
+        let (kv_sql, nf_sql) = (sql::page_key_vals(d, &ids), sql::page_num_files(d, &ids));
+        drop(ids);
         let (kv, nf) = futures::try_join!(
-            self.query("partition_key_vals", &kv_sql, range.clone()),
-            self.query("partition_params", &nf_sql, range),
+            self.query("partition_key_vals", &kv_sql, Vec::new()),
+            self.query("partition_params", &nf_sql, Vec::new()),
         )?;
         assemble::attach_partition_details(&mut page, &kv, &nf)?;
         let full = page.rows >= self.page_size as usize;

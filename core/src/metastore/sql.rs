@@ -277,34 +277,47 @@ pub fn partitions_stream_page(dialect: Dialect, page_size: u32) -> String {
     )
 }
 
-/// The keyset range of one streaming page: after the previous cursor (3 parameters, as
-/// [`AFTER_CURSOR`]) and up to the page's last (TBL_ID, PART_ID) inclusive (3 more: TBL_ID,
-/// TBL_ID, PART_ID).
-const IN_PAGE: &str = "p.`TBL_ID` >= ? AND (p.`TBL_ID` > ? OR p.`PART_ID` > ?) \
-     AND p.`TBL_ID` <= ? AND (p.`TBL_ID` < ? OR p.`PART_ID` <= ?)";
+/// `PART_ID IN (1, 2, 3)` with the IDs written as integer literals: the IDs come from the
+/// page just read as 64-bit integers, so the text cannot carry anything else, and a literal
+/// list is looked up by primary key on both engines whatever the table's size (a join on the
+/// page's (TBL_ID, PART_ID) range made PostgreSQL scan the whole detail table at 10⁶
+/// partitions: a hash join, about 0.4 s per page against 0.1 s for the list).
+fn id_list(ids: &[i64]) -> String {
+    if ids.is_empty() {
+        return "NULL".to_owned();
+    }
+    let mut out = String::with_capacity(ids.len() * 8);
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&id.to_string());
+    }
+    out
+}
 
-/// `PARTITION_KEY_VALS` of one streaming page (see [`IN_PAGE`] for the six parameters):
-/// PART_ID, value, INTEGER_IDX.
-pub fn page_key_vals(dialect: Dialect) -> String {
+/// `PARTITION_KEY_VALS` of the partitions `ids` (one streaming page): PART_ID, value,
+/// INTEGER_IDX. No parameters.
+pub fn page_key_vals(dialect: Dialect, ids: &[i64]) -> String {
     render(
         dialect,
         &format!(
-            "SELECT CAST(v.`PART_ID` AS SIGNED), v.`PART_KEY_VAL`, CAST(v.`INTEGER_IDX` AS SIGNED) \
-             FROM `PARTITION_KEY_VALS` v JOIN `PARTITIONS` p ON p.`PART_ID` = v.`PART_ID` \
-             WHERE {IN_PAGE}"
+            "SELECT CAST(`PART_ID` AS SIGNED), `PART_KEY_VAL`, CAST(`INTEGER_IDX` AS SIGNED) \
+             FROM `PARTITION_KEY_VALS` WHERE `PART_ID` IN ({})",
+            id_list(ids)
         ),
     )
 }
 
-/// `PARTITION_PARAMS.numFiles` of one streaming page (six parameters, see [`IN_PAGE`]):
-/// PART_ID, value.
-pub fn page_num_files(dialect: Dialect) -> String {
+/// `PARTITION_PARAMS.numFiles` of the partitions `ids` (one streaming page): PART_ID, value.
+/// No parameters.
+pub fn page_num_files(dialect: Dialect, ids: &[i64]) -> String {
     render(
         dialect,
         &format!(
-            "SELECT CAST(v.`PART_ID` AS SIGNED), v.`PARAM_VALUE` FROM `PARTITION_PARAMS` v \
-             JOIN `PARTITIONS` p ON p.`PART_ID` = v.`PART_ID` \
-             WHERE v.`PARAM_KEY` = 'numFiles' AND {IN_PAGE}"
+            "SELECT CAST(`PART_ID` AS SIGNED), `PARAM_VALUE` FROM `PARTITION_PARAMS` \
+             WHERE `PARAM_KEY` = 'numFiles' AND `PART_ID` IN ({})",
+            id_list(ids)
         ),
     )
 }
@@ -417,9 +430,11 @@ mod tests {
             sql.ends_with("ORDER BY p.\"TBL_ID\", p.\"PART_ID\" LIMIT 3"),
             "{sql}"
         );
-        assert!(page_key_vals(Dialect::Postgres).contains("p.\"PART_ID\" <= $6"));
-        let nf = page_num_files(Dialect::Mysql);
-        assert_eq!(nf.matches('?').count(), 6, "{nf}");
+        assert!(
+            page_key_vals(Dialect::Postgres, &[7, -2, 9]).ends_with("\"PART_ID\" IN (7, -2, 9)")
+        );
+        let nf = page_num_files(Dialect::Mysql, &[]);
+        assert!(nf.ends_with("IN (NULL)") && !nf.contains('?'), "{nf}");
         assert!(nf.contains("'numFiles'"), "{nf}");
     }
 
