@@ -65,6 +65,18 @@ pub struct ColdCounts {
     pub excess_files: u64,
 }
 
+impl ColdCounts {
+    /// Adds one cold partition (or unpartitioned table) with these counts.
+    pub fn add(&mut self, counts: &hive_smallfiles_core::walk::counts::FileCounts, excess: u64) {
+        self.partitions += 1;
+        self.files += counts.files;
+        self.bytes += counts.bytes;
+        self.small_files += counts.small_files;
+        self.small_bytes += counts.small_bytes;
+        self.excess_files += excess;
+    }
+}
+
 /// One partition among the worst of a cluster, kept for drill-down panels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionStats {

@@ -275,6 +275,33 @@ pub struct MetastoreSnapshot {
     pub other_catalog_tables: BTreeMap<String, u64>,
 }
 
+/// Where the partition stream ([`Metastore::read_partition_page`]) stands: the last
+/// (TBL_ID, PART_ID) read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionCursor {
+    /// `PARTITIONS.TBL_ID` of the last partition read.
+    pub tbl_id: i64,
+    /// Its `PART_ID`.
+    pub part_id: i64,
+}
+
+impl PartitionCursor {
+    /// Before the first partition.
+    pub const START: Self = Self {
+        tbl_id: i64::MIN,
+        part_id: i64::MIN,
+    };
+}
+
+/// One page of the partition stream.
+#[derive(Debug, Default)]
+pub struct PartitionBatch {
+    /// `(TBL_ID, partition)` in (TBL_ID, PART_ID) order, with key values and `numFiles`.
+    pub partitions: Vec<(i64, PartitionMeta)>,
+    /// Where the next page starts; `None` after the last page.
+    pub next: Option<PartitionCursor>,
+}
+
 /// The backend behind a [`Metastore`].
 #[derive(Debug)]
 enum Inner {
@@ -292,6 +319,11 @@ enum Inner {
 /// `numFiles`) `+ 1` when the last page was full (the empty page that ends the scan); the
 /// count never depends on the number of tables. Session setup statements of new pooled
 /// connections are not counted.
+///
+/// The streaming read used by the exporter's scan sends the same number of statements:
+/// [`Metastore::read_tables`] the probe and the four table statements, then
+/// [`Metastore::read_partition_page`] 3 per non-empty page (page, key values, `numFiles`) and 1
+/// for an empty last page; its pages are in (TBL_ID, PART_ID) order instead of PART_ID order.
 pub struct Metastore {
     inner: Inner,
     dialect: Dialect,
@@ -461,6 +493,78 @@ impl Metastore {
         })
     }
 
+    /// Reads every table of the configured catalogs *without* partitions (probe plus four
+    /// statements), ordered by `TBL_ID`: the start of a streaming read, whose partitions then
+    /// come page by page from [`Metastore::read_partition_page`].
+    pub async fn read_tables(&self) -> Result<MetastoreSnapshot, MetastoreError> {
+        let schema = self.probe().await?;
+        let (mut tables, other_catalog_tables) = self
+            .read_inner(
+                &schema,
+                Selection {
+                    database: None,
+                    table: None,
+                },
+                &self.catalogs,
+                false,
+            )
+            .await?;
+        tables.sort_by_key(|t| t.id);
+        Ok(MetastoreSnapshot {
+            schema,
+            tables,
+            other_catalog_tables,
+        })
+    }
+
+    /// Reads the page of partitions after `after` in (TBL_ID, PART_ID) order, with their key
+    /// values and `numFiles`: 3 statements (1 when the page is empty). A page holds
+    /// `partition_page_size` partitions at most: whole tables plus possibly the end of the
+    /// table the previous page stopped in and the start of the one this page stops in.
+    /// Partitions of tables the caller does not know (other catalogs, created meanwhile) are
+    /// the caller's to drop.
+    pub async fn read_partition_page(
+        &self,
+        after: PartitionCursor,
+    ) -> Result<PartitionBatch, MetastoreError> {
+        let d = self.dialect;
+        let cursor = |c: PartitionCursor| {
+            [
+                Param::Int(c.tbl_id),
+                Param::Int(c.tbl_id),
+                Param::Int(c.part_id),
+            ]
+        };
+        let rows = self
+            .query(
+                "partitions",
+                &sql::partitions_stream_page(d, self.page_size),
+                cursor(after).to_vec(),
+            )
+            .await?;
+        let mut page = assemble::partition_page(&rows)?;
+        let Some(&(tbl_id, ref last)) = page.partitions.last() else {
+            return Ok(PartitionBatch::default());
+        };
+        let end = PartitionCursor {
+            tbl_id,
+            part_id: last.id,
+        };
+        let ids: Vec<i64> = page.partitions.iter().map(|(_, p)| p.id).collect();
+        let (kv_sql, nf_sql) = (sql::page_key_vals(d, &ids), sql::page_num_files(d, &ids));
+        drop(ids);
+        let (kv, nf) = futures::try_join!(
+            self.query("partition_key_vals", &kv_sql, Vec::new()),
+            self.query("partition_params", &nf_sql, Vec::new()),
+        )?;
+        assemble::attach_partition_details(&mut page, &kv, &nf)?;
+        let full = page.rows >= self.page_size as usize;
+        Ok(PartitionBatch {
+            partitions: page.partitions,
+            next: full.then_some(end),
+        })
+    }
+
     /// Reads one table with its partitions; `None` if it does not exist. On schemas without
     /// catalogs only catalog `hive` exists. Names are matched exactly (Hive stores them
     /// lower-cased).
@@ -514,6 +618,16 @@ impl Metastore {
         schema: &SchemaInfo,
         selection: Selection<'_>,
         catalogs: &[String],
+    ) -> Result<(Vec<TableMeta>, BTreeMap<String, u64>), MetastoreError> {
+        self.read_inner(schema, selection, catalogs, true).await
+    }
+
+    async fn read_inner(
+        &self,
+        schema: &SchemaInfo,
+        selection: Selection<'_>,
+        catalogs: &[String],
+        with_partitions: bool,
     ) -> Result<(Vec<TableMeta>, BTreeMap<String, u64>), MetastoreError> {
         let d = self.dialect;
         let mut params = Vec::new();
@@ -585,7 +699,9 @@ impl Metastore {
         assemble::attach_params("table_params", &mut tables, &index, &tp, false)?;
         assemble::attach_params("serde_params", &mut tables, &index, &sp, true)?;
         assemble::attach_partition_keys(&mut tables, &index, &pk)?;
-        self.read_partitions(&mut tables, &index, one_id).await?;
+        if with_partitions {
+            self.read_partitions(&mut tables, &index, one_id).await?;
+        }
         tables.sort_by(|a, b| {
             (&a.catalog, &a.database, &a.name).cmp(&(&b.catalog, &b.database, &b.name))
         });

@@ -254,6 +254,74 @@ pub fn partition_num_files(dialect: Dialect) -> String {
     )
 }
 
+/// The keyset condition "(TBL_ID, PART_ID) after (?, ?)" on `PARTITIONS p`, written so that
+/// both engines walk the `TBL_ID` index (`PARTITIONS_N49` in every Hive schema script) in
+/// order: the sargable `TBL_ID >= ?` bounds the index range, the rest filters within the one
+/// boundary table. Parameters: TBL_ID, TBL_ID, PART_ID.
+const AFTER_CURSOR: &str = "p.`TBL_ID` >= ? AND (p.`TBL_ID` > ? OR p.`PART_ID` > ?)";
+
+/// One streaming page of partitions in (TBL_ID, PART_ID) order, so that a page holds whole
+/// tables plus at most the start or end of one: PART_ID, TBL_ID, PART_NAME, CREATE_TIME,
+/// LOCATION (as [`partitions_page`]). Parameters: the last (TBL_ID, TBL_ID, PART_ID) seen.
+/// Partitions without a TBL_ID are never returned.
+pub fn partitions_stream_page(dialect: Dialect, page_size: u32) -> String {
+    render(
+        dialect,
+        &format!(
+            "SELECT CAST(p.`PART_ID` AS SIGNED), CAST(p.`TBL_ID` AS SIGNED), p.`PART_NAME`, \
+             CAST(p.`CREATE_TIME` AS SIGNED), s.`LOCATION` FROM `PARTITIONS` p \
+             LEFT JOIN `SDS` s ON s.`SD_ID` = p.`SD_ID` WHERE {AFTER_CURSOR} \
+             ORDER BY p.`TBL_ID`, p.`PART_ID` LIMIT {}",
+            page_size.max(1)
+        ),
+    )
+}
+
+/// `PART_ID IN (1, 2, 3)` with the IDs written as integer literals: the IDs come from the
+/// page just read as 64-bit integers, so the text cannot carry anything else, and a literal
+/// list is looked up by primary key on both engines whatever the table's size (a join on the
+/// page's (TBL_ID, PART_ID) range made PostgreSQL scan the whole detail table at 10⁶
+/// partitions: a hash join, about 0.4 s per page against 0.1 s for the list).
+fn id_list(ids: &[i64]) -> String {
+    if ids.is_empty() {
+        return "NULL".to_owned();
+    }
+    let mut out = String::with_capacity(ids.len() * 8);
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&id.to_string());
+    }
+    out
+}
+
+/// `PARTITION_KEY_VALS` of the partitions `ids` (one streaming page): PART_ID, value,
+/// INTEGER_IDX. No parameters.
+pub fn page_key_vals(dialect: Dialect, ids: &[i64]) -> String {
+    render(
+        dialect,
+        &format!(
+            "SELECT CAST(`PART_ID` AS SIGNED), `PART_KEY_VAL`, CAST(`INTEGER_IDX` AS SIGNED) \
+             FROM `PARTITION_KEY_VALS` WHERE `PART_ID` IN ({})",
+            id_list(ids)
+        ),
+    )
+}
+
+/// `PARTITION_PARAMS.numFiles` of the partitions `ids` (one streaming page): PART_ID, value.
+/// No parameters.
+pub fn page_num_files(dialect: Dialect, ids: &[i64]) -> String {
+    render(
+        dialect,
+        &format!(
+            "SELECT CAST(`PART_ID` AS SIGNED), `PARAM_VALUE` FROM `PARTITION_PARAMS` \
+             WHERE `PARAM_KEY` = 'numFiles' AND `PART_ID` IN ({})",
+            id_list(ids)
+        ),
+    )
+}
+
 /// `COLUMNS_V2` of one column descriptor (`CD_ID = ?`) in `INTEGER_IDX` order:
 /// name, type, comment.
 pub fn columns(dialect: Dialect) -> String {
@@ -349,6 +417,25 @@ mod tests {
         assert!(sql.ends_with("ORDER BY p.\"PART_ID\" LIMIT 500"), "{sql}");
         assert!(partitions_page(Dialect::Mysql, false, 0).ends_with("LIMIT 1"));
         assert!(!sql.contains("OFFSET"));
+    }
+
+    #[test]
+    fn stream_pages_follow_the_tbl_id_index() {
+        let sql = partitions_stream_page(Dialect::Postgres, 3);
+        assert!(
+            sql.contains("p.\"TBL_ID\" >= $1 AND (p.\"TBL_ID\" > $2 OR p.\"PART_ID\" > $3)"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("ORDER BY p.\"TBL_ID\", p.\"PART_ID\" LIMIT 3"),
+            "{sql}"
+        );
+        assert!(
+            page_key_vals(Dialect::Postgres, &[7, -2, 9]).ends_with("\"PART_ID\" IN (7, -2, 9)")
+        );
+        let nf = page_num_files(Dialect::Mysql, &[]);
+        assert!(nf.ends_with("IN (NULL)") && !nf.contains('?'), "{nf}");
+        assert!(nf.contains("'numFiles'"), "{nf}");
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //!   (`full_rescan_interval`).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::fs::{EntryKind, FileSystem, FsError, join_path};
@@ -75,61 +76,160 @@ impl CachedFiles {
     }
 }
 
-/// What a scan learned about one directory.
+/// What a scan learned about one directory (128 bytes, its key included).
 #[derive(Debug)]
 struct DirState {
-    /// The directory's mtime as seen in its parent's listing before it was listed; `None` when
-    /// unknown (then it is never reused).
-    mtime_ms: Option<i64>,
+    /// The path's 128-bit key; the first half is also the index's key.
+    key: (u64, u64),
+    /// The directory's mtime as seen in its parent's listing before it was listed;
+    /// [`UNKNOWN_MTIME`] when unknown (then it is never reused).
+    mtime_ms: i64,
     /// Counts of its direct visible files.
     files: CachedFiles,
-    /// Its direct visible subdirectories with the mtimes seen in this listing.
-    subdirs: Box<[(Box<str>, i64)]>,
-    /// Generation of the scan that listed it.
-    listed_in: u32,
+    /// Generation of the scan that listed it (wrapping; see [`DirCache::begin_scan`]).
+    listed_in: u16,
     /// Generation of the last scan that visited it (listed or reused).
-    seen_in: u32,
+    seen_in: u16,
+    /// Whether the listing found visible subdirectories (then it is never reused: listing it
+    /// is how the subdirectories' mtimes are learned).
+    has_subdirs: bool,
 }
 
-/// Directory states, keyed by path, carried from scan to scan and updated in place.
+/// `DirState::mtime_ms` of a directory whose mtime was not observed.
+const UNKNOWN_MTIME: i64 = i64::MIN;
+
+/// A hasher for keys that already are uniformly random 64-bit values (halves of a keyed
+/// SipHash): hashing them again would only cost time.
+#[derive(Debug, Default, Clone, Copy)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Index = HashMap<u64, u32, BuildHasherDefault<PassThrough>>;
+
+/// The states and their index, behind the cache's mutex.
+#[derive(Debug, Default)]
+struct Dirs {
+    /// First half of a path's key → position in `states`.
+    index: Index,
+    /// Dense states (no per-entry allocation, no power-of-two slack on the big records).
+    states: Vec<DirState>,
+}
+
+impl Dirs {
+    /// Position of the state of `key`, if remembered.
+    fn find(&self, key: (u64, u64)) -> Option<usize> {
+        let i = *self.index.get(&key.0)? as usize;
+        (self.states.get(i)?.key == key).then_some(i)
+    }
+
+    /// Forgets the state at `i` (the last state takes its place).
+    fn remove_at(&mut self, i: usize) {
+        let removed = self.states.swap_remove(i);
+        self.index.remove(&removed.key.0);
+        if let Some(moved) = self.states.get(i)
+            && let Ok(pos) = u32::try_from(i)
+        {
+            self.index.insert(moved.key.0, pos);
+        }
+    }
+
+    /// Rebuilds the index from the states.
+    fn reindex(&mut self) {
+        self.index.clear();
+        for (i, s) in self.states.iter().enumerate() {
+            if let Ok(pos) = u32::try_from(i) {
+                self.index.insert(s.key.0, pos);
+            }
+        }
+    }
+}
+
+/// Directory states, keyed by a 128-bit keyed hash of the path, carried from scan to scan and
+/// updated in place.
 ///
 /// One map serves both as the previous scan's states (read by the walks) and as the next
 /// scan's (written by them): a directory is reused only from a state listed by an *earlier*
 /// scan, a reused state is marked as seen, a listed one replaces the old one, and
-/// [`DirCache::end_scan`] drops whatever the scan did not visit. Compared with building a
-/// second map next to the previous one, this halves the memory of an incremental rescan and
-/// copies nothing for reused directories. Walks share it through `&self` (a mutex held only
-/// for one lookup or insert, never across an await).
+/// [`DirCache::end_scan`] drops whatever the scan did not visit. Walks share it through
+/// `&self` (a mutex held only for one lookup or insert, never across an await).
+///
+/// # Memory
+/// No path strings and no subdirectory names are kept (reuse only needs to know whether a
+/// directory had subdirectories): a path is known by two SipHash-1-3 values under a random
+/// key drawn once per cache (`RandomState`), 128 bits in all. States live in one dense `Vec`
+/// (128 bytes each) and an index maps the first 64-bit half to the position (16 bytes per
+/// slot, one to two slots per entry by the power-of-two growth of the table): about 150–165
+/// bytes per directory, against about 230 with path keys, subdirectory names and whole
+/// records in the hash table.
+///
+/// # Collisions
+/// Two directories whose first halves collide (probability about n²/2⁶⁵: 3·10⁻⁸ for 10⁶
+/// directories) evict each other: the full keys differ, so the other one is simply listed
+/// again — never a wrong count. A wrong reuse needs both halves to collide *and* the same
+/// observed mtime: below n²/2¹²⁹ (10⁻²⁶ for 10⁶ directories), and the key is random per
+/// process, so paths cannot be crafted to collide.
 #[derive(Debug, Default)]
 pub struct DirCache {
-    dirs: Mutex<HashMap<Box<str>, DirState>>,
-    generation: u32,
+    dirs: Mutex<Dirs>,
+    keys: RandomState,
+    generation: u16,
 }
 
 impl DirCache {
     /// An empty cache with room for `n` directories.
     pub fn with_capacity(n: usize) -> Self {
         Self {
-            dirs: Mutex::new(HashMap::with_capacity(n)),
+            dirs: Mutex::new(Dirs {
+                index: Index::with_capacity_and_hasher(n, BuildHasherDefault::default()),
+                states: Vec::with_capacity(n),
+            }),
+            keys: RandomState::new(),
             generation: 0,
         }
     }
 
-    fn dirs(&self) -> MutexGuard<'_, HashMap<Box<str>, DirState>> {
+    fn dirs(&self) -> MutexGuard<'_, Dirs> {
         self.dirs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The 128-bit key of `path`, as two halves.
+    fn key(&self, path: &str) -> (u64, u64) {
+        let half = |salt: u8| {
+            let mut h = self.keys.build_hasher();
+            h.write_u8(salt);
+            h.write(path.as_bytes());
+            h.finish()
+        };
+        (half(0), half(1))
     }
 
     /// Number of directories remembered.
     pub fn len(&self) -> usize {
-        self.dirs().len()
+        self.dirs().states.len()
     }
 
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.dirs().is_empty()
+        self.dirs().states.is_empty()
     }
 
-    /// Starts a scan (a new generation); call before any walk of the scan.
+    /// Starts a scan (a new generation); call before any walk of the scan. Generations wrap
+    /// after 65536 scans; a state that then looks "listed in this scan" is merely listed again.
     pub fn begin_scan(&mut self) {
         self.generation = self.generation.wrapping_add(1);
     }
@@ -137,22 +237,23 @@ impl DirCache {
     /// Ends a scan: forgets every directory the scan neither listed nor reused.
     pub fn end_scan(&mut self) {
         let generation = self.generation;
-        self.dirs
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, s| s.seen_in == generation);
+        let dirs = self.dirs.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let before = dirs.states.len();
+        dirs.states.retain(|s| s.seen_in == generation);
+        if dirs.states.len() != before {
+            dirs.reindex();
+        }
     }
 
     /// The counts of `path` if an earlier scan listed it with mtime `observed` and it had no
     /// subdirectories (see the module docs); marks it as seen.
     fn reuse(&self, path: &str, observed: Option<i64>) -> Option<FileCounts> {
-        let observed = observed?;
+        let observed = observed.filter(|m| *m != UNKNOWN_MTIME)?;
+        let key = self.key(path);
         let mut dirs = self.dirs();
-        let state = dirs.get_mut(path)?;
-        if state.listed_in == self.generation
-            || state.mtime_ms != Some(observed)
-            || !state.subdirs.is_empty()
-        {
+        let i = dirs.find(key)?;
+        let state = dirs.states.get_mut(i)?;
+        if state.listed_in == self.generation || state.mtime_ms != observed || state.has_subdirs {
             return None;
         }
         state.seen_in = self.generation;
@@ -160,29 +261,32 @@ impl DirCache {
     }
 
     /// Remembers what listing `path` found.
-    fn record(
-        &self,
-        path: String,
-        mtime_ms: Option<i64>,
-        files: &FileCounts,
-        subdirs: Vec<(Box<str>, i64)>,
-    ) {
+    fn record(&self, path: &str, mtime_ms: Option<i64>, files: &FileCounts, has_subdirs: bool) {
+        let key = self.key(path);
         let mut dirs = self.dirs();
-        match CachedFiles::new(files) {
-            Some(files) => {
-                dirs.insert(
-                    path.into_boxed_str(),
-                    DirState {
-                        mtime_ms,
-                        files,
-                        subdirs: subdirs.into_boxed_slice(),
-                        listed_in: self.generation,
-                        seen_in: self.generation,
-                    },
-                );
+        let Some(files) = CachedFiles::new(files) else {
+            if let Some(i) = dirs.find(key) {
+                dirs.remove_at(i);
             }
-            None => {
-                dirs.remove(path.as_str());
+            return;
+        };
+        let state = DirState {
+            key,
+            mtime_ms: mtime_ms.unwrap_or(UNKNOWN_MTIME),
+            files,
+            listed_in: self.generation,
+            seen_in: self.generation,
+            has_subdirs,
+        };
+        match dirs.index.get(&key.0).map(|&i| i as usize) {
+            // Same path, or a first-half collision: the newer listing takes the slot.
+            Some(i) if i < dirs.states.len() => dirs.states[i] = state,
+            _ => {
+                let Ok(pos) = u32::try_from(dirs.states.len()) else {
+                    return;
+                };
+                dirs.states.push(state);
+                dirs.index.insert(key.0, pos);
             }
         }
     }
@@ -220,15 +324,14 @@ pub async fn walk_tree(
             continue;
         }
         let mut files = FileCounts::default();
-        let mut subdirs: Vec<(Box<str>, i64)> = Vec::new();
+        let mut subdirs: Vec<(String, i64)> = Vec::new();
         let listed = fs
             .list_status(&path, &mut |page| {
                 for status in page {
                     match status.kind {
                         EntryKind::File => files.add_status(&status, small_threshold),
                         EntryKind::Directory if !status.is_hidden() && !status.name.is_empty() => {
-                            subdirs
-                                .push((status.name.into_boxed_str(), status.modification_time_ms));
+                            subdirs.push((status.name, status.modification_time_ms));
                         }
                         EntryKind::Directory | EntryKind::Symlink => {}
                     }
@@ -245,7 +348,7 @@ pub async fn walk_tree(
             stack.push((join_path(&path, name), Some(*mtime)));
         }
         out.counts.merge(&files);
-        cache.record(path, observed, &files, subdirs);
+        cache.record(&path, observed, &files, !subdirs.is_empty());
     }
     Ok(out)
 }
@@ -253,6 +356,37 @@ pub async fn walk_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn states_stay_compact() {
+        assert_eq!(std::mem::size_of::<DirState>(), 128);
+    }
+
+    #[test]
+    fn reuse_needs_an_earlier_listing_with_the_same_mtime() {
+        let mut cache = DirCache::default();
+        cache.begin_scan();
+        let mut c = FileCounts::default();
+        c.add_file(10, 5, 6, 100);
+        cache.record("/w/a", Some(7), &c, false);
+        cache.record("/w/b", Some(7), &c, true);
+        cache.record("/w/c", None, &c, false);
+        assert_eq!(cache.reuse("/w/a", Some(7)), None, "listed in this scan");
+        cache.end_scan();
+        cache.begin_scan();
+        assert_eq!(cache.reuse("/w/a", Some(8)), None, "mtime changed");
+        assert_eq!(cache.reuse("/w/a", Some(7)), Some(c.clone()));
+        assert_eq!(cache.reuse("/w/b", Some(7)), None, "has subdirectories");
+        assert_eq!(cache.reuse("/w/c", Some(UNKNOWN_MTIME)), None);
+        assert_eq!(cache.reuse("/w/d", Some(7)), None);
+        cache.end_scan();
+        assert_eq!(cache.len(), 1, "only the reused directory stays");
+        cache.begin_scan();
+        assert_eq!(cache.reuse("/w/a", Some(7)), Some(c.clone()));
+        c.files = u64::from(u32::MAX) + 1;
+        cache.record("/w/a", Some(9), &c, false);
+        assert_eq!(cache.len(), 0, "counts that do not fit are forgotten");
+    }
 
     #[test]
     fn cached_counts_round_trip() {

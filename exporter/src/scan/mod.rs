@@ -1,15 +1,45 @@
-//! One scan of one cluster: MetaStore snapshot, then directory listings with bounded
-//! concurrency, folded into an immutable [`ClusterSnapshot`].
+//! One scan of one cluster: the MetaStore streamed page by page, directory listings with
+//! bounded concurrency, folded into an immutable [`ClusterSnapshot`].
 //!
-//! Data flow: [`ClusterScanner::scan`] reads all tables (one MetaStore pass), decides per
-//! table whether it is listed ([`plan_table`], pure), lists every partition's parent directory
-//! once to learn the partitions' mtimes, walks the partition directories ([`walk`]) reusing
-//! unchanged ones from the previous scan, looks for data below partitioned tables' locations
-//! that no partition points at ([`unreferenced`], [`unreferenced_walk`]), and sums up per
-//! table. One failing table or partition is counted and never fails the scan; a MetaStore
-//! failure or the scan timeout fails the scan and keeps the previous tables.
+//! Data flow: [`ClusterScanner::scan`] reads the tables without partitions (a few hundred
+//! bytes each), then the partitions in keyset pages ordered by (TBL_ID, PART_ID)
+//! ([`Metastore::read_partition_page`]): a page holds whole tables plus at most the end of
+//! one and the start of another. The tables a page completes form a *chunk*, processed
+//! completely before the next page is read: decide per table whether it is listed
+//! ([`plan_table`], pure), list every partition's parent directory once to learn the
+//! partitions' mtimes, walk the partition directories ([`walk`]) reusing unchanged ones from
+//! the previous scan, look for data below partitioned tables' locations that no partition
+//! points at ([`unreferenced`], [`unreferenced_walk`]), and fold into one [`TableStats`] per
+//! table. Then the chunk is dropped.
+//!
+//! # Memory
+//! What outlives a chunk is bounded by the number of tables (their rows, their `TableStats`)
+//! or fixed (the worst partitions, `top_partitions` entries); per partition only the
+//! directory cache's state remains (about 150 bytes, see [`DirCache`]). A chunk holds at most
+//! one page of partitions plus the partitions of a table straddling pages (a table's
+//! partitions are needed together: its unreferenced-data view compares them). With pages of
+//! 10,000 partitions that is a few megabytes at any cluster size.
+//!
+//! # What chunking changes
+//! A parent directory shared by tables of different chunks (a database directory holding
+//! many unpartitioned tables) is listed once per chunk instead of once per scan; and a table
+//! location lying inside a partition directory of a table of another chunk is examined by
+//! the unreferenced-data view (its data is then counted twice: by the partition and as
+//! unreferenced). Both are rare and cost requests, never wrong table totals.
+//!
+//! # Cold partitions and the worst partitions
+//! A partition (or an unpartitioned table) is *cold* when its newest file is older than
+//! `quiet_period` before the scan started (one without files, or whose directory is missing,
+//! is cold): [`ColdCounts`] per table. The cluster's `top_partitions` worst partitions by
+//! excess files (ties: more small files, then by name) are kept in a bounded heap; partitions
+//! without excess files and unpartitioned tables are not candidates, nor are partitions of
+//! tables that failed (they keep their previous numbers).
+//!
+//! One failing table or partition is counted and never fails the scan; a MetaStore failure
+//! or the scan timeout fails the scan and keeps the previous tables; every table failing
+//! fails it too.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,23 +50,26 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ClusterConfig;
 use crate::snapshot::{
-    ClusterSnapshot, ColdCounts, ScanSummary, SkippedTable, TableResults, TableStats,
-    every_table_failed,
+    ClusterSnapshot, ColdCounts, PartitionStats, ScanSummary, SkippedTable, TableResults,
+    TableStats, every_table_failed,
 };
 use hive_smallfiles_core::fs::webhdfs::WebHdfsConfigError;
 use hive_smallfiles_core::fs::{
     EntryKind, FileSystem, FsError, LocationScheme, ResolvedLocation, parent_path, resolve_location,
 };
 use hive_smallfiles_core::metastore::{
-    FileFormat, Metastore, MetastoreError, MetastoreSnapshot, NotScannedReason, TableMeta,
-    TableType,
+    FileFormat, Metastore, MetastoreError, MetastoreSnapshot, NotScannedReason, PartitionCursor,
+    SchemaInfo, TableMeta, TableType,
 };
 
 use hive_smallfiles_core::walk::counts::{FileCounts, excess_files};
 use hive_smallfiles_core::walk::{self as walk, DirCache, walk_tree};
 
+mod top;
 pub mod unreferenced;
 mod unreferenced_walk;
+
+use top::TopPartitions;
 
 use unreferenced::{ListedEntry, PartitionLayout};
 use unreferenced_walk::ViewContext;
@@ -193,8 +226,10 @@ pub struct ClusterScanner {
     config: ClusterConfig,
     scheme: LocationScheme,
     fs: Arc<dyn FileSystem>,
-    metastore: Option<Metastore>,
+    metastore: Option<Arc<Metastore>>,
     cache: Option<DirCache>,
+    /// The worst partitions found by the last completed listing, for the next snapshot.
+    top_partitions: Vec<PartitionStats>,
     last_full_scan: Option<Instant>,
     snapshot: Arc<ClusterSnapshot>,
     progress: Arc<ScanProgress>,
@@ -224,6 +259,7 @@ impl ClusterScanner {
             fs,
             metastore: None,
             cache: None,
+            top_partitions: Vec::new(),
             last_full_scan: None,
             snapshot,
             progress: Arc::new(ScanProgress::default()),
@@ -259,9 +295,7 @@ impl ClusterScanner {
     /// Statements sent to the MetaStore by this scanner's current connection pool (0 before
     /// the first scan; counting restarts after a reconnect).
     pub fn metastore_queries(&self) -> u64 {
-        self.metastore
-            .as_ref()
-            .map_or(0, Metastore::queries_executed)
+        self.metastore.as_ref().map_or(0, |m| m.queries_executed())
     }
 
     /// Forgets cached directory states: the next scan lists everything.
@@ -269,9 +303,9 @@ impl ClusterScanner {
         self.cache = None;
     }
 
-    async fn metastore(&mut self) -> Result<&Metastore, MetastoreError> {
+    async fn metastore(&mut self) -> Result<&Arc<Metastore>, MetastoreError> {
         if self.metastore.is_none() {
-            self.metastore = Some(Metastore::connect(&self.config.metastore).await?);
+            self.metastore = Some(Arc::new(Metastore::connect(&self.config.metastore).await?));
         }
         self.metastore
             .as_ref()
@@ -324,7 +358,7 @@ impl ClusterScanner {
                     completed_once: true,
                     schema: Some(schema),
                     endpoints,
-                    top_partitions: Vec::new(),
+                    top_partitions: std::mem::take(&mut self.top_partitions),
                 }
             }
             Err(e) => {
@@ -353,113 +387,216 @@ impl ClusterScanner {
 
     async fn scan_inner(
         &mut self,
-    ) -> Result<
-        (
-            Vec<TableStats>,
-            ScanSummary,
-            hive_smallfiles_core::metastore::SchemaInfo,
-        ),
-        ScanError,
-    > {
-        let metastore_snapshot = self.metastore().await?.read_snapshot().await?;
-        self.list_tables(metastore_snapshot).await
+    ) -> Result<(Vec<TableStats>, ScanSummary, SchemaInfo), ScanError> {
+        let ms = Arc::clone(self.metastore().await?);
+        let MetastoreSnapshot {
+            schema,
+            tables,
+            other_catalog_tables,
+        } = ms.read_tables().await?;
+        let mut run = self.begin_run(&other_catalog_tables, &tables);
+        match self.stream(&ms, &mut run, tables).await {
+            Ok(()) => {}
+            Err(e) => {
+                // The states listed so far are as good as any: keep them for the next scan
+                // (which reuses only states of earlier scans whose mtime still matches).
+                self.cache = Some(run.cache);
+                return Err(e);
+            }
+        }
+        Ok(self.finish_run(run, schema))
     }
 
-    /// Lists the tables of a MetaStore snapshot (everything after the MetaStore read).
+    /// Reads the partition pages after `tables` (ordered by TBL_ID, as the pages are) and
+    /// lists the tables chunk by chunk: each page's partitions are attached to their table,
+    /// and the tables before the page's last TBL_ID are complete, listed and dropped.
+    async fn stream(
+        &self,
+        ms: &Metastore,
+        run: &mut ScanRun,
+        tables: Vec<TableMeta>,
+    ) -> Result<(), ScanError> {
+        let mut pending: VecDeque<TableMeta> = tables.into();
+        let mut cursor = PartitionCursor::START;
+        loop {
+            let batch = ms.read_partition_page(cursor).await?;
+            for (tbl_id, partition) in batch.partitions {
+                if let Ok(i) = pending.binary_search_by_key(&tbl_id, |t| t.id) {
+                    pending[i].partitions.push(partition);
+                }
+            }
+            let complete = match batch.next {
+                Some(next) => pending.partition_point(|t| t.id < next.tbl_id),
+                None => pending.len(),
+            };
+            if complete > 0 {
+                let chunk: Vec<TableMeta> = pending.drain(..complete).collect();
+                self.list_chunk(run, chunk).await;
+            }
+            match batch.next {
+                Some(next) => cursor = next,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Lists the tables of a MetaStore snapshot (everything after the MetaStore read) as one
+    /// chunk.
     pub async fn list_tables(
         &mut self,
-        mut metastore_snapshot: MetastoreSnapshot,
-    ) -> Result<
-        (
-            Vec<TableStats>,
-            ScanSummary,
-            hive_smallfiles_core::metastore::SchemaInfo,
-        ),
-        ScanError,
-    > {
-        self.progress.tables_total.store(0, Ordering::Relaxed);
+        metastore_snapshot: MetastoreSnapshot,
+    ) -> Result<(Vec<TableStats>, ScanSummary, SchemaInfo), ScanError> {
+        let MetastoreSnapshot {
+            schema,
+            tables,
+            other_catalog_tables,
+        } = metastore_snapshot;
+        let mut run = self.begin_run(&other_catalog_tables, &tables);
+        self.list_chunk(&mut run, tables).await;
+        Ok(self.finish_run(run, schema))
+    }
+
+    /// Why a table is filtered before planning (materialized views, other shards, globs).
+    fn filtered(&self, table: &TableMeta) -> Option<&'static str> {
+        if !self.config.materialized_views
+            && table.class().table_type == TableType::MaterializedView
+        {
+            return Some(FILTERED_MATERIALIZED_VIEW);
+        }
+        if let Some(shard) = self.config.shard
+            && !shard.owns(
+                &self.config.name,
+                &database_label(&table.catalog, &table.database),
+                &table.name,
+            )
+        {
+            return Some(FILTERED_SHARD);
+        }
+        if !self.config.filter.matches(&table.database, &table.name) {
+            return Some(FILTERED_GLOB);
+        }
+        None
+    }
+
+    /// Starts a scan over `tables` (partitions not needed): progress, cache generation.
+    fn begin_run(
+        &mut self,
+        other_catalog_tables: &BTreeMap<String, u64>,
+        tables: &[TableMeta],
+    ) -> ScanRun {
+        let total = tables.iter().filter(|t| self.filtered(t).is_none()).count();
+        self.progress
+            .tables_total
+            .store(total as u64, Ordering::Relaxed);
         self.progress.tables_done.store(0, Ordering::Relaxed);
         self.progress.partitions_done.store(0, Ordering::Relaxed);
         let full_rescan = self
             .last_full_scan
             .is_none_or(|t| t.elapsed() >= self.config.full_rescan_interval);
         // An incremental scan updates the previous scan's cache in place; a full rescan drops
-        // it before listing anything (and sizes the new one once the targets are known).
-        let previous_cache = if full_rescan {
-            self.cache = None;
-            None
+        // it before listing anything and sizes the new one like the old (no regrowth).
+        let mut cache = if full_rescan {
+            let hint = self.cache.take().map_or(0, |c| c.len());
+            DirCache::with_capacity(hint + hint / 64)
         } else {
-            self.cache.take()
+            self.cache.take().unwrap_or_default()
         };
-
-        let mut summary = ScanSummary {
-            success: true,
-            metastore_up: true,
-            full_rescan,
-            ..ScanSummary::default()
+        cache.begin_scan();
+        let mut run = ScanRun {
+            summary: ScanSummary {
+                success: true,
+                metastore_up: true,
+                full_rescan,
+                ..ScanSummary::default()
+            },
+            results: TableResults::default(),
+            skipped_by_reason: BTreeMap::new(),
+            filtered_by_reason: BTreeMap::new(),
+            stats: Vec::with_capacity(total),
+            first_error: None,
+            cache,
+            top: TopPartitions::new(self.config.top_partitions),
+            cold_before_ms: cold_before_ms(self.config.quiet_period),
         };
-        let mut results = TableResults::default();
-        let mut skipped_by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
-        let mut filtered_by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
-        let other_catalogs: u64 = metastore_snapshot.other_catalog_tables.values().sum();
+        let other_catalogs: u64 = other_catalog_tables.values().sum();
         if other_catalogs > 0 {
-            results.filtered += other_catalogs;
-            filtered_by_reason.insert(FILTERED_CATALOG, other_catalogs);
+            run.results.filtered += other_catalogs;
+            run.filtered_by_reason
+                .insert(FILTERED_CATALOG, other_catalogs);
         }
+        run
+    }
+
+    /// Ends a scan: the exported tables sorted by (database, table), the summary, and the
+    /// cache and worst partitions kept for the next scan and the snapshot.
+    fn finish_run(
+        &mut self,
+        run: ScanRun,
+        schema: SchemaInfo,
+    ) -> (Vec<TableStats>, ScanSummary, SchemaInfo) {
+        let ScanRun {
+            mut summary,
+            results,
+            skipped_by_reason,
+            filtered_by_reason,
+            mut stats,
+            first_error,
+            mut cache,
+            top,
+            ..
+        } = run;
+        cache.end_scan();
+        stats.sort_by(|a, b| (&a.database, &a.table).cmp(&(&b.database, &b.table)));
+        stats.dedup_by(|a, b| a.database == b.database && a.table == b.table);
+        if every_table_failed(&results) {
+            summary.success = false;
+            summary.error = Some(format!(
+                "every table to list failed ({} tables), e.g. {}",
+                results.failed,
+                first_error.unwrap_or_default()
+            ));
+        }
+        summary.tables = results;
+        summary.skipped_by_reason = skipped_by_reason;
+        summary.filtered_by_reason = filtered_by_reason;
+        self.cache = Some(cache);
+        self.top_partitions = top.into_sorted();
+        if summary.full_rescan {
+            self.last_full_scan = Some(Instant::now());
+        }
+        (stats, summary, schema)
+    }
+
+    /// Lists one chunk of complete tables (with all their partitions) and folds it into
+    /// `run`; nothing of the chunk but its tables' [`TableStats`] outlives this call.
+    async fn list_chunk(&self, run: &mut ScanRun, tables: Vec<TableMeta>) {
         let mut planned: Vec<(usize, Vec<PartitionTarget>)> = Vec::new();
-        let tables = &metastore_snapshot.tables;
         for (i, table) in tables.iter().enumerate() {
-            if !self.config.materialized_views
-                && table.class().table_type == TableType::MaterializedView
-            {
-                results.filtered += 1;
-                *filtered_by_reason
-                    .entry(FILTERED_MATERIALIZED_VIEW)
-                    .or_default() += 1;
+            if let Some(reason) = self.filtered(table) {
+                run.results.filtered += 1;
+                *run.filtered_by_reason.entry(reason).or_default() += 1;
                 continue;
             }
-            if let Some(shard) = self.config.shard
-                && !shard.owns(
-                    &self.config.name,
-                    &database_label(&table.catalog, &table.database),
-                    &table.name,
-                )
-            {
-                results.filtered += 1;
-                *filtered_by_reason.entry(FILTERED_SHARD).or_default() += 1;
-                continue;
-            }
-            let filter = &self.config.filter;
-            match plan_table(table, |d, t| filter.matches(d, t), &self.scheme) {
+            match plan_table(table, |_, _| true, &self.scheme) {
                 TablePlan::Filtered => {
-                    results.filtered += 1;
-                    *filtered_by_reason.entry(FILTERED_GLOB).or_default() += 1;
+                    run.results.filtered += 1;
+                    *run.filtered_by_reason.entry(FILTERED_GLOB).or_default() += 1;
                 }
                 TablePlan::Skipped(reason) => {
-                    results.skipped += 1;
-                    *skipped_by_reason.entry(reason.as_str()).or_default() += 1;
-                    summary.skipped_tables.push(SkippedTable {
+                    run.results.skipped += 1;
+                    *run.skipped_by_reason.entry(reason.as_str()).or_default() += 1;
+                    run.summary.skipped_tables.push(SkippedTable {
                         database: database_label(&table.catalog, &table.database),
                         table: table.name.clone(),
                         reason: reason.as_str(),
                     });
+                    self.progress.tables_done.fetch_add(1, Ordering::Relaxed);
                 }
                 TablePlan::List(targets) => planned.push((i, targets)),
             }
         }
-        // Past planning only the number of partitions is needed: free their metadata (a few
-        // hundred bytes each) before the listings fill the directory cache.
-        let partition_counts: Vec<u64> = tables.iter().map(|t| t.partitions.len() as u64).collect();
-        for table in &mut metastore_snapshot.tables {
-            table.partitions = Vec::new();
-        }
-        let tables = &metastore_snapshot.tables;
-        self.progress
-            .tables_total
-            .store(planned.len() as u64, Ordering::Relaxed);
 
-        // Paths below are borrowed from `planned` (which outlives every listing future):
-        // with 10^5 partitions, owned copies per step would be tens of megabytes. The
+        // Paths below are borrowed from `planned` (which outlives every listing future). The
         // listings run as named async fns in a `FuturesUnordered` filled from plain
         // iterators, keeping this future `Send` (closures over borrowed data held across
         // awaits are not, to the compiler).
@@ -488,8 +625,9 @@ impl ClusterScanner {
             }
         }
 
-        // 1. Parents of all partition directories, each listed once: the partitions' mtimes
-        // (and, for directories the unreferenced-data view examines, their other entries).
+        // 1. Parents of the chunk's partition directories, each listed once: the partitions'
+        // mtimes (and, for directories the unreferenced-data view examines, their other
+        // entries).
         let wanted = layout.parents();
         let fs = Arc::clone(&self.fs);
         let fs = fs.as_ref();
@@ -510,37 +648,34 @@ impl ClusterScanner {
             };
             parent_listings.insert(parent, found);
         }
-        summary.listings += parent_listings.len() as u64;
+        run.summary.listings += parent_listings.len() as u64;
 
         // 2. Walk every partition directory.
-        let mut cache = previous_cache.unwrap_or_else(|| {
-            // Partition directories plus a little room for subdirectories: no rehashing.
-            let targets: usize = planned.iter().map(|(_, t)| t.len()).sum();
-            DirCache::with_capacity(targets + targets / 64)
-        });
-        cache.begin_scan();
         let walk = WalkContext {
             fs,
             parent_listings: &parent_listings,
-            cache: &cache,
+            cache: &run.cache,
             small: self.config.small_file_bytes,
             progress: &self.progress,
         };
+        let target_bytes = self.config.target_file_bytes;
         let mut per_table: HashMap<usize, TableAccumulator> = HashMap::new();
+        let mut top = TopPartitions::new(self.config.top_partitions);
         let mut targets = Targets {
             planned: &planned,
             table: 0,
             target: 0,
         };
+        let summary = &mut run.summary;
         let mut outcomes = FuturesUnordered::new();
         loop {
             while outcomes.len() < concurrency {
-                let Some((ti, target)) = targets.next() else {
+                let Some((ti, pi, target)) = targets.next() else {
                     break;
                 };
-                outcomes.push(walk.partition(ti, target));
+                outcomes.push(walk.partition(ti, pi, target));
             }
-            let Some((ti, outcome)) = outcomes.next().await else {
+            let Some((ti, pi, outcome)) = outcomes.next().await else {
                 break;
             };
             let acc = per_table.entry(ti).or_default();
@@ -550,17 +685,39 @@ impl ClusterScanner {
                     summary.partitions.listed += 1;
                     summary.listings += w.listings;
                     summary.reused_directories += w.reused;
-                    acc.excess += excess_files(
-                        w.counts.files,
-                        w.counts.bytes,
-                        self.config.target_file_bytes,
-                    );
+                    let excess = excess_files(w.counts.files, w.counts.bytes, target_bytes);
+                    acc.excess += excess;
+                    if w.counts.newest_modification_ms < run.cold_before_ms {
+                        acc.cold.add(&w.counts, excess);
+                    }
+                    let table = &tables[ti];
+                    if table.is_partitioned()
+                        && top.admits(excess, w.counts.small_files)
+                        && let Some(partition) = table.partitions.get(pi)
+                    {
+                        top.offer(
+                            PartitionStats {
+                                database: database_label(&table.catalog, &table.database),
+                                table: table.name.clone(),
+                                partition: partition.name.clone(),
+                                files: w.counts.files,
+                                bytes: w.counts.bytes,
+                                small_files: w.counts.small_files,
+                                small_bytes: w.counts.small_bytes,
+                                excess_files: excess,
+                                newest_modification_ms: w.counts.newest_modification_ms,
+                            },
+                            ti,
+                        );
+                    }
                     acc.counts.merge(&w.counts);
                 }
                 Some(PartitionOutcome::Missing(listings)) => {
                     summary.partitions.missing += 1;
                     summary.listings += listings;
                     acc.missing += 1;
+                    // No files: cold.
+                    acc.cold.partitions += 1;
                 }
                 Some(PartitionOutcome::Failed(e, listings)) => {
                     summary.partitions.failed += 1;
@@ -578,42 +735,46 @@ impl ClusterScanner {
             fs,
             layout: &layout,
             parent_listings: &parent_listings,
-            cache: &cache,
+            cache: &run.cache,
             small: self.config.small_file_bytes,
             concurrency,
         };
         let mut unreferenced = view.run(&examined_locations).await;
-        summary.listings += unreferenced.listings;
-        summary.unreferenced_listings = unreferenced.listings;
-        summary.reused_directories += unreferenced.reused;
-        cache.end_scan();
+        run.summary.listings += unreferenced.listings;
+        run.summary.unreferenced_listings += unreferenced.listings;
+        run.summary.reused_directories += unreferenced.reused;
 
         // 4. Fold per table; a failed table keeps its previous numbers when it has any.
-        let previous: HashMap<(&str, &str), &TableStats> = self
-            .snapshot
-            .tables
-            .iter()
-            .map(|t| ((t.database.as_str(), t.table.as_str()), t))
-            .collect();
-        let mut stats = Vec::with_capacity(planned.len());
-        let mut first_error: Option<String> = None;
+        let previous = &self.snapshot.tables;
+        let find_previous = |database: &str, table: &str| {
+            previous
+                .binary_search_by(|t| {
+                    (t.database.as_str(), t.table.as_str()).cmp(&(database, table))
+                })
+                .ok()
+                .and_then(|i| previous.get(i))
+        };
+        let mut failed: HashSet<usize> = HashSet::new();
         for ((ti, _), location) in planned.iter().zip(&locations) {
             let table = &tables[*ti];
             let acc = per_table.remove(ti).unwrap_or_default();
             let findings = unreferenced.tables.remove(ti).unwrap_or_default();
             let database = database_label(&table.catalog, &table.database);
+            self.progress.tables_done.fetch_add(1, Ordering::Relaxed);
             if let Some(e) = acc.error.as_ref().or(findings.error.as_ref()) {
-                results.failed += 1;
-                first_error.get_or_insert_with(|| format!("{database}.{}: {e}", table.name));
+                run.results.failed += 1;
+                failed.insert(*ti);
+                run.first_error
+                    .get_or_insert_with(|| format!("{database}.{}: {e}", table.name));
                 tracing::warn!(cluster = %self.config.name, database = %database, table = %table.name, error = %e, "Listing a table failed.");
-                if let Some(old) = previous.get(&(database.as_str(), table.name.as_str())) {
-                    stats.push((*old).clone());
+                if let Some(old) = find_previous(&database, &table.name) {
+                    run.stats.push(old.clone());
                 }
                 continue;
             }
-            results.scanned += 1;
+            run.results.scanned += 1;
             let class = table.class();
-            stats.push(TableStats {
+            run.stats.push(TableStats {
                 catalog: table.catalog.clone(),
                 compression: compression_label(
                     class.declared_compression.as_deref(),
@@ -626,35 +787,40 @@ impl ClusterScanner {
                 table_type: class.table_type.as_str(),
                 transactional: class.transactional.as_str(),
                 location: table.location.clone().unwrap_or_default(),
-                partitions: partition_counts[*ti],
+                partitions: table.partitions.len() as u64,
                 counts: acc.counts,
                 excess_files: acc.excess,
                 missing_directories: acc.missing,
                 // Examined, or nothing to examine (the location lies in a partition).
                 unreferenced: location.as_ref().map(|_| findings.found),
-                cold: ColdCounts::default(),
+                cold: acc.cold,
             });
-            self.progress.tables_done.fetch_add(1, Ordering::Relaxed);
         }
-        stats.sort_by(|a, b| (&a.database, &a.table).cmp(&(&b.database, &b.table)));
-        stats.dedup_by(|a, b| a.database == b.database && a.table == b.table);
-        if every_table_failed(&results) {
-            summary.success = false;
-            summary.error = Some(format!(
-                "every table to list failed ({} tables), e.g. {}",
-                results.failed,
-                first_error.unwrap_or_default()
-            ));
-        }
-        summary.tables = results;
-        summary.skipped_by_reason = skipped_by_reason;
-        summary.filtered_by_reason = filtered_by_reason;
-        self.cache = Some(cache);
-        if full_rescan {
-            self.last_full_scan = Some(Instant::now());
-        }
-        Ok((stats, summary, metastore_snapshot.schema))
+        top.drain_into(&mut run.top, |ti| !failed.contains(&ti));
     }
+}
+
+/// The cutoff of cold partitions: newest file older than `quiet_period` before now.
+fn cold_before_ms(quiet_period: Duration) -> i64 {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    now_ms.saturating_sub(i64::try_from(quiet_period.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// State of one scan across its chunks of tables.
+struct ScanRun {
+    summary: ScanSummary,
+    results: TableResults,
+    skipped_by_reason: BTreeMap<&'static str, u64>,
+    filtered_by_reason: BTreeMap<&'static str, u64>,
+    /// Tables finished so far (unsorted until [`ClusterScanner::finish_run`]).
+    stats: Vec<TableStats>,
+    first_error: Option<String>,
+    cache: DirCache,
+    top: TopPartitions,
+    /// Partitions whose newest file is older than this (ms since the epoch) are cold.
+    cold_before_ms: i64,
 }
 
 /// Per listed parent directory: what listing it found, or `None` when it could not be listed.
@@ -701,16 +867,18 @@ struct Targets<'a> {
 }
 
 impl<'a> Iterator for Targets<'a> {
-    type Item = (usize, Option<&'a str>);
+    /// (table index, partition index, path or `None` when unlistable).
+    type Item = (usize, usize, Option<&'a str>);
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let (ti, targets) = self.planned.get(self.table)?;
-            if let Some(t) = targets.get(self.target) {
+            let pi = self.target;
+            if let Some(t) = targets.get(pi) {
                 self.target += 1;
                 return Some(match t {
-                    PartitionTarget::Path(p) => (*ti, Some(p.as_str())),
-                    PartitionTarget::Unlistable => (*ti, None),
+                    PartitionTarget::Path(p) => (*ti, pi, Some(p.as_str())),
+                    PartitionTarget::Unlistable => (*ti, pi, None),
                 });
             }
             self.table += 1;
@@ -729,12 +897,13 @@ struct WalkContext<'a> {
 }
 
 impl WalkContext<'_> {
-    /// Walks one target of table `ti` (`None`: unlistable, skipped).
+    /// Walks target `pi` of table `ti` (`None`: unlistable, skipped).
     async fn partition(
         &self,
         ti: usize,
+        pi: usize,
         target: Option<&str>,
-    ) -> (usize, Option<PartitionOutcome>) {
+    ) -> (usize, usize, Option<PartitionOutcome>) {
         let outcome = match target {
             None => None,
             Some(path) => {
@@ -756,7 +925,7 @@ impl WalkContext<'_> {
         self.progress
             .partitions_done
             .fetch_add(1, Ordering::Relaxed);
-        (ti, outcome)
+        (ti, pi, outcome)
     }
 }
 
@@ -765,6 +934,7 @@ struct TableAccumulator {
     counts: FileCounts,
     excess: u64,
     missing: u64,
+    cold: ColdCounts,
     error: Option<FsError>,
 }
 

@@ -36,6 +36,7 @@ mod native_commit;
 mod native_formats;
 mod native_spark;
 mod scan_report;
+mod scan_streaming;
 mod secure_loop;
 mod secure_shutdown;
 mod storage_outage;
