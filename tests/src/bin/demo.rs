@@ -288,9 +288,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let exporter_clusters = format!(
         "{}\n{}",
-        demo_cluster(&db, &w, "scan_interval = \"5s\"\n"),
+        // Tables written seconds ago count as cold at once (the agent's quiet period is 0 too).
+        demo_cluster(&db, &w, "scan_interval = \"5s\"\nquiet_period = \"0s\"\n"),
         spark_cluster(&format!(
-            "include = [\"{SPARK_DB}.*\"]\nscan_interval = \"5s\"\n"
+            "include = [\"{SPARK_DB}.*\"]\nscan_interval = \"5s\"\nquiet_period = \"0s\"\n"
         ))
     );
     // The demo cluster has no engine: its text and Parquet tables are merged natively.

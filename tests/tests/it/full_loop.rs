@@ -52,7 +52,7 @@ async fn alert_to_merge_to_fewer_files() {
     let options = StackOptions {
         ports: Ports::any(),
         exporter_clusters: format!(
-            "[[cluster]]\nname = \"spark\"\ninclude = [\"{db}.*\"]\nscan_interval = \"2s\"\n[cluster.metastore]\nurl = \"{ms_url}\"\n\
+            "[[cluster]]\nname = \"spark\"\ninclude = [\"{db}.*\"]\nscan_interval = \"2s\"\nquiet_period = \"0s\"\n[cluster.metastore]\nurl = \"{ms_url}\"\n\
              [cluster.storage]\ntype = \"local\"\nroot = \"{wh}\"\n"
         ),
         agent_clusters: format!(

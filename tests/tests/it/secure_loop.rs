@@ -222,9 +222,9 @@ async fn kerberized_cluster_alert_to_native_and_engine_merges() {
         secure_tls_dir().join("ca.pem").display()
     );
     let exporter_clusters = format!(
-        "[[cluster]]\nname = \"secure_hdfs\"\ninclude = [\"secure_sales.*\"]\nscan_interval = \"2s\"\n\
+        "[[cluster]]\nname = \"secure_hdfs\"\ninclude = [\"secure_sales.*\"]\nscan_interval = \"2s\"\nquiet_period = \"0s\"\n\
          {kerberos}{}{hdfs_storage}\n\
-         [[cluster]]\nname = \"secure_spark\"\ninclude = [\"{sdb}.*\"]\nscan_interval = \"2s\"\n\
+         [[cluster]]\nname = \"secure_spark\"\ninclude = [\"{sdb}.*\"]\nscan_interval = \"2s\"\nquiet_period = \"0s\"\n\
          {kerberos}{}{spark_storage}",
         metastore(fixture.db_name()),
         metastore(&spark_metastore_db),
