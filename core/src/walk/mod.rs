@@ -27,8 +27,10 @@ pub mod counts;
 use counts::FileCounts;
 
 /// [`FileCounts`] of one directory's direct files as remembered between scans: the same
-/// numbers with 32-bit counters (96 instead of 136 bytes; HDFS caps a directory at a few
-/// million entries). A directory whose counts do not fit is not remembered.
+/// numbers with 32-bit counters, and of the codec suffixes only the one its files carry
+/// (80 instead of 136 bytes; HDFS caps a directory at a few million entries). A directory
+/// whose counts do not fit, or whose files carry two different codec suffixes (rare: one
+/// writer writes one codec), is not remembered: it is listed again, never approximated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct CachedFiles {
     bytes: u64,
@@ -39,7 +41,9 @@ struct CachedFiles {
     small_files: u32,
     empty_files: u32,
     size_classes: [u32; 6],
-    codec_hints: [u32; 7],
+    /// Files with the codec suffix `CodecHint::ALL[codec]` (0 when none has one).
+    codec_files: u32,
+    codec: u8,
 }
 
 impl CachedFiles {
@@ -48,6 +52,12 @@ impl CachedFiles {
         for (to, from) in size_classes.iter_mut().zip(c.size_classes) {
             *to = u32::try_from(from).ok()?;
         }
+        let mut codecs = c.codec_hints.iter().enumerate().filter(|(_, n)| **n > 0);
+        let (codec, codec_files) = match (codecs.next(), codecs.next()) {
+            (None, _) => (0, 0),
+            (Some((i, n)), None) => (u8::try_from(i).ok()?, *n),
+            (Some(_), Some(_)) => return None,
+        };
         Some(Self {
             bytes: c.bytes,
             small_bytes: c.small_bytes,
@@ -57,11 +67,16 @@ impl CachedFiles {
             small_files: u32::try_from(c.small_files).ok()?,
             empty_files: u32::try_from(c.empty_files).ok()?,
             size_classes,
-            codec_hints: c.codec_hints,
+            codec_files,
+            codec,
         })
     }
 
     fn counts(&self) -> FileCounts {
+        let mut codec_hints = [0u32; 7];
+        if let Some(n) = codec_hints.get_mut(usize::from(self.codec)) {
+            *n = self.codec_files;
+        }
         FileCounts {
             files: self.files.into(),
             bytes: self.bytes,
@@ -71,12 +86,12 @@ impl CachedFiles {
             newest_modification_ms: self.newest_modification_ms,
             newest_access_ms: self.newest_access_ms,
             size_classes: self.size_classes.map(u64::from),
-            codec_hints: self.codec_hints,
+            codec_hints,
         }
     }
 }
 
-/// What a scan learned about one directory (128 bytes, its key included).
+/// What a scan learned about one directory (112 bytes, its key included).
 #[derive(Debug)]
 struct DirState {
     /// The path's 128-bit key; the first half is also the index's key.
@@ -172,7 +187,7 @@ impl Dirs {
 /// No path strings and no subdirectory names are kept (reuse only needs to know whether a
 /// directory had subdirectories): a path is known by two SipHash-1-3 values under a random
 /// key drawn once per cache (`RandomState`), 128 bits in all. States live in one dense `Vec`
-/// (128 bytes each) and an index maps the first 64-bit half to the position (16 bytes per
+/// (112 bytes each) and an index maps the first 64-bit half to the position (16 bytes per
 /// slot, one to two slots per entry by the power-of-two growth of the table): about 150–165
 /// bytes per directory, against about 230 with path keys, subdirectory names and whole
 /// records in the hash table.
@@ -359,7 +374,7 @@ mod tests {
 
     #[test]
     fn states_stay_compact() {
-        assert_eq!(std::mem::size_of::<DirState>(), 128);
+        assert_eq!(std::mem::size_of::<DirState>(), 112);
     }
 
     #[test]
@@ -395,6 +410,10 @@ mod tests {
         c.add_file(50, 7, 3, 100);
         c.add_file(5000, 9, 1, 100);
         c.codec_hints[2] = 4;
+        assert_eq!(CachedFiles::new(&c).map(|x| x.counts()), Some(c.clone()));
+        c.codec_hints[0] = 1;
+        assert_eq!(CachedFiles::new(&c), None, "two codecs: listed again");
+        c.codec_hints = [0; 7];
         assert_eq!(CachedFiles::new(&c).map(|x| x.counts()), Some(c.clone()));
         c.files = u64::from(u32::MAX) + 1;
         assert_eq!(CachedFiles::new(&c), None);
