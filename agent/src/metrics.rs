@@ -121,7 +121,7 @@ impl AgentMetrics {
     pub fn new() -> Self {
         let mut root = Registry::default();
         let webhdfs = WebHdfsMetrics::default();
-        webhdfs.register_authentication(&mut root);
+        webhdfs.register_shared(&mut root);
         let registry = root.sub_registry_with_prefix("hive_merge");
         let m = Self {
             registry: Registry::default(),

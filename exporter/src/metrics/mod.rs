@@ -90,7 +90,7 @@ impl Metrics {
             "Whether the NameNode answered its last WebHDFS request (1) or not (0)",
             webhdfs.up.clone(),
         );
-        webhdfs.register_authentication(&mut registry);
+        webhdfs.register_shared(&mut registry);
         registry.register("hive_scans", "Completed scans by result", scans.clone());
         let web = WebMetrics::default();
         web.register(registry.sub_registry_with_prefix("hive_exporter"));

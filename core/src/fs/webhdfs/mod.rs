@@ -175,7 +175,7 @@ impl WebHdfsMetrics {
     /// `hive_hdfs_delegation_token_expiry_timestamp_seconds`) and the backing off of the
     /// circuit (`hive_hdfs_circuit_open`, `hive_hdfs_backoff_seconds_total`,
     /// `hive_hdfs_rejected_requests_total`).
-    pub fn register_authentication(&self, registry: &mut prometheus_client::registry::Registry) {
+    pub fn register_shared(&self, registry: &mut prometheus_client::registry::Registry) {
         registry.register(
             "hive_hdfs_circuit_open",
             "1 while the WebHDFS client backs off because every NameNode failed",
