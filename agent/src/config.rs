@@ -91,6 +91,13 @@ pub struct RawNative {
     /// queries that planned on it. Longer than your longest query. Default 1h.
     #[serde(default = "d_grace", with = "humantime_serde")]
     pub switch_grace: Duration,
+    /// Switch commits: how long after the switch the agent watches the table's directory for
+    /// inserts that looked the old location up just before it (their staging directory
+    /// appears within this time), waits for them to finish and switches back if their files
+    /// went to the old directory. Longer than your engines take from planning an insert to
+    /// starting its job. Default 10s.
+    #[serde(default = "d_switch_settle", with = "humantime_serde")]
+    pub switch_settle: Duration,
 }
 
 impl Default for RawNative {
@@ -101,6 +108,9 @@ impl Default for RawNative {
 
 fn d_retention() -> Duration {
     Duration::from_secs(24 * 3600)
+}
+fn d_switch_settle() -> Duration {
+    Duration::from_secs(10)
 }
 fn d_stale() -> Duration {
     Duration::from_secs(600)
@@ -619,6 +629,8 @@ pub struct NativeSettings {
     pub sweep_interval: Duration,
     /// Switch commits: the old directory's grace period.
     pub switch_grace: Duration,
+    /// Switch commits: how long writers are watched for after the switch.
+    pub switch_settle: Duration,
 }
 
 /// One validated cluster.
@@ -808,6 +820,7 @@ impl AgentConfig {
             recover_on_start: n.recover_on_start,
             sweep_interval: n.sweep_interval.max(Duration::from_secs(1)),
             switch_grace: n.switch_grace,
+            switch_settle: n.switch_settle,
         };
         Ok(Self {
             native,

@@ -124,6 +124,7 @@ impl MergeRunner {
                     identity: identity.clone(),
                     backup_retention: native.backup_retention,
                     switch_grace: native.switch_grace,
+                    switch_settle: native.switch_settle,
                     spool_dir: native.spool_dir.join(name),
                 },
             );

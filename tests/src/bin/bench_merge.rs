@@ -177,6 +177,7 @@ async fn merge_run(
             identity: Identity::new("bench", Duration::from_secs(600)),
             backup_retention: Duration::from_secs(0),
             switch_grace: Duration::from_secs(0),
+            switch_settle: Duration::from_secs(0),
             spool_dir: spool.to_owned(),
         },
     );

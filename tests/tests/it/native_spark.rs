@@ -299,6 +299,8 @@ pub(super) struct Agent {
     db: String,
     /// `policy.commit_mode` and `native.switch_grace`.
     commit: (String, String),
+    /// `native.switch_settle`.
+    settle: String,
 }
 
 impl Agent {
@@ -320,6 +322,7 @@ impl Agent {
             dir,
             db: db.to_owned(),
             commit: (commit.to_owned(), grace.to_owned()),
+            settle: "1s".to_owned(),
         };
         a.write_config(executor, retention);
         a
@@ -330,6 +333,11 @@ impl Agent {
         self.commit = (commit.to_owned(), grace.to_owned());
     }
 
+    /// Changes `native.switch_settle` (then write the config).
+    pub(super) fn set_settle(&mut self, settle: &str) {
+        settle.clone_into(&mut self.settle);
+    }
+
     pub(super) fn write_config(&self, executor: &str, retention: &str) {
         let text = format!(
             r#"audit_log = "audit.jsonl"
@@ -337,6 +345,7 @@ impl Agent {
 agent_id = "spark-test-{db}"
 backup_retention = "{retention}"
 switch_grace = "{grace}"
+switch_settle = "{settle}"
 spool_dir = "spool"
 [policy]
 commit_mode = "{commit}"
@@ -361,6 +370,7 @@ user = "hsf_agent"
             db = self.db,
             commit = self.commit.0,
             grace = self.commit.1,
+            settle = self.settle,
             ms = metastore_db(),
             root = warehouse().display(),
             port = port(),

@@ -26,7 +26,9 @@ use hive_smallfiles_tests::services::Agent as InProcessAgent;
 use hive_smallfiles_tests::spark;
 use serde_json::Value as Json;
 
-use super::native_spark::{Agent, Spark, SparkDb, SparkTable, assert_same_through_spark, seen};
+use super::native_spark::{
+    Agent, Seen, Spark, SparkDb, SparkTable, assert_same_through_spark, seen,
+};
 
 /// The hidden directory under a table that holds switched partitions.
 const MERGED_DIR: &str = ".hive-smallfiles-merged";
@@ -404,7 +406,10 @@ async fn writers_appending_during_switch_merges_lose_nothing() {
     let values: Vec<String> = (1..=10).map(|i| format!("p{i:02}")).collect();
     let refs: Vec<&str> = values.iter().map(String::as_str).collect();
     let t = SparkTable::create(&mut spark, &db, "facts", "STORED AS PARQUET", &refs, 3).await;
-    let agent = Agent::with_commit(&db.name, "native", "1h", "switch", "1h");
+    let mut agent = Agent::with_commit(&db.name, "native", "1h", "switch", "1h");
+    // Inserts that planned just before a switch start their jobs within this.
+    agent.set_settle("5s");
+    agent.write_config("native", "1h");
     let totals = |rows: &[Vec<String>]| (rows[0][0].clone(), rows[0][1].clone());
     let q = format!("SELECT count(*), sum(id) FROM {}", t.qualified());
     // Ground truth from the generation: ids i*1000 + 0..120 for i in 0..3.
@@ -471,57 +476,23 @@ async fn writers_appending_during_switch_merges_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_arriving_after_the_switch_switches_back_and_survives_a_location_write_back() {
     require!(spark::unavailable());
-    let mut spark = Spark::open().await;
-    let db = SparkDb::create(&mut spark, "switch_arrival").await;
-    let t = SparkTable::create(&mut spark, &db, "logs", "STORED AS TEXTFILE", &["p00"], 3).await;
-    let original = seen(&mut spark, &t).await;
-    let part = original.partitions[0].clone();
-    let old = location(&mut spark, &t, &part).await;
-    let agent = Agent::with_commit(&db.name, "native", "1h", "switch", "1h");
-    let resume = agent.dir.path().join("resume-arrival");
-    let child = agent
-        .process
-        .run_to_failpoint(
-            &agent.merge_args(&t.name, Some(&part)),
-            "after_switch",
-            Some(&resume),
-        )
-        .await;
-    assert_ne!(
-        location(&mut spark, &t, &part).await,
-        old,
-        "paused after the switch"
-    );
-    // The writer's file: a copy of one of the partition's files under a new name.
-    let first = t.files(&part)[0].clone();
-    let data = std::fs::read(old.join(&first)).unwrap();
-    let added = data.iter().filter(|b| **b == b'\n').count() as u64;
-    assert!(added > 0);
-    std::fs::write(old.join("000099_0"), &data).unwrap();
-    let (code, stdout) =
-        hive_smallfiles_tests::agent_process::resume_and_wait(child, &resume).await;
-    assert_eq!(code, Some(1), "the merge is abandoned: {stdout}");
-    assert!(stdout.contains("source_changed"), "{stdout}");
-    assert_eq!(location(&mut spark, &t, &part).await, old, "switched back");
+    let mut p = PausedAfterSwitch::start("switch_arrival", "1s").await;
+    let (data, added) = p.writer_file();
+    std::fs::write(p.old.join("000099_0"), &data).unwrap();
+    let (code, stdout) = p.resume().await;
+    p.assert_switched_back(code, &stdout).await;
     // The writer's loadPartition writes the location it looked up.
-    spark
+    p.spark
         .exec(&format!(
             "ALTER TABLE {} PARTITION (dt='p00') SET LOCATION 'file:{}'",
-            t.qualified(),
-            old.display()
+            p.t.qualified(),
+            p.old.display()
         ))
         .await;
-    spark
-        .exec(&format!("REFRESH TABLE {}", t.qualified()))
-        .await;
-    assert_eq!(
-        seen(&mut spark, &t).await.count,
-        original.count + added,
-        "every row, the writer's included"
-    );
-    assert!(old.join("000099_0").is_file(), "the arrival stayed");
-    spark.close().await;
-    drop(db);
+    p.assert_rows(p.original.count + added).await;
+    assert!(p.old.join("000099_0").is_file(), "the arrival stayed");
+    p.spark.close().await;
+    drop(p.db);
 }
 
 /// A write in flight in the table's directory (here the `_temporary` directory of Hadoop's
@@ -558,4 +529,127 @@ async fn a_write_in_flight_keeps_the_partition_from_being_switched() {
     assert_same_through_spark(&mut spark, &t, &original, "after the merge").await;
     spark.close().await;
     drop(db);
+}
+
+/// An insert that looked the partition up just before the switch but started its job after
+/// the agent's in-flight check (Spark resolves partition locations while planning and creates
+/// `_temporary` when the job starts): the merge, paused right after its switch, finds the
+/// writer's staging directory while it settles, waits for the write to end, sees its file in
+/// the old directory and switches back. Without the wait it would commit, and the insert's
+/// rows would stay out of sight until the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_starting_its_job_after_the_switch_is_waited_for() {
+    require!(spark::unavailable());
+    let mut p = PausedAfterSwitch::start("switch_settle", "3s").await;
+    let (data, added) = p.writer_file();
+    // The writer's job starts: FileOutputCommitter's staging in the table's directory.
+    std::fs::create_dir_all(p.t.dir.join("_temporary/0/_temporary")).unwrap();
+    let writer = {
+        let (old, table_dir) = (p.old.clone(), p.t.dir.clone());
+        tokio::spawn(async move {
+            // The job runs past the end of the settle period, then commits into the location
+            // it planned on and removes its staging.
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            std::fs::write(old.join("000099_0"), &data).unwrap();
+            std::fs::remove_dir_all(table_dir.join("_temporary")).unwrap();
+        })
+    };
+    let (code, stdout) = p.resume().await;
+    writer.await.unwrap();
+    p.assert_switched_back(code, &stdout).await;
+    p.assert_rows(p.original.count + added).await;
+    p.spark.close().await;
+    drop(p.db);
+}
+
+/// A one-partition text table and a switch merge of it paused right after its switch.
+struct PausedAfterSwitch {
+    spark: Spark,
+    db: SparkDb,
+    t: SparkTable,
+    original: Seen,
+    part: String,
+    /// The partition's directory before the switch.
+    old: PathBuf,
+    agent: Agent,
+    child: Option<std::process::Child>,
+}
+
+impl PausedAfterSwitch {
+    async fn start(name: &str, settle: &str) -> Self {
+        let mut spark = Spark::open().await;
+        let db = SparkDb::create(&mut spark, name).await;
+        let t =
+            SparkTable::create(&mut spark, &db, "logs", "STORED AS TEXTFILE", &["p00"], 3).await;
+        let original = seen(&mut spark, &t).await;
+        let part = original.partitions[0].clone();
+        let old = location(&mut spark, &t, &part).await;
+        let mut agent = Agent::with_commit(&db.name, "native", "1h", "switch", "1h");
+        agent.set_settle(settle);
+        agent.write_config("native", "1h");
+        let child = agent
+            .process
+            .run_to_failpoint(
+                &agent.merge_args(&t.name, Some(&part)),
+                "after_switch",
+                Some(&agent.dir.path().join("resume")),
+            )
+            .await;
+        assert_ne!(
+            location(&mut spark, &t, &part).await,
+            old,
+            "paused after the switch"
+        );
+        Self {
+            spark,
+            db,
+            t,
+            original,
+            part,
+            old,
+            agent,
+            child: Some(child),
+        }
+    }
+
+    /// A writer's file: a copy of one of the partition's files (to be put under a new name),
+    /// and its rows.
+    fn writer_file(&self) -> (Vec<u8>, u64) {
+        let first = self.t.files(&self.part)[0].clone();
+        let data = std::fs::read(self.old.join(&first)).unwrap();
+        let rows = data.iter().filter(|b| **b == b'\n').count() as u64;
+        assert!(rows > 0);
+        (data, rows)
+    }
+
+    /// The merge was abandoned (`source_changed`) and the partition points at its old
+    /// directory again.
+    async fn assert_switched_back(&mut self, code: Option<i32>, stdout: &str) {
+        assert_eq!(code, Some(1), "the merge is abandoned: {stdout}");
+        assert!(stdout.contains("source_changed"), "{stdout}");
+        assert_eq!(
+            location(&mut self.spark, &self.t, &self.part).await,
+            self.old,
+            "switched back"
+        );
+    }
+
+    /// Spark reads `count` rows of the table, the writer's included.
+    async fn assert_rows(&mut self, count: u64) {
+        self.spark
+            .exec(&format!("REFRESH TABLE {}", self.t.qualified()))
+            .await;
+        assert_eq!(
+            seen(&mut self.spark, &self.t).await.count,
+            count,
+            "every row, the writer's included"
+        );
+    }
+
+    /// Lets the merge go on; its exit code and standard output.
+    async fn resume(&mut self) -> (Option<i32>, String) {
+        let child = self.child.take().expect("paused once");
+        let resume = self.agent.dir.path().join("resume");
+        hive_smallfiles_tests::agent_process::resume_and_wait(child, &resume).await
+    }
 }

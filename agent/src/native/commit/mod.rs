@@ -59,6 +59,9 @@ pub struct CommitSettings {
     pub backup_retention: Duration,
     /// Switch commits: how long the old directory stays untouched after the switch.
     pub switch_grace: Duration,
+    /// Switch commits: how long after the switch inserts that may have looked the old
+    /// location up are watched for (`switch.rs`).
+    pub switch_settle: Duration,
     /// Local directory for spooling merged output before upload.
     pub spool_dir: PathBuf,
 }

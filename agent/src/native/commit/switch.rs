@@ -93,7 +93,7 @@ impl Committer {
                 format!("the partition moved to {now:?} during the merge"),
             ));
         }
-        if let Some(staging) = self.writer_in_flight(manifest).await? {
+        if let Some(staging) = self.writers_in_flight(manifest).await?.into_iter().next() {
             fs.delete(new, true).await?;
             fs.delete(&m.dir, true).await?;
             return Err(aborted(
@@ -109,10 +109,50 @@ impl Committer {
             .switch(&manifest.table, &manifest.partition, new)
             .await?;
         fail_point!("after_switch");
+        self.settle_writers(manifest).await?;
         self.reconcile_switch(manifest, m, locations).await
     }
 
-    /// The staging directory of a write in flight in the table's directory, if any (the names
+    /// After the switch, before reconcile: an insert that looked the partition up just before
+    /// the switch may not have created its staging directory when `writers_in_flight` looked
+    /// (Spark resolves partition locations while planning and creates `_temporary` when the
+    /// job starts), and would move its files into the old directory after reconcile — out of
+    /// sight until the grace period. For `switch_settle` the table's directory is watched;
+    /// writes seen in flight then are waited for (at most [`SWITCH_WRITER_WAIT`]), so their
+    /// files are in place, old directory or new, when reconcile looks. Writes first seen after
+    /// `switch_settle` planned on the new location.
+    async fn settle_writers(&self, manifest: &Manifest) -> Result<(), NativeError> {
+        let settle = self.settings.switch_settle;
+        if settle.is_zero() {
+            return Ok(());
+        }
+        let poll = (settle / 20).clamp(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(1),
+        );
+        let started = std::time::Instant::now();
+        let mut seen: Vec<String> = Vec::new();
+        loop {
+            let in_flight = self.writers_in_flight(manifest).await?;
+            let elapsed = started.elapsed();
+            if elapsed < settle {
+                for w in in_flight {
+                    if !seen.contains(&w) {
+                        tracing::info!(table = %manifest.table, partition = %manifest.partition, staging = %w, "A write to the table started around the switch; waiting for it before reconcile.");
+                        seen.push(w);
+                    }
+                }
+            } else if !in_flight.iter().any(|w| seen.contains(w)) {
+                return Ok(());
+            } else if elapsed >= settle + SWITCH_WRITER_WAIT {
+                tracing::warn!(table = %manifest.table, partition = %manifest.partition, ?in_flight, "A write that started around the switch is still running; reconciling without it (files it puts into the old directory move to the partition after the grace period).");
+                return Ok(());
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    /// The staging directories of writes in flight in the table's directory (the names
     /// a partition is refused for, `listing::is_active_writer`): Spark's file commit protocol
     /// (`_temporary` of Hadoop's FileOutputCommitter for partitions at their default path,
     /// `.spark-staging-<job>` for custom partition locations), Hive's `.hive-staging_hive_…`,
@@ -121,18 +161,18 @@ impl Committer {
     /// commits, possibly after the reconcile step: the rows would stay out of sight until the
     /// grace period. Only partitions at their default path (`<table>/<partition name>`) tell
     /// where the table's directory is; staging directories older than a day are leftovers.
-    async fn writer_in_flight(&self, manifest: &Manifest) -> Result<Option<String>, NativeError> {
+    async fn writers_in_flight(&self, manifest: &Manifest) -> Result<Vec<String>, NativeError> {
         let Some(table_dir) = manifest
             .partition_path
             .strip_suffix(manifest.partition.as_str())
             .and_then(|p| p.strip_suffix('/'))
             .filter(|p| !p.is_empty() && !manifest.partition.is_empty())
         else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         let entries = match list_all(self.fs.as_ref(), table_dir).await {
             Ok(e) => e,
-            Err(FsError::NotFound { .. }) => return Ok(None),
+            Err(FsError::NotFound { .. }) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         };
         // Failed jobs leave staging directories behind for good: only recent ones count.
@@ -141,8 +181,9 @@ impl Committer {
             .iter()
             .filter(|e| e.modification_time_ms >= since)
             .map(|e| e.name.as_str())
-            .find(|n| is_active_writer(n))
-            .map(|n| join_path(table_dir, n)))
+            .filter(|n| is_active_writer(n))
+            .map(|n| join_path(table_dir, n))
+            .collect())
     }
 
     /// After the switch: a source that changed or vanished, or a file that arrived in the
@@ -445,6 +486,9 @@ fn is_checksum_of_source(manifest: &Manifest, name: &str) -> bool {
         .and_then(|n| n.strip_suffix(".crc"))
         .is_some_and(|base| manifest.source(base).is_some())
 }
+
+/// How long writes seen in flight during `switch_settle` are waited for before reconcile.
+const SWITCH_WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// How recent a writer's staging directory must be to count as a write in flight: older ones
 /// are what failed jobs left behind (a day: longer than inserts run).
