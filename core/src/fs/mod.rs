@@ -65,6 +65,41 @@ impl FileStatus {
     }
 }
 
+/// One directory entry as a listing hands it to an [`EntrySink`]: the fields counting needs,
+/// the name borrowed from the listing's response (no allocation per entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// Name relative to the listed directory (`pathSuffix`); empty for a status of the path itself.
+    pub name: &'a str,
+    /// File, directory or symlink.
+    pub kind: EntryKind,
+    /// Length in bytes (0 for directories).
+    pub length: u64,
+    /// Modification time, milliseconds since the Unix epoch.
+    pub modification_time_ms: i64,
+    /// Access time, milliseconds since the Unix epoch (0 when not tracked).
+    pub access_time_ms: i64,
+}
+
+impl EntryRef<'_> {
+    /// See [`FileStatus::is_hidden`].
+    pub fn is_hidden(&self) -> bool {
+        is_hidden_name(self.name)
+    }
+}
+
+impl<'a> From<&'a FileStatus> for EntryRef<'a> {
+    fn from(s: &'a FileStatus) -> Self {
+        Self {
+            name: &s.name,
+            kind: s.kind,
+            length: s.length,
+            modification_time_ms: s.modification_time_ms,
+            access_time_ms: s.access_time_ms,
+        }
+    }
+}
+
 /// See [`FileStatus::is_hidden`].
 pub fn is_hidden_name(name: &str) -> bool {
     name.starts_with('.') || name.starts_with('_')
@@ -265,6 +300,9 @@ pub enum EndpointState {
 /// A directory listing sink: called once per page of entries, in listing order.
 pub type PageSink<'a> = dyn FnMut(Vec<FileStatus>) + Send + 'a;
 
+/// A directory listing sink of borrowed entries: called once per entry, in listing order.
+pub type EntrySink<'a> = dyn for<'e> FnMut(EntryRef<'e>) + Send + 'a;
+
 /// The read side of a filesystem: listing, status, probing and reading file contents.
 #[async_trait]
 pub trait FileSystem: Send + Sync + fmt::Debug {
@@ -272,6 +310,20 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     /// (so a directory of a million files never sits in memory at once). Listing a file yields
     /// that file's own status with an empty name, as WebHDFS LISTSTATUS does.
     async fn list_status(&self, path: &str, sink: &mut PageSink<'_>) -> Result<(), FsError>;
+
+    /// Lists like [`list_status`](Self::list_status), handing each entry to `sink` as an
+    /// [`EntryRef`] borrowed from the response: for callers that only count or pick a few
+    /// entries (the scan), so that no [`FileStatus`] (three strings) is built per entry. The
+    /// entries, their order and the errors are those of `list_status`. Default: through
+    /// `list_status`; a wrapper should forward it to the client it wraps.
+    async fn list_entries(&self, path: &str, sink: &mut EntrySink<'_>) -> Result<(), FsError> {
+        self.list_status(path, &mut |page| {
+            for status in &page {
+                sink(EntryRef::from(status));
+            }
+        })
+        .await
+    }
 
     /// The status of `path` itself (its `name` is empty).
     async fn file_status(&self, path: &str) -> Result<FileStatus, FsError>;

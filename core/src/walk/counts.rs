@@ -3,7 +3,7 @@
 //! Counting is streaming: a [`FileCounts`] absorbs one file at a time and never keeps
 //! per-file records, so a directory of a million files costs the same memory as one of ten.
 
-use crate::fs::{EntryKind, FileStatus};
+use crate::fs::{EntryKind, EntryRef, FileStatus};
 
 /// 1 MiB.
 const MIB: u64 = 1024 * 1024;
@@ -123,20 +123,23 @@ impl CodecHint {
     pub fn from_file_name(name: &str) -> Option<Self> {
         let mut parts = name.rsplit('.');
         let last = parts.next()?;
-        let ext = match last.to_ascii_lowercase().as_str() {
-            "parquet" | "orc" | "avro" => parts.next()?.to_ascii_lowercase(),
-            other => other.to_owned(),
+        let is = |ext: &str, names: &[&str]| names.iter().any(|n| ext.eq_ignore_ascii_case(n));
+        let ext = if is(last, &["parquet", "orc", "avro"]) {
+            parts.next()?
+        } else {
+            last
         };
-        match ext.as_str() {
-            "gz" | "gzip" => Some(Self::Gzip),
-            "bz2" => Some(Self::Bzip2),
-            "snappy" => Some(Self::Snappy),
-            "zst" | "zstd" => Some(Self::Zstd),
-            "lz4" => Some(Self::Lz4),
-            "lzo" | "lzo_deflate" => Some(Self::Lzo),
-            "deflate" => Some(Self::Deflate),
-            _ => None,
-        }
+        [
+            (Self::Gzip, &["gz", "gzip"][..]),
+            (Self::Bzip2, &["bz2"]),
+            (Self::Snappy, &["snappy"]),
+            (Self::Zstd, &["zst", "zstd"]),
+            (Self::Lz4, &["lz4"]),
+            (Self::Lzo, &["lzo", "lzo_deflate"]),
+            (Self::Deflate, &["deflate"]),
+        ]
+        .into_iter()
+        .find_map(|(codec, names)| is(ext, names).then_some(codec))
     }
 }
 
@@ -167,16 +170,21 @@ impl FileCounts {
     /// Absorbs one entry if it is a visible file. Hidden names and directories are ignored
     /// (directories are walked by the caller); symlinks are not followed or counted.
     pub fn add_status(&mut self, status: &FileStatus, small_threshold: u64) {
-        if status.kind != EntryKind::File || status.is_hidden() {
+        self.add_entry(EntryRef::from(status), small_threshold);
+    }
+
+    /// [`add_status`](Self::add_status) of a borrowed entry.
+    pub fn add_entry(&mut self, entry: EntryRef<'_>, small_threshold: u64) {
+        if entry.kind != EntryKind::File || entry.is_hidden() {
             return;
         }
         self.add_file(
-            status.length,
-            status.modification_time_ms,
-            status.access_time_ms,
+            entry.length,
+            entry.modification_time_ms,
+            entry.access_time_ms,
             small_threshold,
         );
-        if let Some(codec) = CodecHint::from_file_name(&status.name) {
+        if let Some(codec) = CodecHint::from_file_name(entry.name) {
             let i = CodecHint::ALL.iter().position(|c| *c == codec).unwrap_or(0);
             self.codec_hints[i] = self.codec_hints[i].saturating_add(1);
         }
@@ -330,5 +338,16 @@ mod tests {
         );
         assert_eq!(CodecHint::from_file_name("000000_0"), None);
         assert_eq!(CodecHint::from_file_name("x.parquet"), None);
+        assert_eq!(
+            CodecHint::from_file_name("a.SNAPPY.Parquet"),
+            Some(CodecHint::Snappy)
+        );
+        assert_eq!(
+            CodecHint::from_file_name("a.lzo_deflate"),
+            Some(CodecHint::Lzo)
+        );
+        assert_eq!(CodecHint::from_file_name("gz"), Some(CodecHint::Gzip));
+        assert_eq!(CodecHint::from_file_name("a.tar"), None);
+        assert_eq!(CodecHint::from_file_name("parquet"), None);
     }
 }

@@ -341,16 +341,12 @@ pub async fn walk_tree(
         let mut files = FileCounts::default();
         let mut subdirs: Vec<(String, i64)> = Vec::new();
         let listed = fs
-            .list_status(&path, &mut |page| {
-                for status in page {
-                    match status.kind {
-                        EntryKind::File => files.add_status(&status, small_threshold),
-                        EntryKind::Directory if !status.is_hidden() && !status.name.is_empty() => {
-                            subdirs.push((status.name, status.modification_time_ms));
-                        }
-                        EntryKind::Directory | EntryKind::Symlink => {}
-                    }
+            .list_entries(&path, &mut |entry| match entry.kind {
+                EntryKind::File => files.add_entry(entry, small_threshold),
+                EntryKind::Directory if !entry.is_hidden() && !entry.name.is_empty() => {
+                    subdirs.push((join_path(&path, entry.name), entry.modification_time_ms));
                 }
+                EntryKind::Directory | EntryKind::Symlink => {}
             })
             .await;
         out.listings += 1;
@@ -359,11 +355,9 @@ pub async fn walk_tree(
             Err(FsError::NotFound { .. }) if path != root => continue,
             Err(e) => return Err(e),
         }
-        for (name, mtime) in &subdirs {
-            stack.push((join_path(&path, name), Some(*mtime)));
-        }
         out.counts.merge(&files);
         cache.record(&path, observed, &files, !subdirs.is_empty());
+        stack.extend(subdirs.into_iter().map(|(sub, mtime)| (sub, Some(mtime))));
     }
     Ok(out)
 }

@@ -846,13 +846,11 @@ async fn list_parent<'a>(
     let mut found = HashMap::with_capacity(names.len());
     let mut others = Vec::new();
     let r = fs
-        .list_status(parent, &mut |page| {
-            for s in page {
-                if let Some(&name) = names.get(s.name.as_str()) {
-                    found.insert(name, (s.kind, s.modification_time_ms));
-                } else if keep_others && !s.is_hidden() {
-                    others.push(ListedEntry::from(s));
-                }
+        .list_entries(parent, &mut |entry| {
+            if let Some(&name) = names.get(entry.name) {
+                found.insert(name, (entry.kind, entry.modification_time_ms));
+            } else if keep_others && !entry.is_hidden() {
+                others.push(ListedEntry::from(entry));
             }
         })
         .await;

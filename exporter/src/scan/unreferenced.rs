@@ -17,7 +17,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use hive_smallfiles_core::fs::{EntryKind, FileStatus, is_hidden_name, join_path, parent_path};
+use hive_smallfiles_core::fs::{
+    EntryKind, EntryRef, FileStatus, is_hidden_name, join_path, parent_path,
+};
 
 /// One entry of a listing, as far as the view needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +32,17 @@ pub struct ListedEntry {
     pub modification_time_ms: i64,
     /// Length in bytes (files).
     pub length: u64,
+}
+
+impl From<EntryRef<'_>> for ListedEntry {
+    fn from(e: EntryRef<'_>) -> Self {
+        Self {
+            name: e.name.into(),
+            kind: e.kind,
+            modification_time_ms: e.modification_time_ms,
+            length: e.length,
+        }
+    }
 }
 
 impl From<FileStatus> for ListedEntry {

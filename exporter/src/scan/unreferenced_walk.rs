@@ -207,12 +207,10 @@ fn record_error(findings: &mut TableFindings, e: FsError) {
 /// The visible entries of one directory.
 async fn list_entries(fs: &dyn FileSystem, dir: &str) -> Result<Vec<ListedEntry>, FsError> {
     let mut entries = Vec::new();
-    fs.list_status(dir, &mut |page| {
-        entries.extend(
-            page.into_iter()
-                .filter(|s| !s.is_hidden())
-                .map(ListedEntry::from),
-        );
+    fs.list_entries(dir, &mut |entry| {
+        if !entry.is_hidden() {
+            entries.push(ListedEntry::from(entry));
+        }
     })
     .await?;
     Ok(entries)

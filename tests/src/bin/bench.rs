@@ -41,7 +41,9 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use hive_smallfiles_core::exposition::Format as ExpositionFormat;
 use hive_smallfiles_core::fs::factory::read_filesystem;
-use hive_smallfiles_core::fs::{EndpointProbe, FileStatus, FileSystem, FsError, PageSink};
+use hive_smallfiles_core::fs::{
+    EndpointProbe, EntrySink, FileStatus, FileSystem, FsError, PageSink,
+};
 use hive_smallfiles_exporter::config::Config;
 use hive_smallfiles_exporter::metrics::Metrics;
 use hive_smallfiles_exporter::scan::ClusterScanner;
@@ -622,7 +624,7 @@ impl Control {
 // === the scan process ===
 
 /// Wraps the exporter's filesystem client to time the listing phase: from the start of the
-/// first `list_status` to the end of the last one.
+/// first listing to the end of the last one.
 #[derive(Debug)]
 struct TimedFs {
     inner: Arc<dyn FileSystem>,
@@ -644,6 +646,16 @@ impl FileSystem for TimedFs {
             w.0.get_or_insert_with(Instant::now);
         }
         let r = self.inner.list_status(path, sink).await;
+        self.window.lock().unwrap_or_else(|e| e.into_inner()).1 = Some(Instant::now());
+        r
+    }
+
+    async fn list_entries(&self, path: &str, sink: &mut EntrySink<'_>) -> Result<(), FsError> {
+        {
+            let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+            w.0.get_or_insert_with(Instant::now);
+        }
+        let r = self.inner.list_entries(path, sink).await;
         self.window.lock().unwrap_or_else(|e| e.into_inner()).1 = Some(Instant::now());
         r
     }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::LocalFs;
-use crate::fs::{EndpointProbe, FileStatus, FileSystem, FsError, PageSink};
+use crate::fs::{EndpointProbe, EntrySink, FileStatus, FileSystem, FsError, PageSink};
 
 /// Several local roots served as one filesystem.
 #[derive(Debug, Clone)]
@@ -51,6 +51,10 @@ impl LocalRoots {
 impl FileSystem for LocalRoots {
     async fn list_status(&self, path: &str, sink: &mut PageSink<'_>) -> Result<(), FsError> {
         self.pick(path)?.list_status(path, sink).await
+    }
+
+    async fn list_entries(&self, path: &str, sink: &mut EntrySink<'_>) -> Result<(), FsError> {
+        self.pick(path)?.list_entries(path, sink).await
     }
 
     async fn file_status(&self, path: &str) -> Result<FileStatus, FsError> {

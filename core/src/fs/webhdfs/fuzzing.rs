@@ -5,14 +5,19 @@
 //! NameNode answer: `GETFILESTATUS`, `LISTSTATUS` and `LISTSTATUS_BATCH` pages, the
 //! `RemoteException` error body under several statuses, and (with `write`) the `boolean`
 //! and `Location` answers. It must never panic; what it checks besides is what the client
-//! relies on: error messages quote at most a bounded snippet of the body.
+//! relies on: error messages quote at most a bounded snippet of the body, and the borrowed
+//! listing parse (the scan's) accepts every body the owned one accepts, with the same
+//! entries.
 
 use reqwest::StatusCode;
 
 use super::ERROR_SNIPPET_CHARS;
 use super::errors::{is_failover_error, is_unknown_op, parse, remote_error};
-use super::wire::{DirectoryListingEnvelope, FileStatusEnvelope, FileStatusesEnvelope};
-use crate::fs::{FileStatus, FsError};
+use super::wire::{
+    DirectoryListingEnvelope, EntriesBatchEnvelope, EntriesEnvelope, FileStatusEnvelope,
+    FileStatusesEnvelope, parse_borrowed,
+};
+use crate::fs::{EntryRef, FileStatus, FsError};
 
 /// The statuses a `RemoteException` body comes with in practice (Hadoop's `ExceptionHandler`:
 /// 400, 401, 403, 404, 500; gateways and standby NameNodes: 403, 503).
@@ -25,14 +30,33 @@ pub fn webhdfs_json(body: &[u8]) {
         Ok(st) => drop(FileStatus::from(st.file_status)),
         Err(e) => check_message(&e),
     }
+    let borrowed = parse_borrowed::<EntriesEnvelope<'_>>("LISTSTATUS", path, body);
+    if let Err(e) = &borrowed {
+        check_message(e);
+    }
     match parse::<FileStatusesEnvelope>("LISTSTATUS", path, body) {
-        Ok(list) => drop(list.into_entries().count()),
+        Ok(list) => {
+            let owned: Vec<FileStatus> = list.into_entries().collect();
+            let Ok(borrowed) = borrowed else {
+                panic!("the owned LISTSTATUS parse accepts what the borrowed one rejects");
+            };
+            assert_same_entries(&owned, borrowed.entries());
+        }
         Err(e) => check_message(&e),
+    }
+    let borrowed = parse_borrowed::<EntriesBatchEnvelope<'_>>("LISTSTATUS_BATCH", path, body);
+    if let Err(e) = &borrowed {
+        check_message(e);
     }
     match parse::<DirectoryListingEnvelope>("LISTSTATUS_BATCH", path, body) {
         Ok(batch) => {
-            let (page, _remaining) = batch.into_page();
-            let _ = page.last().map(|s| s.name.len());
+            let (page, remaining) = batch.into_page();
+            let Ok(borrowed) = borrowed else {
+                panic!("the owned LISTSTATUS_BATCH parse accepts what the borrowed one rejects");
+            };
+            assert_eq!(borrowed.remaining(), remaining);
+            assert_eq!(borrowed.last_name(), page.last().map(|s| s.name.as_str()));
+            assert_same_entries(&page, borrowed.entries());
         }
         Err(e) => check_message(&e),
     }
@@ -57,6 +81,15 @@ pub fn webhdfs_json(body: &[u8]) {
         {
             assert!(matches!(url.scheme(), "http" | "https"));
         }
+    }
+}
+
+/// The borrowed listing parse hands over what the owned one does, entry by entry.
+fn assert_same_entries<'a>(owned: &[FileStatus], borrowed: impl Iterator<Item = EntryRef<'a>>) {
+    let borrowed: Vec<EntryRef<'a>> = borrowed.collect();
+    assert_eq!(owned.len(), borrowed.len(), "entry counts differ");
+    for (o, b) in owned.iter().zip(borrowed) {
+        assert_eq!(EntryRef::from(o), b);
     }
 }
 

@@ -74,7 +74,9 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use tokio::sync::Semaphore;
 
-use super::{EndpointProbe, EndpointState, EntryKind, FileStatus, FileSystem, FsError, PageSink};
+use super::{
+    EndpointProbe, EndpointState, EntryKind, EntrySink, FileStatus, FileSystem, FsError, PageSink,
+};
 use crate::kerberos::KerberosConfig;
 use crate::secret::Secret;
 pub use circuit::OutageBackoff;
@@ -83,7 +85,10 @@ use datanode::*;
 use errors::*;
 use ha::*;
 pub use token::TokenStats;
-use wire::{DirectoryListingEnvelope, FileStatusEnvelope, FileStatusesEnvelope};
+use wire::{
+    DirectoryListingEnvelope, EntriesBatchEnvelope, EntriesEnvelope, FileStatusEnvelope,
+    FileStatusesEnvelope, parse_borrowed,
+};
 
 /// Settings of one cluster's WebHDFS client.
 #[derive(Debug, Clone)]
@@ -352,6 +357,34 @@ struct NameNode {
     up: Gauge,
 }
 
+/// What the paging loop needs of one parsed `LISTSTATUS_BATCH` batch.
+struct BatchEnd {
+    /// `remainingEntries`.
+    remaining: i64,
+    /// The last entry's name when `remaining > 0` (the next `startAfter`).
+    next: Option<String>,
+}
+
+impl BatchEnd {
+    /// Nothing remains.
+    const LAST: Self = Self {
+        remaining: 0,
+        next: None,
+    };
+}
+
+/// Which answer a listing response body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListingBody {
+    /// One `LISTSTATUS_BATCH` batch.
+    Batch,
+    /// A whole `LISTSTATUS` listing (its `BatchEnd` is not read).
+    Whole,
+}
+
+/// Parses one listing response body and hands its entries on.
+type OnBody<'a> = dyn FnMut(ListingBody, &[u8]) -> Result<BatchEnd, FsError> + Send + 'a;
+
 /// A NameNode's (or DataNode's) answer with a 2xx or 3xx status (redirects are not
 /// followed, so the two-step `OPEN` and `CREATE` can read `Location`).
 #[derive(Debug)]
@@ -583,8 +616,9 @@ impl WebHdfs {
         self.active.load(Ordering::Relaxed) % self.namenodes.len()
     }
 
-    /// Lists with `LISTSTATUS_BATCH`. `Ok(false)` when the server does not know the op.
-    async fn list_batched(&self, path: &str, sink: &mut PageSink<'_>) -> Result<bool, FsError> {
+    /// Lists with `LISTSTATUS_BATCH`, handing each batch's body to `on_body`.
+    /// `Ok(false)` when the server does not know the op.
+    async fn list_batched(&self, path: &str, on_body: &mut OnBody<'_>) -> Result<bool, FsError> {
         let mut start_after: Option<String> = None;
         loop {
             let reply = match &start_after {
@@ -607,12 +641,7 @@ impl WebHdfs {
                 }
                 Err(e) => return Err(e),
             };
-            let listing: DirectoryListingEnvelope = parse(op::LISTSTATUS_BATCH, path, &reply.body)?;
-            let (page, remaining) = listing.into_page();
-            let next = page.last().map(|s| s.name.clone());
-            if !page.is_empty() {
-                sink(page);
-            }
+            let BatchEnd { remaining, next } = on_body(ListingBody::Batch, &reply.body)?;
             if remaining <= 0 {
                 return Ok(true);
             }
@@ -634,19 +663,23 @@ impl WebHdfs {
         }
     }
 
-    /// Lists with `LISTSTATUS` (one response), handing it on in pages.
-    async fn list_whole(&self, path: &str, sink: &mut PageSink<'_>) -> Result<(), FsError> {
-        let reply = self.send(op::LISTSTATUS, Method::GET, path, &[]).await?;
-        let listing: FileStatusesEnvelope = parse(op::LISTSTATUS, path, &reply.body)?;
-        drop(reply);
-        let mut entries = listing.into_entries();
-        loop {
-            let page: Vec<FileStatus> = entries.by_ref().take(LIST_PAGE_SIZE).collect();
-            if page.is_empty() {
+    /// Lists `path` (`LISTSTATUS_BATCH` paging, or `LISTSTATUS` once the NameNode rejected
+    /// it), handing every response body to `on_body`.
+    async fn list_with(&self, path: &str, on_body: &mut OnBody<'_>) -> Result<(), FsError> {
+        if self.batch_listing_supported() {
+            if self.list_batched(path, on_body).await? {
                 return Ok(());
             }
-            sink(page);
+            if !self.batch_unsupported.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    cluster = %self.cluster,
+                    "NameNode does not support LISTSTATUS_BATCH; using LISTSTATUS (whole \
+                     directories per response) from now on."
+                );
+            }
         }
+        let reply = self.send(op::LISTSTATUS, Method::GET, path, &[]).await?;
+        on_body(ListingBody::Whole, &reply.body).map(drop)
     }
 
     /// Probes NameNode `i`; also whether it failed as the circuit counts a NameNode down
@@ -676,22 +709,65 @@ impl FileSystem for WebHdfs {
     /// `LISTSTATUS_BATCH` paging (HDFS-10784, Hadoop 2.8/3.0): one request per NameNode
     /// batch of `dfs.ls.limit` entries, `startAfter` = the last `pathSuffix`. Falls back to
     /// `LISTSTATUS` for good when the server rejects the op (HTTP 400
-    /// `IllegalArgumentException: Invalid value for webhdfs parameter "op"`). Empty pages are
-    /// not handed to the sink.
+    /// `IllegalArgumentException: Invalid value for webhdfs parameter "op"`), handing its
+    /// one response on in pages of [`LIST_PAGE_SIZE`]. Empty pages are not handed to the
+    /// sink.
     async fn list_status(&self, path: &str, sink: &mut PageSink<'_>) -> Result<(), FsError> {
-        if self.batch_listing_supported() {
-            if self.list_batched(path, sink).await? {
-                return Ok(());
+        let mut hand = |page: Vec<FileStatus>| {
+            if !page.is_empty() {
+                sink(page);
             }
-            if !self.batch_unsupported.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    cluster = %self.cluster,
-                    "NameNode does not support LISTSTATUS_BATCH; using LISTSTATUS (whole \
-                     directories per response) from now on."
-                );
+        };
+        self.list_with(path, &mut |body, bytes| match body {
+            ListingBody::Batch => {
+                let listing: DirectoryListingEnvelope = parse(op::LISTSTATUS_BATCH, path, bytes)?;
+                let (page, remaining) = listing.into_page();
+                let next = if remaining > 0 {
+                    page.last().map(|s| s.name.clone())
+                } else {
+                    None
+                };
+                hand(page);
+                Ok(BatchEnd { remaining, next })
             }
-        }
-        self.list_whole(path, sink).await
+            ListingBody::Whole => {
+                let listing: FileStatusesEnvelope = parse(op::LISTSTATUS, path, bytes)?;
+                let mut entries = listing.into_entries();
+                loop {
+                    let page: Vec<FileStatus> = entries.by_ref().take(LIST_PAGE_SIZE).collect();
+                    if page.is_empty() {
+                        return Ok(BatchEnd::LAST);
+                    }
+                    hand(page);
+                }
+            }
+        })
+        .await
+    }
+
+    /// As `list_status`, parsing each response into entries borrowed from its body (only the
+    /// name, type, length and times are read).
+    async fn list_entries(&self, path: &str, sink: &mut EntrySink<'_>) -> Result<(), FsError> {
+        self.list_with(path, &mut |body, bytes| match body {
+            ListingBody::Batch => {
+                let listing: EntriesBatchEnvelope<'_> =
+                    parse_borrowed(op::LISTSTATUS_BATCH, path, bytes)?;
+                listing.entries().for_each(&mut *sink);
+                let remaining = listing.remaining();
+                let next = if remaining > 0 {
+                    listing.last_name().map(str::to_owned)
+                } else {
+                    None
+                };
+                Ok(BatchEnd { remaining, next })
+            }
+            ListingBody::Whole => {
+                let listing: EntriesEnvelope<'_> = parse_borrowed(op::LISTSTATUS, path, bytes)?;
+                listing.entries().for_each(&mut *sink);
+                Ok(BatchEnd::LAST)
+            }
+        })
+        .await
     }
 
     async fn file_status(&self, path: &str) -> Result<FileStatus, FsError> {

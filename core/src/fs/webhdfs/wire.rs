@@ -6,13 +6,22 @@
 //! backend-neutral [`FileStatus`]. Everything is deserialized straight from the response
 //! bytes; optional fields may be absent (HttpFS omits `childrenNum`, `fileId`,
 //! `storagePolicy`, HDFS-14665) and unknown fields are ignored.
+//!
+//! Listings are parsed in two ways: into owned [`FileStatus`]es (`FileStatusesEnvelope`,
+//! `DirectoryListingEnvelope`), and into borrowed entries (`EntriesEnvelope`,
+//! `EntriesBatchEnvelope`) that read only what counting needs (name, type, length, times),
+//! borrow the name from the body and skip the other fields unread, for
+//! [`FileSystem::list_entries`](crate::fs::FileSystem::list_entries). Whatever body the owned
+//! parse accepts, the borrowed one accepts with the same entries (it validates fewer fields).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use crate::fs::{EntryKind, FileStatus};
+use super::errors::snippet;
+use crate::fs::{EntryKind, EntryRef, FileStatus, FsError};
 
 /// `{"FileStatus": {...}}` (GETFILESTATUS).
 #[derive(Debug, Deserialize)]
@@ -96,17 +105,185 @@ impl From<WireFileStatus> for FileStatus {
     fn from(w: WireFileStatus) -> Self {
         Self {
             name: w.path_suffix,
-            kind: match w.kind {
-                WireKind::Directory => EntryKind::Directory,
-                WireKind::Symlink => EntryKind::Symlink,
-                WireKind::File => EntryKind::File,
-            },
+            kind: w.kind.into(),
             length: w.length,
             modification_time_ms: w.modification_time,
             access_time_ms: w.access_time,
             permission: w.permission,
             owner: w.owner,
             group: w.group,
+        }
+    }
+}
+
+/// `{"FileStatuses": {"FileStatus": [...]}}` (LISTSTATUS), entries borrowed.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct EntriesEnvelope<'a> {
+    #[serde(rename = "FileStatuses", default, borrow)]
+    file_statuses: Entries<'a>,
+}
+
+/// The inner `{"FileStatus": [...]}` object, entries borrowed.
+#[derive(Debug, Default, Deserialize)]
+struct Entries<'a> {
+    #[serde(
+        rename = "FileStatus",
+        default,
+        borrow,
+        deserialize_with = "null_as_default"
+    )]
+    file_status: Vec<WireEntry<'a>>,
+}
+
+/// `{"DirectoryListing": {"partialListing": {"FileStatuses": ...}, "remainingEntries": N}}`
+/// (LISTSTATUS_BATCH), entries borrowed.
+#[derive(Debug, Deserialize)]
+pub(super) struct EntriesBatchEnvelope<'a> {
+    #[serde(rename = "DirectoryListing", borrow)]
+    directory_listing: EntriesBatch<'a>,
+}
+
+/// One batch of a directory listing, entries borrowed.
+#[derive(Debug, Deserialize)]
+struct EntriesBatch<'a> {
+    #[serde(rename = "partialListing", default, borrow)]
+    partial_listing: EntriesEnvelope<'a>,
+    #[serde(rename = "remainingEntries", default)]
+    remaining_entries: i64,
+}
+
+impl<'a> EntriesEnvelope<'a> {
+    /// The entries.
+    pub(super) fn entries(&self) -> impl Iterator<Item = EntryRef<'_>> {
+        self.file_statuses
+            .file_status
+            .iter()
+            .map(WireEntry::as_entry)
+    }
+}
+
+impl<'a> EntriesBatchEnvelope<'a> {
+    /// The batch's entries.
+    pub(super) fn entries(&self) -> impl Iterator<Item = EntryRef<'_>> {
+        self.directory_listing.partial_listing.entries()
+    }
+
+    /// `remainingEntries`.
+    pub(super) fn remaining(&self) -> i64 {
+        self.directory_listing.remaining_entries
+    }
+
+    /// The name of the batch's last entry (the next batch's `startAfter`).
+    pub(super) fn last_name(&self) -> Option<&str> {
+        let entries = &self.directory_listing.partial_listing.file_statuses;
+        entries.file_status.last().map(|e| &*e.path_suffix)
+    }
+}
+
+/// One `FileStatus` object of a listing, only what counting reads; the name borrowed from
+/// the body unless it holds escapes. The other fields (`permission`, `owner`, `group`, ...)
+/// are skipped unread.
+#[derive(Debug, Deserialize)]
+struct WireEntry<'a> {
+    #[serde(
+        rename = "pathSuffix",
+        default,
+        borrow,
+        deserialize_with = "name_or_null"
+    )]
+    path_suffix: Cow<'a, str>,
+    #[serde(rename = "type", default)]
+    kind: WireKind,
+    #[serde(default)]
+    length: u64,
+    #[serde(rename = "modificationTime", default)]
+    modification_time: i64,
+    #[serde(rename = "accessTime", default)]
+    access_time: i64,
+}
+
+impl WireEntry<'_> {
+    fn as_entry(&self) -> EntryRef<'_> {
+        EntryRef {
+            name: &self.path_suffix,
+            kind: self.kind.into(),
+            length: self.length,
+            modification_time_ms: self.modification_time,
+            access_time_ms: self.access_time,
+        }
+    }
+}
+
+/// Parses a response `body` into a type that borrows from it; errors as `errors::parse`
+/// (which, with `serde_json::from_slice`, reads the same JSON).
+pub(super) fn parse_borrowed<'a, T: Deserialize<'a>>(
+    op: &'static str,
+    path: &str,
+    body: &'a [u8],
+) -> Result<T, FsError> {
+    // A body checked as UTF-8 once is parsed as text: serde_json then does not validate each
+    // key and string on its own (the bulk of the parse). A body that is not UTF-8 (a stray
+    // byte in a field not read) is parsed as bytes, which accepts exactly what it did.
+    let parsed = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    };
+    parsed.map_err(|e| FsError::InvalidResponse {
+        op,
+        path: path.to_owned(),
+        message: format!(
+            "{} (body: {})",
+            snippet(e.to_string().as_bytes()),
+            snippet(body)
+        ),
+    })
+}
+
+/// A string, borrowed from the input when it has no escapes, or `null` (read as empty).
+fn name_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Cow<'de, str>, D::Error> {
+    struct NameVisitor;
+
+    impl<'de> Visitor<'de> for NameVisitor {
+        type Value = Cow<'de, str>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or null")
+        }
+
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v))
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(""))
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(""))
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    d.deserialize_option(NameVisitor)
+}
+
+impl From<WireKind> for EntryKind {
+    fn from(kind: WireKind) -> Self {
+        match kind {
+            WireKind::Directory => Self::Directory,
+            WireKind::Symlink => Self::Symlink,
+            WireKind::File => Self::File,
         }
     }
 }
@@ -332,6 +509,96 @@ mod tests {
         let empty: FileStatusesEnvelope =
             serde_json::from_slice(br#"{"FileStatuses":{"FileStatus":null}}"#).unwrap();
         assert!(empty.file_statuses.file_status.is_empty());
+    }
+
+    /// The borrowed entries of a body, as owned statuses' fields.
+    fn borrowed(body: &[u8]) -> Vec<(String, EntryKind, u64, i64, i64)> {
+        let parsed: EntriesEnvelope<'_> = serde_json::from_slice(body).unwrap();
+        parsed
+            .entries()
+            .map(|e| {
+                (
+                    e.name.to_owned(),
+                    e.kind,
+                    e.length,
+                    e.modification_time_ms,
+                    e.access_time_ms,
+                )
+            })
+            .collect()
+    }
+
+    /// The same fields of the owned parse.
+    fn owned(body: &[u8]) -> Vec<(String, EntryKind, u64, i64, i64)> {
+        let parsed: FileStatusesEnvelope = serde_json::from_slice(body).unwrap();
+        parsed
+            .into_entries()
+            .map(|s| {
+                (
+                    s.name,
+                    s.kind,
+                    s.length,
+                    s.modification_time_ms,
+                    s.access_time_ms,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn borrowed_entries_match_the_owned_parse() {
+        let body = br#"{"FileStatuses":{"FileStatus":[
+            {"accessTime":7,"blockSize":1,"group":"g","length":24930,"modificationTime":9,
+             "owner":"o","pathSuffix":"a.patch","permission":"644","type":"FILE"},
+            {"pathSuffix":"caf\u00e9 \"q\"","type":"DIRECTORY","modificationTime":3},
+            {"pathSuffix":"l","type":"SYMLINK","symlink":"/x","permission":755,"newField":[1]},
+            {"pathSuffix":"w","type":"WHATEVER","permission":"zz","owner":null},
+            {"pathSuffix":null,"length":5},
+            {}]}}"#;
+        let b = borrowed(body);
+        assert_eq!(b, owned(body));
+        assert_eq!(b[1].0, "café \"q\"", "escapes are decoded");
+        assert_eq!(b[1].1, EntryKind::Directory);
+        assert_eq!((b[4].0.as_str(), b[4].2), ("", 5));
+        assert_eq!(b[5].1, EntryKind::File);
+
+        let batch = br#"{"DirectoryListing":{"partialListing":{"FileStatuses":{"FileStatus":[
+            {"pathSuffix":"x","type":"FILE","length":1},
+            {"pathSuffix":"y\/z","type":"FILE","length":2}]}},"remainingEntries":3}}"#;
+        let parsed: EntriesBatchEnvelope<'_> = serde_json::from_slice(batch).unwrap();
+        assert_eq!(parsed.remaining(), 3);
+        assert_eq!(parsed.last_name(), Some("y/z"));
+        assert_eq!(parsed.entries().map(|e| e.length).sum::<u64>(), 3);
+        let owned_batch: DirectoryListingEnvelope = serde_json::from_slice(batch).unwrap();
+        let (page, remaining) = owned_batch.into_page();
+        assert_eq!(remaining, 3);
+        assert_eq!(page[1].name, "y/z");
+
+        let empty: EntriesEnvelope<'_> =
+            serde_json::from_slice(br#"{"FileStatuses":{"FileStatus":null}}"#).unwrap();
+        assert_eq!(empty.entries().count(), 0);
+        let no_listing: EntriesBatchEnvelope<'_> =
+            serde_json::from_slice(br#"{"DirectoryListing":{}}"#).unwrap();
+        assert_eq!(
+            (no_listing.entries().count(), no_listing.remaining()),
+            (0, 0)
+        );
+        assert_eq!(no_listing.last_name(), None);
+    }
+
+    #[test]
+    fn borrowed_entries_reject_what_they_read_wrongly_typed() {
+        for body in [
+            &br#"{"FileStatuses":{"FileStatus":[{"pathSuffix":5}]}}"#[..],
+            br#"{"FileStatuses":{"FileStatus":[{"length":-1}]}}"#,
+            br#"{"FileStatuses":{"FileStatus":[{"type":null}]}}"#,
+            br#"{"FileStatuses":{"FileStatus":{}}}"#,
+            br#"{"FileStatuses":{"FileStatus":[{"pathSuffix":"a"}"#,
+        ] {
+            assert!(serde_json::from_slice::<EntriesEnvelope<'_>>(body).is_err());
+            assert!(serde_json::from_slice::<FileStatusesEnvelope>(body).is_err());
+        }
+        assert!(serde_json::from_slice::<EntriesBatchEnvelope<'_>>(b"{}").is_err());
     }
 
     #[test]
