@@ -5,6 +5,15 @@
 //! Scans never run on scrape. A loop waits `scan_interval` between scan *starts*; a scan that
 //! overruns its interval is followed immediately by the next one (and shows in
 //! `hive_scan_duration_seconds` against `hive_cluster_scan_interval_seconds`).
+//!
+//! Each cluster's loop runs on a thread of its own with a single-threaded runtime: a scan is
+//! thousands of small NameNode requests in flight at once, and on the shared multi-threaded
+//! runtime every response woke a parked worker on the other thread (measured: about four
+//! context switches per request, 44 % of the scan's CPU in the kernel). On one thread the
+//! same scan takes about 40 % less CPU and lists as fast. The HTTP endpoints stay on the
+//! multi-threaded runtime, so scrapes are answered while a scan runs. The thread closes its
+//! cluster's filesystem client (cancelling delegation tokens) when its loop ends, on the
+//! runtime its connections live on.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -61,7 +70,7 @@ pub async fn run(
         .map(|s| (s.config().name.clone(), Arc::clone(s.filesystem())))
         .collect();
     let tracker = TaskTracker::new();
-    spawn_scan_loops(scanners, &metrics, &tracker, &shutdown);
+    spawn_scan_loops(scanners, &metrics, &tracker, &shutdown)?;
     let web = options
         .web
         .clone()
@@ -82,14 +91,15 @@ pub async fn run(
     shutdown.cancelled().await;
     tracing::info!("Shutting down.");
     tracker.close();
-    if tokio::time::timeout(options.grace, tracker.wait())
+    // Each scan thread closes its client (giving back WebHDFS delegation tokens) as its loop
+    // ends; a thread still busy after the grace period is left, and its client closed here.
+    if tokio::time::timeout(options.grace + CLOSE_TIMEOUT, tracker.wait())
         .await
         .is_err()
     {
         tracing::warn!("Scans did not stop within the grace period.");
+        close_all(&filesystems, CLOSE_TIMEOUT).await;
     }
-    // After the scans: gives back what the clients hold (WebHDFS delegation tokens).
-    close_all(&filesystems, CLOSE_TIMEOUT).await;
     let _ = http.await;
     Ok(())
 }
@@ -117,21 +127,48 @@ pub fn build_scanners(
         .collect()
 }
 
-/// Spawns every cluster's scan loop on `tracker`; they stop when `shutdown` fires.
+/// Starts every cluster's scan loop on a thread of its own (a single-threaded runtime each);
+/// `tracker` holds a task per thread that ends when the thread's loop has stopped (after
+/// `shutdown` fires) and its filesystem client is closed.
 pub fn spawn_scan_loops(
     scanners: Vec<ClusterScanner>,
     metrics: &Arc<Metrics>,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
-) {
+) -> Result<(), ScanError> {
     for scanner in scanners {
+        let cluster = scanner.config().name.clone();
         metrics.snapshots.configure(
-            &scanner.config().name,
+            &cluster,
             crate::metrics::ExportSettings::of(scanner.config()),
         );
         metrics.snapshots.publish(scanner.snapshot());
-        tracker.spawn(scan_loop(scanner, Arc::clone(metrics), shutdown.clone()));
+        let (done, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (metrics, shutdown) = (Arc::clone(metrics), shutdown.clone());
+        std::thread::Builder::new()
+            .name("scan".to_owned())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(async move {
+                        let fs = Arc::clone(scanner.filesystem());
+                        scan_loop(scanner, metrics, shutdown).await;
+                        close_all(&[(cluster, fs)], CLOSE_TIMEOUT).await;
+                    }),
+                    Err(e) => {
+                        tracing::error!(%cluster, error = %e, "Cannot start the scan runtime; this cluster is not scanned.");
+                    }
+                }
+                let _ = done.send(());
+            })
+            .map_err(ScanError::Thread)?;
+        tracker.spawn(async move {
+            let _ = stopped.await;
+        });
     }
+    Ok(())
 }
 
 async fn scan_loop(

@@ -89,6 +89,9 @@ pub enum ScanError {
     /// Shutdown was requested.
     #[error("scan cancelled")]
     Cancelled,
+    /// The thread a cluster's scans run on could not be started.
+    #[error("cannot start a scan thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 impl ScanError {
@@ -97,7 +100,7 @@ impl ScanError {
         match self {
             Self::Metastore(e) => e.is_retryable(),
             Self::Storage(_) => false,
-            Self::Timeout(_) | Self::Cancelled => true,
+            Self::Timeout(_) | Self::Cancelled | Self::Thread(_) => true,
         }
     }
 }

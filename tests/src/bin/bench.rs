@@ -241,7 +241,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Some(Sub::ServeWebhdfs(a)) => runtime().and_then(|rt| rt.block_on(serve(a))),
-        Some(Sub::Scan(a)) => runtime().and_then(|rt| rt.block_on(scan(a))),
+        Some(Sub::Scan(a)) => scan_runtime().and_then(|rt| rt.block_on(scan(a))),
         None => orchestrate(&cli.run),
     };
     match result {
@@ -251,6 +251,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A single-threaded runtime, as the exporter's scan threads have (one per cluster).
+fn scan_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// A multi-threaded runtime like the exporter's own.
