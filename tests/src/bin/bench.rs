@@ -1235,14 +1235,18 @@ fn print_backend(title: &str, r: &ScanReport, expected: &Expected, bound: f64) -
             check("series", x.series <= SERIES_TARGET)
         );
     }
-    let hwm = r.vm_hwm_kib * 1024;
+    // The target is stated for a full scan plus an unchanged rescan; the renders that follow
+    // are reported beside it.
+    let hwm = r.rescan.vm_hwm_kib * 1024;
     println!(
-        "peak RSS of the scan process (VmHWM, scans and renders): {:.1} MiB = {:.1} MB  \
-         [target < {} MB: {}]",
-        mib(r.vm_hwm_kib),
+        "peak RSS of the scan process (VmHWM, full scan + unchanged rescan): {:.1} MiB = {:.1} \
+         MB  [target < {} MB: {}]; with the renders after them {:.1} MiB = {:.1} MB",
+        mib(r.rescan.vm_hwm_kib),
         hwm as f64 / 1e6,
         RSS_TARGET_BYTES / 1_000_000,
-        check("peak RSS", hwm < RSS_TARGET_BYTES)
+        check("peak RSS", hwm < RSS_TARGET_BYTES),
+        mib(r.vm_hwm_kib),
+        (r.vm_hwm_kib * 1024) as f64 / 1e6,
     );
     missed
 }
@@ -1453,15 +1457,21 @@ fn orchestrate(run: &RunArgs) -> anyhow::Result<ExitCode> {
             let title = format!("{} at {} partitions", b.title(), full.partitions);
             missed.extend(print_backend(&title, &report, &full, bound));
             if let Some(small_report) = small_report {
-                let grown =
-                    report.vm_hwm_kib as f64 * 1024.0 - small_report.vm_hwm_kib as f64 * 1024.0;
-                let per = grown / (full.partitions - small.partitions).max(1) as f64;
+                // Peaks of the scans (full + unchanged rescan) at each scale, as the target
+                // is stated; the same with the renders' peaks is printed beside it.
+                let (big, small_hwm) = (report.rescan.vm_hwm_kib, small_report.rescan.vm_hwm_kib);
+                let partitions = (full.partitions - small.partitions).max(1) as f64;
+                let per = (big as f64 - small_hwm as f64) * 1024.0 / partitions;
+                let with_renders = (report.vm_hwm_kib as f64 - small_report.vm_hwm_kib as f64)
+                    * 1024.0
+                    / partitions;
                 println!(
-                    "peak RSS growth per partition ({}): ({:.1} MiB - {:.1} MiB) / ({} - {}) \
-                     partitions = {per:.0} bytes  [target <= {RSS_GROWTH_TARGET_BYTES:.0} bytes: {}]",
+                    "peak RSS growth per partition ({}, scans): ({:.1} MiB - {:.1} MiB) / ({} - \
+                     {}) partitions = {per:.0} bytes  [target <= {RSS_GROWTH_TARGET_BYTES:.0} \
+                     bytes: {}]; with the renders' peaks {with_renders:.0} bytes",
                     b.title(),
-                    mib(report.vm_hwm_kib),
-                    mib(small_report.vm_hwm_kib),
+                    mib(big),
+                    mib(small_hwm),
                     full.partitions,
                     small.partitions,
                     verdict(per <= RSS_GROWTH_TARGET_BYTES)
