@@ -12,9 +12,19 @@ pub(super) fn parse<T: DeserializeOwned>(
     path: &str,
     body: &[u8],
 ) -> Result<T, FsError> {
-    // serde_json quotes offending strings whole ("invalid type: string \"…\""), so its
-    // message is cut like the body.
-    serde_json::from_slice(body).map_err(|e| FsError::InvalidResponse {
+    serde_json::from_slice(body).map_err(|e| invalid_body(op, path, &e, body))
+}
+
+/// A body that did not parse as the expected JSON: the parser's message and the body, both
+/// cut. serde_json quotes offending strings whole ("invalid type: string \"…\""), so its
+/// message is cut like the body.
+pub(super) fn invalid_body(
+    op: &'static str,
+    path: &str,
+    e: &serde_json::Error,
+    body: &[u8],
+) -> FsError {
+    FsError::InvalidResponse {
         op,
         path: path.to_owned(),
         message: format!(
@@ -22,7 +32,7 @@ pub(super) fn parse<T: DeserializeOwned>(
             snippet(e.to_string().as_bytes()),
             snippet(body)
         ),
-    })
+    }
 }
 
 /// A transport failure. The URL (which may carry the delegation token) is stripped.

@@ -20,7 +20,6 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use super::errors::snippet;
 use crate::fs::{EntryKind, EntryRef, FileStatus, FsError};
 
 /// `{"FileStatus": {...}}` (GETFILESTATUS).
@@ -228,15 +227,7 @@ pub(super) fn parse_borrowed<'a, T: Deserialize<'a>>(
         Ok(text) => serde_json::from_str(text),
         Err(_) => serde_json::from_slice(body),
     };
-    parsed.map_err(|e| FsError::InvalidResponse {
-        op,
-        path: path.to_owned(),
-        message: format!(
-            "{} (body: {})",
-            snippet(e.to_string().as_bytes()),
-            snippet(body)
-        ),
-    })
+    parsed.map_err(|e| super::errors::invalid_body(op, path, &e, body))
 }
 
 /// A string, borrowed from the input when it has no escapes, or `null` (read as empty).
